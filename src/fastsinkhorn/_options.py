@@ -1,0 +1,114 @@
+"""Method-specific options: frozen dataclasses validated on construction."""
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+
+def _check(condition, name, requirement, value):
+    if not condition:
+        raise ValueError(f"option {name!r} must be {requirement}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SinkhornOptions:
+    """Options of ``method="sinkhorn"``.
+
+    Attributes
+    ----------
+    check_every : int or None
+        Iterations between convergence checks. ``None``: the backend's default
+        (every iteration on the CPU, where the check is free; every few on the
+        GPU, where each check is a host synchronisation).
+    absorb_threshold : float or None
+        The scalings ``u``, ``v`` are folded into the potentials (one exp pass)
+        when they leave ``[1/t, t]``. ``None``: 1e50 for float64, 1e8 for
+        float32 (the stored kernel must not lose entries that later matter).
+    """
+
+    check_every: Optional[int] = None
+    absorb_threshold: Optional[float] = None
+
+    def __post_init__(self):
+        c = self.check_every
+        _check(c is None or (isinstance(c, int) and c >= 1), "check_every", "a positive int", c)
+        t = self.absorb_threshold
+        _check(t is None or t > 1.0, "absorb_threshold", "> 1", t)
+
+
+@dataclass(frozen=True)
+class SNSOptions(SinkhornOptions):
+    """Options of ``method="sns"`` (Sinkhorn-Newton-Sparse).
+
+    Attributes
+    ----------
+    warmup_iter : int
+        Cap ``N1`` on the Sinkhorn warm-up iterations.
+    switch_tol : float
+        The warm-up stops once the L1 marginal error is below this.
+    density : float
+        Initial fraction of each row of the plan kept in the sparsified
+        Hessian (at least ``min_per_row`` entries).
+    min_per_row : int
+        Smallest number of entries kept per row.
+    adaptive_density : bool
+        Grow the density (x2) after a cut step or slow progress, shrink it
+        (x0.8) after full steps with fast progress.
+    cg_max_iter : int
+        Cap on conjugate-gradient iterations per Newton step.
+    cg_rtol : float or None
+        Relative residual of the Newton system. ``None``: inexact Newton,
+        ``min(0.1, sqrt(err))`` with ``err`` the current marginal error.
+    armijo : float
+        Sufficient-increase constant of the backtracking line search.
+    max_backtracks : int
+        Step halvings tried before falling back to Sinkhorn steps.
+    shift : float
+        Hessian shift ``shift * err**2 * mean(diag H)`` with ``err`` the L1
+        marginal error: damping far from the optimum, none near it.
+    max_step : float
+        Trust region of the first trial step: no potential moves by more than
+        ``max_step * reg`` (plan entries change by at most ``exp(2 max_step)``).
+    fallback_iter : int
+        Sinkhorn iterations taken when a Newton step fails.
+    """
+
+    warmup_iter: int = 500
+    switch_tol: float = 0.1
+    density: float = 0.02
+    min_per_row: int = 16
+    adaptive_density: bool = True
+    cg_max_iter: int = 300
+    cg_rtol: Optional[float] = None
+    armijo: float = 1e-4
+    max_backtracks: int = 12
+    shift: float = 1.0
+    max_step: float = 20.0
+    fallback_iter: int = 20
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("warmup_iter", "min_per_row", "cg_max_iter", "max_backtracks", "fallback_iter"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and v >= 0, name, "a non-negative int", v)
+        _check(self.switch_tol > 0, "switch_tol", "> 0", self.switch_tol)
+        _check(0 < self.density <= 1, "density", "in (0, 1]", self.density)
+        _check(self.cg_rtol is None or 0 < self.cg_rtol < 1, "cg_rtol", "in (0, 1)", self.cg_rtol)
+        _check(0 < self.armijo < 0.5, "armijo", "in (0, 0.5)", self.armijo)
+        _check(self.max_step > 0, "max_step", "> 0", self.max_step)
+        _check(self.shift >= 0, "shift", ">= 0", self.shift)
+
+
+def parse_options(cls, method, options):
+    """Build ``cls`` from ``options``; unknown names warn and are ignored."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        warnings.warn(
+            f"unknown option(s) {unknown} for method {method!r} are ignored; "
+            f"valid options: {sorted(known)}",
+            UserWarning,
+            stacklevel=4,
+        )
+    return cls(**{k: v for k, v in options.items() if k in known})

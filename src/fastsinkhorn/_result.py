@@ -1,0 +1,97 @@
+"""The solver result, its status codes and the convergence warning."""
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConvergenceWarning(UserWarning):
+    """The solver stopped before reaching the requested tolerance."""
+
+
+class Status(enum.Enum):
+    """Why a solve stopped; each member carries its message."""
+
+    CONVERGED = (0, "converged: marginal error <= tol")
+    MAX_ITER = (1, "stopped: max_iter reached before the marginal error fell below tol")
+    CALLBACK = (2, "stopped by the callback (StopIteration)")
+    STALLED = (3, "stopped: no further progress possible in this precision")
+
+    @property
+    def code(self):
+        return self.value[0]
+
+    @property
+    def message(self):
+        return self.value[1]
+
+
+@dataclass
+class OTResult:
+    """Result of :func:`fastsinkhorn.solve`.
+
+    Attributes
+    ----------
+    plan : array (n, m)
+        Transport plan ``P_ij = exp((f_i + g_j - M_ij) / reg)``, same array
+        library and dtype as the input cost.
+    potentials : tuple of arrays
+        Dual potentials ``(f, g)`` (``-inf`` where a mass is zero).
+    value : float
+        Entropic objective ``<M, P> + reg * sum(P * (log P - 1))``.
+    value_linear : float
+        Linear transport cost ``<M, P>``.
+    marginal_error : float
+        ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of the returned plan.
+    n_iter : int
+        Total number of iterations (Sinkhorn iterations plus Newton steps).
+    n_iter_phases : dict
+        Iterations per phase, e.g. ``{"sinkhorn": 40, "newton": 9}``.
+    converged : bool
+        Whether ``marginal_error <= tol``.
+    status : Status
+        Why the solver stopped (``status.message`` explains).
+    history : dict of lists
+        One entry per convergence check: ``iteration``, ``error``, ``time``
+        (seconds since the start), ``phase`` and, for SNS, ``cg_iterations``,
+        ``nnz`` and ``step``.
+    backend, method : str
+        Backend and method that ran.
+    tol : float
+        Tolerance actually used (after raising it to the dtype floor).
+    """
+
+    plan: Any
+    potentials: tuple
+    value: float
+    value_linear: float
+    marginal_error: float
+    n_iter: int
+    n_iter_phases: dict
+    converged: bool
+    status: Status
+    history: dict = field(repr=False)
+    backend: str = "cpu"
+    method: str = "sinkhorn"
+    tol: float = 0.0
+    reg: float = 0.0
+
+    @property
+    def message(self):
+        return self.status.message
+
+    @property
+    def log(self):
+        """POT-style dictionary view of the result."""
+        return {"err": self.history["error"], "niter": self.n_iter,
+                "potentials": self.potentials}
+
+    def __repr__(self):
+        shape = "x".join(str(s) for s in getattr(self.plan, "shape", ()))
+        return (
+            f"OTResult({self.message}\n"
+            f"  method={self.method!r}, backend={self.backend!r}, plan {shape}\n"
+            f"  n_iter={self.n_iter} {self.n_iter_phases}, "
+            f"marginal_error={self.marginal_error:.3e} (tol {self.tol:.1e})\n"
+            f"  value={self.value:.10g}, value_linear={self.value_linear:.10g})"
+        )

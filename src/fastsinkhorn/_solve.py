@@ -1,0 +1,204 @@
+"""``solve``: the native entry point, the method registry and the result."""
+
+import math
+import warnings
+
+import numpy as np
+
+from ._arrays import to_numpy
+from ._monitor import Monitor
+from ._options import SinkhornOptions, SNSOptions, parse_options
+from ._result import ConvergenceWarning, OTResult, Status
+from ._sinkhorn import run_sinkhorn
+from ._sns import run_sns
+from ._validation import effective_tol, prepare_problem
+
+#: name -> (options class, runner, default max_iter)
+METHODS = {
+    "sinkhorn": (SinkhornOptions, run_sinkhorn, 10_000),
+    "sns": (SNSOptions, run_sns, 10_000),
+}
+
+#: ``method="auto"`` picks SNS when ``reg`` is at most this fraction of the
+#: cost range (and the tolerance is tight): there Sinkhorn needs thousands of
+#: iterations, SNS a few dozen. Above it, Sinkhorn converges in a few hundred
+#: cheap iterations and Newton steps do not pay for themselves.
+AUTO_SNS_MAX_REG = 5e-3
+AUTO_SNS_MAX_TOL = 1e-4
+
+
+def choose_method(reg, cost_range, tol):
+    """The documented rule behind ``method="auto"``.
+
+    ``"sns"`` if ``reg <= AUTO_SNS_MAX_REG * (max(M) - min(M))`` and
+    ``tol <= AUTO_SNS_MAX_TOL``, else ``"sinkhorn"``.
+    """
+    if cost_range > 0 and reg <= AUTO_SNS_MAX_REG * cost_range and tol <= AUTO_SNS_MAX_TOL:
+        return "sns"
+    return "sinkhorn"
+
+
+def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
+          warm_start=None, callback=None, verbose=False, backend="auto", **options):
+    r"""Solve an entropic optimal transport problem.
+
+    .. math::
+        \min_{P \ge 0} \langle M, P\rangle + \mathrm{reg} \sum_{ij} P_{ij}(\log P_{ij} - 1)
+        \quad \text{s.t.} \quad P 1 = a,\; P^T 1 = b
+
+    Parameters
+    ----------
+    M : array_like (n, m)
+        Cost matrix (NumPy or CuPy; float32 or float64; C- or F-ordered).
+    a, b : array_like (n,), (m,), optional
+        Marginals with equal sums; uniform when omitted or empty.
+    reg : float
+        Entropic regularization (> 0).
+    method : {"auto", "sinkhorn", "sns"}
+        ``"sinkhorn"``: log-stable Sinkhorn with early stopping.
+        ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
+        ``"auto"``: see :func:`choose_method`.
+    tol : float, optional
+        Bound on the L1 marginal error ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of
+        the returned plan. Default 1e-9 (float64) or 1e-5 (float32); raised
+        with a warning to what the dtype can reach.
+    max_iter : int, optional
+        Cap on iterations (Sinkhorn iterations plus Newton steps); 10000 by default.
+    warm_start : tuple of arrays, optional
+        Potentials ``(f, g)`` from an earlier solve (``result.potentials``).
+    callback : callable, optional
+        ``callback(state)`` at each convergence check (``state.iteration``,
+        ``state.error``, ``state.phase``, ``state.elapsed``); raising
+        ``StopIteration`` stops the solve cleanly.
+    verbose : bool
+        Print one line per convergence check.
+    backend : {"auto", "cpu", "gpu", "reference"}
+        ``"auto"`` follows the arrays (CuPy -> ``"gpu"``, else ``"cpu"``).
+    **options
+        Method options: :class:`~fastsinkhorn._options.SinkhornOptions` or
+        :class:`~fastsinkhorn._options.SNSOptions` fields. Unknown names warn.
+
+    Returns
+    -------
+    OTResult
+        ``plan``, ``potentials``, ``value``, ``value_linear``,
+        ``marginal_error``, ``n_iter``, ``converged``, ``status``, ``history``...
+
+    Warns
+    -----
+    ConvergenceWarning
+        When ``max_iter`` runs out first (the plan is still the last iterate).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsinkhorn
+    >>> M = np.array([[0.0, 1.0], [1.0, 0.0]])
+    >>> res = fastsinkhorn.solve(M, reg=0.1, method="sinkhorn")
+    >>> bool(res.converged), res.plan.round(3).tolist()
+    (True, [[0.5, 0.0], [0.0, 0.5]])
+    """
+    return _solve(M, a, b, reg=reg, method=method, tol=tol, max_iter=max_iter,
+                  warm_start=warm_start, callback=callback, verbose=verbose,
+                  backend=backend, options=options)
+
+
+def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose,
+           backend, options, norm="l1", warn=True):
+    """:func:`solve` with the POT-compatibility knobs (stopping norm, warn)."""
+    host_input = not any(type(x).__module__.startswith("cupy") for x in (M, a, b) if x is not None)
+    prob = prepare_problem(M, a, b, reg, backend)
+    xp, n, m = prob.xp, *prob.M.shape
+    tol = effective_tol(tol, prob.dtype, (n, m))
+    if method == "auto":
+        method = choose_method(prob.reg, float(prob.M.max() - prob.M.min()), tol)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {('auto',) + tuple(METHODS)}, got {method!r}")
+    opts_cls, runner, default_max_iter = METHODS[method]
+    opts = parse_options(opts_cls, method, options)
+    if max_iter is None:
+        max_iter = default_max_iter
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    f0, g0 = _warm_start(prob, warm_start)
+
+    monitor = Monitor(tol, callback, verbose)
+    plan, f, g, phases, status = runner(prob, opts, monitor, int(max_iter), f0, g0, norm=norm)
+    result = _result(prob, plan, f, g, phases, status, monitor, method, tol, norm)
+    if host_input and prob.backend.name == "gpu":
+        result.plan = to_numpy(result.plan)
+        result.potentials = tuple(to_numpy(p) for p in result.potentials)
+    if warn and not result.converged and status is not Status.CALLBACK:
+        warnings.warn(
+            f"{method} did not reach tol={tol:.1e} in {result.n_iter} iterations "
+            f"(marginal error {result.marginal_error:.2e}); increase max_iter or reg",
+            ConvergenceWarning, stacklevel=3,
+        )
+    return result
+
+
+def _warm_start(prob, warm_start):
+    xp, (n, m) = prob.xp, prob.M.shape
+    if warm_start is None:
+        return xp.zeros(n), xp.zeros(m)
+    try:
+        f, g = warm_start
+    except (TypeError, ValueError):
+        raise ValueError("warm_start must be a pair (f, g) of potentials") from None
+    if prob.transposed:
+        f, g = g, f
+    out = []
+    for name, x, size in (("warm_start[0]", f, n), ("warm_start[1]", g, m)):
+        x = xp.asarray(x, dtype=np.float64).ravel()
+        if x.shape != (size,):
+            raise ValueError(f"{name} must have shape ({size},), got {x.shape}")
+        if bool(xp.isnan(x).any()):
+            raise ValueError(f"{name} must not contain NaN")
+        out.append(xp.where(xp.isfinite(x), x, 0.0))  # -inf of zero masses: recomputed
+    return tuple(out)
+
+
+def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
+    """Measure the returned plan (one pass) and package the :class:`OTResult`."""
+    xp, reg = prob.xp, prob.reg
+    r = plan.sum(axis=1, dtype=np.float64)
+    c = plan.sum(axis=0, dtype=np.float64)
+    error = float(xp.abs(r - prob.a).sum() + xp.abs(c - prob.b).sum())
+    linear = _inner(xp, prob.M, plan)
+    # sum P (log P - 1) from the potentials: log P_ij = (f_i + g_j - M_ij) / reg
+    fr = xp.where(xp.isfinite(f), f, 0.0) @ r
+    gc = xp.where(xp.isfinite(g), g, 0.0) @ c
+    value = float(fr + gc - reg * r.sum())
+    if not math.isfinite(error):
+        status = Status.STALLED
+    # POT's criterion ("l2"): the column violation of the row-normalised plan
+    converged = (error if norm == "l1" else float(xp.linalg.norm(c - prob.b))) <= tol
+    if converged and status is Status.MAX_ITER:
+        status = Status.CONVERGED
+    if prob.transposed:
+        plan, f, g = plan.T, g, f
+    return OTResult(
+        plan=plan,
+        potentials=(f.astype(prob.dtype), g.astype(prob.dtype)),
+        value=value,
+        value_linear=linear,
+        marginal_error=error,
+        n_iter=sum(phases.values()),
+        n_iter_phases=phases,
+        converged=converged,
+        status=status if not (status is Status.CONVERGED and not converged) else Status.STALLED,
+        history=monitor.history,
+        backend=prob.backend.name,
+        method=method,
+        tol=tol,
+        reg=reg,
+    )
+
+
+def _inner(xp, M, P):
+    """``<M, P>`` accumulated in float64 without an n x m temporary of float64."""
+    if M.dtype == np.float64:
+        return float(xp.vdot(M.ravel(), P.ravel()))
+    rows = max(1, (1 << 20) // M.shape[1])
+    return float(sum(float(xp.vdot(M[i:i + rows].astype(np.float64).ravel(),
+                                   P[i:i + rows].astype(np.float64).ravel()))
+                     for i in range(0, M.shape[0], rows)))

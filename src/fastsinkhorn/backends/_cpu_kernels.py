@@ -1,0 +1,220 @@
+"""Numba kernels of the CPU backend (see ``_reference.py`` for the contract).
+
+Parallel shape: ``prange`` over ``nb`` blocks of rows (``nb`` = number of
+threads, passed in so the kernels stay cacheable), each
+with its own column accumulator, reduced after the loop; that keeps every
+kernel a single streaming read of the matrix (row-major) even when it needs
+column sums.
+
+Underflow: entries of a kernel or plan below ``exp(cut)`` are stored as exact
+zeros (``cut`` = -460, i.e. 1e-200, for float64; -87 for float32): products
+of such entries with the scalings would be subnormal, and subnormal arithmetic
+is ~100x slower on x86, while their mass is far below any reachable
+tolerance. It also skips their ``exp``.
+
+Fastmath: only ``reassoc``/``contract`` style flags, and only in kernels whose
+inputs are finite: log-domain kernels see ``-inf`` (zero masses), which
+``nnan``/``ninf`` would turn into garbage.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+# Vectorise reductions (reassociation) but keep inf/nan semantics.
+_FAST = {"nsz", "arcp", "contract", "reassoc"}
+
+
+@njit(cache=True, inline="always")
+def _blocks(n, nblocks):
+    """Size of each of ``nblocks`` contiguous row blocks covering ``n`` rows."""
+    return (n + nblocks - 1) // nblocks
+
+
+@njit(cache=True, parallel=True)
+def lse_rows(M, g, reg):
+    """``out_i = log sum_j exp((g_j - M_ij) / reg)``, max-shifted per row."""
+    n, m = M.shape
+    out = np.empty(n)
+    inv = 1.0 / reg
+    for i in prange(n):
+        top = -np.inf
+        for j in range(m):
+            x = (g[j] - M[i, j]) * inv
+            if x > top:
+                top = x
+        if top == -np.inf:
+            out[i] = -np.inf
+            continue
+        s = 0.0
+        for j in range(m):
+            s += np.exp((g[j] - M[i, j]) * inv - top)
+        out[i] = top + np.log(s)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def lse_cols(M, f, reg, nb):
+    """``out_j = log sum_i exp((f_i - M_ij) / reg)``: two row-major passes."""
+    n, m = M.shape
+    inv = 1.0 / reg
+    nb = min(nb, n)
+    size = _blocks(n, nb)
+    tops = np.full((nb, m), -np.inf)
+    for t in prange(nb):
+        for i in range(t * size, min(n, (t + 1) * size)):
+            if f[i] == -np.inf:
+                continue
+            for j in range(m):
+                x = (f[i] - M[i, j]) * inv
+                if x > tops[t, j]:
+                    tops[t, j] = x
+    top = np.empty(m)
+    for j in range(m):
+        top[j] = tops[:, j].max()
+    sums = np.zeros((nb, m))
+    for t in prange(nb):
+        for i in range(t * size, min(n, (t + 1) * size)):
+            if f[i] == -np.inf:
+                continue
+            for j in range(m):
+                if top[j] > -np.inf:
+                    sums[t, j] += np.exp((f[i] - M[i, j]) * inv - top[j])
+    out = np.empty(m)
+    for j in range(m):
+        s = sums[:, j].sum()
+        out[j] = top[j] + np.log(s) if s > 0 else -np.inf
+    return out
+
+
+@njit(cache=True, parallel=True)
+def plan(M, f, g, reg, out, cut):
+    """``out_ij = exp((f_i + g_j - M_ij) / reg)``, zero below ``exp(cut)`` and for -inf."""
+    n, m = M.shape
+    inv = 1.0 / reg
+    for i in prange(n):
+        if f[i] == -np.inf:
+            out[i, :] = 0.0
+            continue
+        for j in range(m):
+            x = (f[i] + g[j] - M[i, j]) * inv
+            out[i, j] = np.exp(x) if x > cut else 0.0
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def scaling_pass(K, v, a, u, nb):
+    """Fused iteration: ``u_i = a_i / (K v)_i`` and return ``K^T u``; one read of K."""
+    n, m = K.shape
+    nb = min(nb, n)
+    size = _blocks(n, nb)
+    partial = np.zeros((nb, m))
+    for t in prange(nb):
+        acc = partial[t]
+        for i in range(t * size, min(n, (t + 1) * size)):
+            s = 0.0
+            for j in range(m):
+                s += K[i, j] * v[j]
+            ui = a[i] / s if a[i] > 0 else 1.0
+            u[i] = ui
+            for j in range(m):
+                acc[j] += K[i, j] * ui
+    colsum = partial[0].copy()
+    for t in range(1, nb):
+        colsum += partial[t]
+    return colsum
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def scale(K, u, v, out):
+    """``out_ij = u_i K_ij v_j`` (``out`` may be ``K``)."""
+    n, m = K.shape
+    for i in prange(n):
+        for j in range(m):
+            out[i, j] = u[i] * K[i, j] * v[j]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def dense_pass(M, f, g, reg, k, nb, cut):
+    """SNS dense pass: ``r = P1``, ``c = P^T1``, ``sum P`` and per-row top-k of P.
+
+    Selection is linear time: ``np.partition`` finds the k-th largest value of
+    the row (held in a per-thread buffer while in cache), then one sweep
+    gathers the entries above it and fills ties up to exactly ``k``.
+    """
+    n, m = M.shape
+    inv = 1.0 / reg
+    nb = min(nb, n)
+    size = _blocks(n, nb)
+    r = np.zeros(n)
+    partial = np.zeros((nb, m))
+    idx = np.zeros((n, k), dtype=np.int64)
+    val = np.zeros((n, k))
+    for t in prange(nb):
+        row = np.empty(m)
+        scratch = np.empty(m)
+        acc = partial[t]
+        for i in range(t * size, min(n, (t + 1) * size)):
+            if f[i] == -np.inf:
+                for q in range(k):
+                    idx[i, q] = q
+                continue
+            s = 0.0
+            for j in range(m):
+                x = (f[i] + g[j] - M[i, j]) * inv
+                p = np.exp(x) if x > cut else 0.0
+                row[j] = p
+                s += p
+                acc[j] += p
+            r[i] = s
+            scratch[:] = row
+            kth = np.partition(scratch, m - k)[m - k]  # k-th largest
+            q = 0
+            for j in range(m):
+                if row[j] > kth:
+                    idx[i, q] = j
+                    val[i, q] = row[j]
+                    q += 1
+            for j in range(m):
+                if q == k:
+                    break
+                if row[j] == kth:
+                    idx[i, q] = j
+                    val[i, q] = row[j]
+                    q += 1
+    c = partial[0].copy()
+    for t in range(1, nb):
+        c += partial[t]
+    return r, c, r.sum(), idx, val
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def ell_matvec(idx, val, x):
+    """``S @ x`` for row-wise sparse ``S``."""
+    n, k = idx.shape
+    out = np.empty(n)
+    for i in prange(n):
+        s = 0.0
+        for q in range(k):
+            s += val[i, q] * x[idx[i, q]]
+        out[i] = s
+    return out
+
+
+@njit(cache=True, fastmath=_FAST)
+def ell_rmatvec(idx, val, y, m):
+    """``S.T @ y``: a scatter, serial (O(nnz), small next to a dense pass)."""
+    n, k = idx.shape
+    out = np.zeros(m)
+    for i in range(n):
+        yi = y[i]
+        for q in range(k):
+            out[idx[i, q]] += val[i, q] * yi
+    return out
+
+
+# Serial twins of the per-iteration kernels: below a few 1e5 entries the
+# parallel launch costs more than the work.
+plan_serial = njit(cache=True)(plan.py_func)
+scaling_pass_serial = njit(cache=True, fastmath=_FAST)(scaling_pass.py_func)
+scale_serial = njit(cache=True, fastmath=_FAST)(scale.py_func)

@@ -1,0 +1,102 @@
+"""Command line: ``python -m fastsinkhorn.bench --help``."""
+
+import argparse
+import os
+import sys
+
+from ..problems import FAMILIES
+from ._report import add_ratios, format_machine, format_table, machine_info, write_json
+from ._runner import run_suite
+from ._solvers import METHODS, PEERS, SOLVERS
+
+#: ``--quick`` defaults: tiny cases that finish in seconds (CI smoke run).
+QUICK = {"families": ["cloud", "grid-w2"], "sizes": [64], "reg": [1e-2], "timeout": 20.0,
+         "repeats": 1}
+FULL = {"families": list(FAMILIES), "sizes": [1000, 2000, 4000], "reg": [1e-2, 1e-3],
+        "timeout": 60.0, "repeats": 3}
+
+
+def _list(kind):
+    return lambda text: [kind(x) for x in text.split(",") if x]
+
+
+def build_parser():
+    """The argument parser of ``python -m fastsinkhorn.bench``."""
+    p = argparse.ArgumentParser(
+        prog="python -m fastsinkhorn.bench",
+        description="Time to L1 marginal error <= tol for fastsinkhorn and its peers, "
+                    "each solver in a child process under a time cap.")
+    p.add_argument("--families", type=_list(str), help=f"comma list from {','.join(FAMILIES)}")
+    p.add_argument("--sizes", type=_list(int), help="comma list of n (default 1000,2000,4000)")
+    p.add_argument("--reg", type=_list(float), help="comma list (default 1e-2,1e-3)")
+    p.add_argument("--dtype", type=_list(str), default=["float64"], help="float64 and/or float32")
+    p.add_argument("--methods", type=_list(str), default=["sinkhorn", "sns"],
+                   help=f"fastsinkhorn methods, from {','.join(METHODS)} (empty: none)")
+    p.add_argument("--peers", type=_list(str),
+                   help=f"from {','.join(PEERS)} or module:attr (default: all available; "
+                        "empty: none)")
+    p.add_argument("--backend", default="auto", help="fastsinkhorn backend (auto, cpu, reference, gpu)")
+    p.add_argument("--tol", type=float, help="target L1 marginal error (default 1e-9 float64, "
+                                             "1e-5 float32)")
+    p.add_argument("--timeout", type=float, help="cap per timed solve in seconds (default 60)")
+    p.add_argument("--repeats", type=int, help="timed runs per solver, median reported (default 3)")
+    p.add_argument("--max-iter", type=int, default=100_000, help="iteration cap for every solver")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny cases, short caps (CI smoke run)")
+    p.add_argument("--out", help="directory for results.json and convergence.png")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    return p
+
+
+def main(argv=None):
+    """Run the benchmark; print the machine line and the table; return 0.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+    """
+    args = build_parser().parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for name in args.families:
+        if name not in FAMILIES:
+            raise SystemExit(f"unknown family {name!r}; choose from {FAMILIES}")
+    for name in args.methods:
+        if name not in METHODS:
+            raise SystemExit(f"unknown method {name!r}; choose from {METHODS}")
+    if args.peers is None:
+        args.peers = [name for name in PEERS if SOLVERS[name].available()]
+    for name in args.peers:
+        if name not in SOLVERS and ":" not in name:
+            raise SystemExit(f"unknown peer {name!r}; choose from {PEERS} or module:attr")
+    ours = [f"fastsinkhorn-{m}" for m in args.methods]
+    solvers = ours + list(args.peers)
+
+    machine = machine_info()
+    print(format_machine(machine), flush=True)
+    print(f"# solvers: {', '.join(solvers)}; timeout {args.timeout:g} s; "
+          f"repeats {args.repeats}", file=sys.stderr, flush=True)
+    records = run_suite(
+        solvers, args.families, args.sizes, args.reg, args.dtype, tol=args.tol,
+        timeout=args.timeout, repeats=args.repeats, max_iter=args.max_iter, seed=args.seed,
+        options={name: {"backend": args.backend} for name in ours})
+    add_ratios(records)
+    print(format_table(records, markdown=args.markdown))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        config = {k: v for k, v in vars(args).items() if k not in ("out", "markdown")}
+        config["argv"] = list(sys.argv[1:] if argv is None else argv)
+        config["solvers"] = solvers
+        write_json(os.path.join(args.out, "results.json"), machine, config, records)
+        from ._plot import plot_convergence  # matplotlib only when a figure is asked for
+
+        plot_convergence(records, os.path.join(args.out, "convergence.png"))
+        print(f"# wrote {args.out}/results.json and convergence.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

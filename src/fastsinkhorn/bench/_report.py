@@ -1,0 +1,140 @@
+"""Machine description, ratio column, result table and JSON output."""
+
+import datetime
+import json
+import os
+import platform
+import statistics
+from importlib import metadata
+
+#: Distributions whose versions are recorded (distribution name -> label).
+PACKAGES = {"fastsinkhorn": "fastsinkhorn", "numpy": "numpy", "scipy": "scipy",
+            "numba": "numba", "POT": "pot", "regot": "regot", "cupy-cuda13x": "cupy",
+            "cupy-cuda12x": "cupy"}
+
+
+def machine_info():
+    """CPU model, core counts, GPU (if any), package versions and the date.
+
+    Returns
+    -------
+    dict
+    """
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    for dist, label in PACKAGES.items():
+        try:
+            info[label] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            info.setdefault(label, None)
+    info["gpu"] = _gpu_name() if info.get("cupy") else None
+    return info
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_name():
+    try:
+        import cupy
+
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        return name.decode() if isinstance(name, bytes) else name
+    except Exception:  # no driver, no device: no GPU to record
+        return None
+
+
+def format_machine(info):
+    """One line naming the machine and the versions, for the top of the output."""
+    versions = ", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "numba", "pot", "regot",
+                                                     "cupy") if info.get(k))
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    return (f"# {info['date']} | {info['cpu']}, {info['cores_usable'] or info['cores']} cores"
+            f"{gpu} | {versions}")
+
+
+def add_ratios(records):
+    """Set ``ratio``: time over the fastest converged peer's on the same case.
+
+    Only converged runs (achieved error <= tol) get a ratio, and only when
+    at least one peer converged on that case.
+    """
+    best = {}
+    for r in records:
+        if r["peer"] and r["converged"]:
+            key = _case_key(r)
+            best[key] = min(best.get(key, float("inf")), r["time"])
+    for r in records:
+        fastest = best.get(_case_key(r))
+        r["ratio"] = r["time"] / fastest if r["converged"] and fastest else None
+    return records
+
+
+def _case_key(r):
+    return r["problem"], r["reg"], r["dtype"]
+
+
+COLUMNS = ("problem", "reg", "dtype", "solver", "time [s]", "iter", "L1 error", "status",
+           "vs best peer")
+
+
+def format_table(records, markdown=False):
+    """The result table as text (aligned columns, or a Markdown table)."""
+    rows = [COLUMNS] + [_row(r) for r in records]
+    if markdown:
+        lines = ["| " + " | ".join(row) + " |" for row in rows]
+        lines.insert(1, "|" + "|".join("---" for _ in COLUMNS) + "|")
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _row(r):
+    if r["time"] is None:
+        time = "miss"
+    else:
+        spread = f" ±{_spread(r['times']):.0%}" if len(r["times"]) > 1 else ""
+        time = f"{r['time']:.3g}{spread}"
+    status = {"ok": "converged", "not converged": "NOT converged"}.get(r["status"], r["status"].upper())
+    return (
+        r["problem"], f"{r['reg']:g}", r["dtype"], r["solver"], time,
+        "-" if r["n_iter"] is None else str(r["n_iter"]),
+        _error(r),
+        status,
+        "-" if r.get("ratio") is None else f"{r['ratio']:.2f}x",
+    )
+
+
+def _error(r):
+    if r["error"] is not None:
+        return f"{r['error']:.1e}"
+    return "nan" if r["status"] == "not converged" else "-"
+
+
+def _spread(times):
+    """Half the range over the median: how much the repeats disagree."""
+    return (max(times) - min(times)) / 2 / statistics.median(times)
+
+
+def write_json(path, machine, config, records):
+    """Write ``{"machine", "config", "results"}`` to ``path``."""
+    with open(path, "w") as f:
+        json.dump({"machine": machine, "config": config, "results": records}, f, indent=1)
+        f.write("\n")
+

@@ -1,0 +1,274 @@
+"""Run solvers in child processes with a time cap and measure them.
+
+One long-lived child per solver (``spawn``, so a crash, a runaway thread pool
+or a hung solver never touches the parent): it builds each problem itself
+from its seed (nothing big crosses the pipe), warms up, runs the timed solve
+and sends back the time, the iterations, the curve and the L1 marginal error
+that *it* computes from the returned plan. A solve (or a full warm-up run)
+that exceeds the cap gets its child killed and is recorded as a miss.
+
+Messages from the child, per case: ``("ready",)`` once the problem is built
+and the tiny warm-up done, ``("warm",)`` after a full warm-up run (only for
+solvers that need one), then ``("done", measurement)`` or ``("crash", why)``.
+"""
+
+import multiprocessing
+import statistics
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from ..problems import make_problem
+from ._solvers import _synchronize, get_solver
+
+#: Seconds allowed for a child to start, build the problem and do the tiny warm-up.
+SETUP_TIMEOUT = 120.0
+#: Most points kept per convergence curve in the results.
+CURVE_POINTS = 400
+
+
+def marginal_error(plan, a, b):
+    """L1 marginal error ``||P 1 - a||_1 + ||P^T 1 - b||_1`` in float64.
+
+    Parameters
+    ----------
+    plan : array (n, m)
+        NumPy or CuPy transport plan (any float dtype).
+    a, b : ndarray (n,), (m,)
+        Target marginals.
+
+    Returns
+    -------
+    float
+        ``nan`` if the plan holds non-finite entries.
+    """
+    plan = plan.get() if hasattr(plan, "get") else np.asarray(plan)
+    rows = plan.sum(axis=1, dtype=np.float64)
+    cols = plan.sum(axis=0, dtype=np.float64)
+    return float(np.abs(rows - a).sum() + np.abs(cols - b).sum())
+
+
+def _thin(curve, points=CURVE_POINTS):
+    """Keep at most ``points`` evenly spaced entries of a curve, and its end."""
+    n = len(curve["error"])
+    keep = sorted(set(np.linspace(0, n - 1, points).astype(int))) if n > points else range(n)
+    return {key: [_finite(values[i]) for i in keep] for key, values in curve.items()}
+
+
+def _finite(x):
+    x = float(x)
+    return x if np.isfinite(x) else None  # JSON has no nan/inf
+
+
+def _worker_main(conn, solver_name, options):
+    """Child loop: receive a case, reply ``("ready",)`` then ``("done", dict)``."""
+    solver = get_solver(solver_name)
+    problems, warmed = {}, set()  # warmed: dtypes (tiny), cases (full)
+    while (case := conn.recv()) is not None:
+        try:
+            key = (case["family"], case["n"], case["seed"], case["dtype"])
+            if key not in problems:
+                problems.clear()  # one problem in memory at a time
+                problem = make_problem(*key)
+                problems[key] = problem, solver.prepare(problem.M, problem.a, problem.b, **options)
+            problem, inputs = problems[key]
+            if case["dtype"] not in warmed:
+                solver.warm_up(case["family"], case["reg"], case["tol"], case["dtype"], **options)
+                warmed.add(case["dtype"])
+            conn.send(("ready",))
+            if solver.warmup == "full" and (key, case["reg"]) not in warmed:
+                solver.warm_up(case["family"], case["reg"], case["tol"], case["dtype"], inputs,
+                               case["max_iter"], **options)
+                warmed.add((key, case["reg"]))
+                conn.send(("warm",))
+            start = time.perf_counter()
+            out = solver.run(*inputs, case["reg"], case["tol"], case["max_iter"], **options)
+            _synchronize(out.plan)
+            elapsed = time.perf_counter() - start
+            conn.send(("done", {
+                "time": elapsed,
+                "n_iter": int(out.n_iter),
+                "error": marginal_error(out.plan, problem.a, problem.b),
+                "curve": _thin(out.curve),
+                "info": out.info,
+            }))
+        except Exception:
+            conn.send(("crash", traceback.format_exc(limit=4)))
+
+
+class Worker:
+    """Parent-side handle on one solver's child process.
+
+    Parameters
+    ----------
+    solver : str
+        Registry name or ``"module:attr"``.
+    options : dict
+        Extra keyword arguments for the adapter (e.g. ``backend``).
+    """
+
+    def __init__(self, solver, options=None):
+        self.solver = solver
+        self.options = dict(options or {})
+        self._proc = self._conn = None
+
+    def _start(self):
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_worker_main, args=(child, self.solver, self.options),
+                                 daemon=True, name=f"bench-{self.solver}")
+        self._proc.start()
+        child.close()
+
+    def _receive(self, timeout):
+        """The next message, ``("timeout",)``, or ``("crash", why)``."""
+        try:
+            if self._conn.poll(timeout):
+                return self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(5)
+            return ("crash", f"child exited with code {self._proc.exitcode}")
+        return ("timeout",)
+
+    def solve(self, case, timeout):
+        """Run one case; return ``(status, payload)``.
+
+        ``status`` is ``"done"``, ``"timeout"`` or ``"crash"``; the payload is
+        the measurement dict, or a message. After a timeout or a crash the
+        child is killed and a fresh one starts on the next call.
+        """
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+        self._conn.send(case)
+        reply = self._receive(SETUP_TIMEOUT)
+        if reply[0] == "timeout":
+            self.close(kill=True)
+            return "crash", f"set-up and warm-up took over {SETUP_TIMEOUT:g} s"
+        while reply[0] in ("ready", "warm"):
+            reply = self._receive(timeout)
+        if reply[0] == "timeout":
+            self.close(kill=True)
+            return "timeout", f"no result within {timeout:g} s"
+        if reply[0] == "crash":
+            self.close(kill=True)
+        return reply
+
+    def close(self, kill=False):
+        """Stop the child (politely unless ``kill``)."""
+        if self._proc is None:
+            return
+        if not kill and self._proc.is_alive():
+            try:
+                self._conn.send(None)
+                self._proc.join(5)
+            except OSError:
+                pass
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._conn.close()
+        self._proc = self._conn = None
+
+
+def run_suite(solvers, families, sizes, regs, dtypes, *, tol=None, timeout=60.0, repeats=1,
+              max_iter=100_000, seed=0, options=None, progress=None):
+    """Benchmark every solver on every case; return one record per (case, solver).
+
+    Parameters
+    ----------
+    solvers : list of str
+        Solver names (see :data:`~fastsinkhorn.bench._solvers.SOLVERS`).
+    families, sizes, regs, dtypes : lists
+        The cases: their Cartesian product, problems seeded by ``seed``.
+    tol : float or dict or None
+        Target L1 marginal error; ``None`` means 1e-9 (float64) / 1e-5 (float32).
+    timeout : float
+        Cap in seconds on each timed solve; a solve over it is a miss.
+    repeats : int
+        Timed runs per (case, solver), alternating between solvers; the
+        record holds their median.
+    max_iter : int
+        Iteration cap handed to every solver (the time cap is the real limit).
+    options : dict of dict
+        Extra adapter options per solver name.
+    progress : callable or None
+        Called with one line of text per finished run.
+
+    Returns
+    -------
+    list of dict
+    """
+    progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    workers = {name: Worker(name, (options or {}).get(name)) for name in solvers}
+    records, missed = [], {}
+    try:
+        for family in families:
+            for n in sizes:
+                for reg in regs:
+                    for dtype in dtypes:
+                        case = {"family": family, "n": int(n), "seed": seed, "dtype": dtype,
+                                "reg": float(reg), "max_iter": int(max_iter),
+                                "tol": _tolerance(tol, dtype)}
+                        records += _run_case(case, workers, timeout, repeats, missed, progress)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return records
+
+
+def _tolerance(tol, dtype):
+    if tol is None:
+        return 1e-5 if dtype == "float32" else 1e-9
+    return float(tol[dtype]) if isinstance(tol, dict) else float(tol)
+
+
+def _run_case(case, workers, timeout, repeats, missed, progress):
+    """All repeats of one case, solvers alternating within each repeat."""
+    problem = make_problem(case["family"], case["n"], case["seed"], case["dtype"])
+    base = {"problem": problem.name, "family": case["family"], "n": problem.shape[0],
+            "m": problem.shape[1], "reg": case["reg"], "dtype": case["dtype"], "tol": case["tol"]}
+    runs = {name: [] for name in workers}
+    failed = {}
+    for name in workers:
+        solver = get_solver(name)
+        if case["dtype"] not in solver.dtypes:
+            failed[name] = ("skipped", f"{name} does not support {case['dtype']}")
+        elif (earlier := missed.get((name, case["family"], case["reg"], case["dtype"]))) is not None \
+                and earlier < case["n"]:
+            # a larger instance of a case that already timed out: a miss too
+            failed[name] = ("timeout", f"not run: timed out at n={earlier}")
+        if name in failed:
+            progress(f"  {problem.name} reg={case['reg']:g} {name}: {failed[name][1]}")
+    for _ in range(repeats):
+        for name, worker in workers.items():
+            if name in failed:
+                continue
+            status, payload = worker.solve(case, timeout)
+            if status == "done":
+                runs[name].append(payload)
+                progress(f"  {problem.name} reg={case['reg']:g} {name}: {payload['time']:.3f} s, "
+                         f"{payload['n_iter']} it, err {payload['error']:.2e}")
+                continue
+            failed[name] = (status, payload)
+            if status == "timeout":
+                missed[(name, case["family"], case["reg"], case["dtype"])] = case["n"]
+            progress(f"  {problem.name} reg={case['reg']:g} {name}: {status.upper()} "
+                     f"{payload.strip().splitlines()[-1]}")
+    return [_record(base, name, get_solver(name).peer, runs[name], failed.get(name))
+            for name in workers if failed.get(name, ("",))[0] != "skipped"]
+
+
+def _record(base, name, peer, runs, failure):
+    """One result row: the median time over repeats, or the miss."""
+    record = {**base, "solver": name, "peer": peer, "times": [r["time"] for r in runs]}
+    if failure is not None:
+        return {**record, "status": failure[0], "message": failure[1], "time": None,
+                "n_iter": None, "error": None, "converged": False, "curve": None, "info": {}}
+    last = runs[-1]
+    converged = bool(last["error"] <= base["tol"])  # False for nan
+    return {**record, "status": "ok" if converged else "not converged", "message": "",
+            "time": statistics.median(record["times"]), "n_iter": last["n_iter"],
+            "error": _finite(last["error"]), "converged": converged,
+            "curve": last["curve"], "info": last["info"]}

@@ -1,0 +1,104 @@
+"""The benchmark command: JSON contents, misses, and errors measured from the plan."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastsinkhorn.bench import add_ratios, format_table, marginal_error, run_suite
+from fastsinkhorn.bench.__main__ import main
+
+# Adapters that misbehave on purpose. They live in a module written to disk
+# because the bench runs solvers in spawned children, which import by name.
+FAKE_SOLVERS = textwrap.dedent("""
+    import time
+    import numpy as np
+    from fastsinkhorn.bench import Outcome, Solver
+
+    def _sleep(M, a, b, reg, tol, max_iter):
+        time.sleep(60)
+
+    def _liar(M, a, b, reg, tol, max_iter):
+        # P 1 = 1.5 a and P^T 1 = 1.5 b: L1 error 1.0, whatever it claims
+        return Outcome(plan=1.5 * np.outer(a, b), n_iter=1,
+                       curve={"time": [0.0], "error": [0.0]}, info={"own_converged": True})
+
+    def _crash(M, a, b, reg, tol, max_iter):
+        raise RuntimeError("adapter exploded")
+
+    sleepy = Solver("sleepy", _sleep, warmup="none")
+    liar = Solver("liar", _liar, warmup="none")
+    crash = Solver("crash", _crash, warmup="none")
+""")
+
+
+@pytest.fixture
+def fake_solvers(tmp_path, monkeypatch):
+    (tmp_path / "bench_fake_solvers.py").write_text(FAKE_SOLVERS)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned children inherit sys.path
+    return "bench_fake_solvers"
+
+
+def test_quick_run_writes_json_and_figure(tmp_path, capsys):
+    pytest.importorskip("ot")
+    out = tmp_path / "out"
+    argv = ["--quick", "--families", "cloud", "--sizes", "24", "--methods", "sinkhorn",
+            "--peers", "pot-sinkhorn", "--backend", "reference", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# ") and "fastsinkhorn-sinkhorn" in printed and "pot-sinkhorn" in printed
+
+    data = json.loads((out / "results.json").read_text())
+    assert {"date", "cpu", "cores", "python", "numpy", "numba", "pot", "regot"} <= set(data["machine"])
+    assert data["config"]["argv"] == argv
+    assert [r["solver"] for r in data["results"]] == ["fastsinkhorn-sinkhorn", "pot-sinkhorn"]
+    for r in data["results"]:
+        assert {"problem", "reg", "dtype", "tol", "time", "times", "n_iter", "error", "status",
+                "converged", "ratio", "curve", "peer"} <= set(r)
+        assert r["problem"] == "cloud-24x24" and r["tol"] == 1e-9
+        assert r["status"] == "ok" and r["converged"] and r["error"] <= 1e-9
+        assert r["n_iter"] > 0 and r["time"] > 0
+        assert len(r["curve"]["time"]) == len(r["curve"]["error"]) > 0
+    peer = data["results"][1]
+    assert peer["peer"] and peer["ratio"] == 1.0
+    assert (out / "convergence.png").stat().st_size > 0
+
+
+def test_timeout_is_a_miss(fake_solvers):
+    records = run_suite([f"{fake_solvers}:sleepy"], ["cloud"], [8, 12], [1e-2], ["float64"],
+                        timeout=1.0, progress=lambda line: None)
+    assert [r["status"] for r in records] == ["timeout", "timeout"]
+    assert all(r["time"] is None and r["error"] is None and not r["converged"] for r in records)
+    # the larger case is not even run once the smaller one timed out
+    assert "timed out at n=8" in records[1]["message"]
+    add_ratios(records)
+    assert "miss" in format_table(records)
+
+
+def test_error_is_measured_from_the_plan(fake_solvers):
+    records = run_suite([f"{fake_solvers}:liar", f"{fake_solvers}:crash"], ["rect"], [10],
+                        [1e-2], ["float64"], timeout=30, progress=lambda line: None)
+    liar, crash = records
+    assert liar["error"] == pytest.approx(1.0)
+    assert liar["status"] == "not converged" and not liar["converged"]
+    assert crash["status"] == "crash" and "adapter exploded" in crash["message"]
+
+
+def test_marginal_error_and_ratio_table():
+    rng = np.random.default_rng(0)
+    a, b = rng.dirichlet(np.ones(5)), rng.dirichlet(np.ones(3))
+    plan = np.outer(a, b)
+    assert marginal_error(plan, a, b) == pytest.approx(0.0, abs=1e-15)
+    plan[0, 0] += 0.25
+    assert marginal_error(plan.astype(np.float32), a, b) == pytest.approx(0.5, rel=1e-6)
+
+    base = {"problem": "p", "reg": 0.01, "dtype": "float64", "n_iter": 3, "error": 1e-10,
+            "status": "ok", "converged": True}
+    records = add_ratios([{**base, "solver": "ours", "peer": False, "time": 1.0, "times": [1.0]},
+                          {**base, "solver": "slow", "peer": True, "time": 4.0, "times": [3.0, 4.0, 5.0]},
+                          {**base, "solver": "fast", "peer": True, "time": 2.0, "times": [2.0]}])
+    assert [r["ratio"] for r in records] == [0.5, 2.0, 1.0]
+    table = format_table(records, markdown=True).splitlines()
+    assert table[0].startswith("| problem") and table[1].startswith("|---")
+    assert "0.50x" in table[2] and "±25%" in table[3]

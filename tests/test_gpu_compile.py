@@ -1,0 +1,210 @@
+"""GPU kernels without a GPU: compile for sm_90, and check the shared math.
+
+* Every ``kernels/*.cu`` is compiled with ``nvcc -cubin -arch=sm_90`` together
+  with an explicit instantiation of every kernel the backend launches (for
+  float and double), taken from ``_gpu.KERNEL_SOURCES``: nvcc accepts a broken
+  template body that is never instantiated.
+* The ``__host__ __device__`` per-entry math of ``kernels/ot_math.cuh`` (the
+  plan entry, online log-sum-exp, scaling update, radix key) is compiled into
+  a host program and compared with NumPy.
+
+Skipped with a reason when nvcc is not on PATH.
+"""
+
+import re
+import shutil
+import struct
+import subprocess
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from fastsinkhorn.backends._gpu import _CTYPES, KERNEL_SOURCES, read_kernel_source
+from fastsinkhorn.backends._reference import _logsumexp
+
+NVCC = shutil.which("nvcc")
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not on PATH")
+KERNEL_DIR = resources.files("fastsinkhorn.kernels")
+
+
+def _instantiation_unit(filename, names):
+    """Source that includes ``filename`` and takes the address of every kernel."""
+    refs = [f"    (void*)&{k}<{t}>," for k in names["templated"] for t in _CTYPES.values()]
+    refs += [f"    (void*)&{k}," for k in names.get("plain", ())]
+    return f'#include "{filename}"\nvoid* fs_instances[] = {{\n' + "\n".join(refs) + "\n};\n"
+
+
+def _nvcc(args, cwd):
+    return subprocess.run([NVCC, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _compile_cubin(tmp_path, filename, names, source_dir):
+    unit = tmp_path / f"inst_{filename}"
+    unit.write_text(_instantiation_unit(filename, names))
+    cubin = tmp_path / (unit.stem + ".cubin")
+    proc = _nvcc(["-cubin", "-arch=sm_90", "-std=c++17", f"-I{source_dir}", "-o", str(cubin), str(unit)], tmp_path)
+    return proc, cubin
+
+
+def test_every_cu_file_is_listed():
+    on_disk = {p.name for p in KERNEL_DIR.iterdir() if p.name.endswith(".cu")}
+    assert on_disk == set(KERNEL_SOURCES), "kernels/*.cu and _gpu.KERNEL_SOURCES disagree"
+
+
+def test_read_kernel_source_inlines_headers():
+    src = read_kernel_source("sinkhorn.cu")
+    assert not re.search(r'#include\s+"', src)
+    assert "plan_exponent" in src
+
+
+@needs_nvcc
+@pytest.mark.parametrize("filename", sorted(KERNEL_SOURCES))
+def test_kernels_compile_for_sm90(tmp_path, filename):
+    names = KERNEL_SOURCES[filename]
+    proc, cubin = _compile_cubin(tmp_path, filename, names, str(KERNEL_DIR))
+    assert proc.returncode == 0, f"nvcc failed on {filename}:\n{proc.stderr}"
+    blob = cubin.read_bytes()
+    for k in names["templated"]:
+        for code in ("f", "d"):  # Itanium mangling of the template argument
+            assert f"{len(k)}{k}I{code}E".encode() in blob, f"{k}<{code}> missing from cubin"
+    for k in names.get("plain", ()):
+        assert f"{len(k)}{k}".encode() in blob
+
+
+@needs_nvcc
+def test_broken_template_fails_only_when_instantiated(tmp_path):
+    """The instantiation unit is what turns a bad template body into an error."""
+    src = (KERNEL_DIR / "sinkhorn.cu").read_text()
+    broken = src + "\ntemplate <typename T> __global__ void broken_kernel(T* x) { x->no_such_member(); }\n"
+    (tmp_path / "broken.cu").write_text(broken)
+    shutil.copy(KERNEL_DIR / "ot_math.cuh", tmp_path / "ot_math.cuh")
+    plain = _nvcc(["-cubin", "-arch=sm_90", "-std=c++17", "-o", "plain.cubin", "broken.cu"], tmp_path)
+    assert plain.returncode == 0, plain.stderr  # never instantiated: nvcc says nothing
+    names = {"templated": KERNEL_SOURCES["sinkhorn.cu"]["templated"] + ("broken_kernel",)}
+    proc, _ = _compile_cubin(tmp_path, "broken.cu", names, str(tmp_path))
+    assert proc.returncode != 0
+    assert "no_such_member" in proc.stderr
+
+
+# -- host harness for the __host__ __device__ math ---------------------------
+HARNESS = r"""
+#include <math.h>
+#include <stdio.h>
+#include "ot_math.cuh"
+// Reads commands from stdin and prints one result per line:
+//   P f g m reg       -> plan_exponent plan_entry
+//   L n x_1 .. x_n    -> log-sum-exp by lse_push, then by pushing two halves
+//                        and lse_merge (both printed)
+//   U a s             -> scaling_update
+//   K x               -> order_key (hex)
+int main() {
+    char op;
+    while (scanf(" %c", &op) == 1) {
+        if (op == 'P') {
+            double f, g, m, reg;
+            scanf("%lf %lf %lf %lf", &f, &g, &m, &reg);
+            printf("%.17g %.17g\n", fs::plan_exponent(f, g, m, reg), fs::plan_entry(f, g, m, reg));
+        } else if (op == 'L') {
+            int n;
+            scanf("%d", &n);
+            fs::LSE all = fs::lse_empty(), lo = fs::lse_empty(), hi = fs::lse_empty();
+            for (int i = 0; i < n; ++i) {
+                double x;
+                scanf("%lf", &x);
+                fs::lse_push(all, x);
+                fs::lse_push(i < n / 2 ? lo : hi, x);
+            }
+            printf("%.17g %.17g\n", fs::lse_value(all), fs::lse_value(fs::lse_merge(lo, hi)));
+        } else if (op == 'U') {
+            double a, s;
+            scanf("%lf %lf", &a, &s);
+            printf("%.17g\n", fs::scaling_update(a, s));
+        } else if (op == 'K') {
+            double x;
+            scanf("%lf", &x);
+            printf("%llx\n", fs::order_key(x));
+        }
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    if NVCC is None:
+        pytest.skip("nvcc (CUDA toolkit) not on PATH")
+    d = tmp_path_factory.mktemp("harness")
+    (d / "harness.cu").write_text(HARNESS)
+    proc = _nvcc(["-std=c++17", f"-I{KERNEL_DIR}", "-o", "harness", "harness.cu"], d)
+    assert proc.returncode == 0, proc.stderr
+    exe = str(d / "harness")
+
+    def run(lines):
+        out = subprocess.run([exe], input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split("\n")[:-1]
+
+    return run
+
+
+def _fmt(x):
+    return repr(float(x))
+
+
+def test_host_plan_entry_matches_reference(harness):
+    rng = np.random.default_rng(0)
+    f = np.r_[rng.normal(size=40), -np.inf, -np.inf, 0.0]
+    g = np.r_[rng.normal(size=40), 0.3, -np.inf, -np.inf]
+    m = np.r_[rng.uniform(0, 3, size=40), 1.0, np.inf, 2.0]
+    reg = 0.05
+    out = np.array([list(map(float, s.split())) for s in harness([f"P {_fmt(a)} {_fmt(b)} {_fmt(c)} {reg!r}" for a, b, c in zip(f, g, m)])])
+    with np.errstate(invalid="ignore"):
+        x = (f + g - m) / reg
+    x = np.where(np.isnan(x), -np.inf, x)
+    np.testing.assert_array_equal(out[:, 0], x)
+    np.testing.assert_allclose(out[:, 1], np.exp(x), rtol=1e-15, atol=0)
+    assert np.all(out[-3:, 1] == 0.0)  # zero masses (and inf cost) give exact zeros, no NaN
+
+
+@pytest.mark.parametrize("case", ["random", "wide", "with_neg_inf", "all_neg_inf", "single", "increasing"])
+def test_host_online_logsumexp(harness, case):
+    rng = np.random.default_rng(1)
+    x = {
+        "random": rng.normal(size=37),
+        "wide": rng.normal(scale=800.0, size=101),  # exp would overflow unshifted
+        "with_neg_inf": np.r_[rng.normal(size=9), -np.inf, -np.inf],
+        "all_neg_inf": np.full(5, -np.inf),
+        "single": np.array([-3.5]),
+        "increasing": np.arange(200.0) * 7.0,  # a new maximum every time
+    }[case]
+    line = "L %d %s" % (len(x), " ".join(_fmt(v) for v in x))
+    got = np.array(harness([line])[0].split(), float)
+    want = _logsumexp(x[None, :], axis=1)[0]
+    if np.isneginf(want):
+        assert np.all(np.isneginf(got))
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
+
+
+def test_host_online_logsumexp_detects_error(harness):
+    """The comparison above is tight: a result off by 1e-12 fails it."""
+    x = np.random.default_rng(2).normal(size=37)
+    got = float(harness(["L %d %s" % (len(x), " ".join(_fmt(v) for v in x))])[0].split()[0])
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(got + 1e-12, _logsumexp(x[None, :], axis=1)[0], rtol=1e-14, atol=1e-14)
+
+
+def test_host_scaling_update(harness):
+    got = [float(s) for s in harness(["U 0.5 2.0", "U 0 0", "U 0 3.0", "U 1e-300 1e-10"])]
+    assert got == [0.25, 1.0, 1.0, 1e-300 / 1e-10]
+
+
+def test_host_order_key_is_monotone(harness):
+    rng = np.random.default_rng(3)
+    x = np.unique(np.r_[rng.normal(scale=100, size=200), 0.0, -0.0, 5e-324, -5e-324, 1e308, -1e308, np.inf, -np.inf])
+    keys = [int(s, 16) for s in harness([f"K {_fmt(v)}" for v in x])]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    bits = struct.unpack("<Q", struct.pack("<d", 1.5))[0]
+    assert int(harness(["K 1.5"])[0], 16) == bits | (1 << 63)

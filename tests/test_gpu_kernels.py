@@ -1,0 +1,202 @@
+"""Every GPU kernel against the NumPy float64 reference (needs CuPy + a GPU).
+
+Skipped with a reason when CuPy is not importable or finds no CUDA device.
+"""
+
+import numpy as np
+import pytest
+
+from fastsinkhorn.backends._reference import ReferenceBackend
+
+pytestmark = pytest.mark.gpu
+
+SHAPES = [(1, 1), (3, 5), (5, 3), (1, 300), (300, 1), (257, 130), (130, 257), (64, 1000)]
+DTYPES = [np.float32, np.float64]
+ORDERS = ["C", "F"]
+REG = 0.1
+# Per-dtype tolerance of (n, m) outputs stored in the problem dtype; float64
+# outputs (O(n) vectors) are compared with RTOL64 whatever the problem dtype.
+RTOL = {np.float32: 2e-7, np.float64: 1e-13}
+RTOL64 = 1e-11  # summation order differs from NumPy's pairwise sums
+
+
+@pytest.fixture(scope="module")
+def cp():
+    try:
+        import cupy
+    except ImportError:
+        pytest.skip("CuPy is not installed (pip install fastsinkhorn[gpu])")
+    try:
+        available = cupy.cuda.is_available()
+    except Exception:
+        available = False
+    if not available:
+        pytest.skip("no CUDA device available")
+    return cupy
+
+
+@pytest.fixture(scope="module")
+def gpu(cp):
+    from fastsinkhorn.backends._gpu import GPUBackend
+
+    return GPUBackend()
+
+
+ref = ReferenceBackend()
+
+
+def _problem(rng, shape, dtype, order, zero_masses=True):
+    n, m = shape
+    M = np.asarray(rng.uniform(0.0, 1.0, size=shape), dtype=dtype, order=order)
+    M = np.require(M, requirements=order)
+    f = rng.normal(scale=0.1, size=n)
+    g = rng.normal(scale=0.1, size=m)
+    if zero_masses and n > 2:
+        f[1] = -np.inf
+    if zero_masses and m > 2:
+        g[-1] = -np.inf
+    return M, f, g
+
+
+def _to(cp, M):
+    d = cp.asarray(M)
+    return cp.asfortranarray(d) if M.flags.f_contiguous and not M.flags.c_contiguous else d
+
+
+def _close(got, want, rtol, atol=0.0):
+    got = got.get() if hasattr(got, "get") else np.asarray(got)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    assert not np.any(np.isnan(got))
+
+
+cases = pytest.mark.parametrize(
+    "shape,dtype,order", [(s, d, o) for s in SHAPES for d in DTYPES for o in ORDERS]
+)
+
+
+@cases
+def test_lse_rows_cols(cp, gpu, shape, dtype, order):
+    rng = np.random.default_rng(10)
+    M, f, g = _problem(rng, shape, dtype, order)
+    dM = _to(cp, M)
+    assert dM.flags.f_contiguous == M.flags.f_contiguous
+    r, c = gpu.lse_rows(dM, cp.asarray(g), REG), gpu.lse_cols(dM, cp.asarray(f), REG)
+    assert r.dtype == np.float64 and r.shape == (shape[0],)
+    assert c.dtype == np.float64 and c.shape == (shape[1],)
+    _close(r, ref.lse_rows(M, g, REG), RTOL64, 1e-12)
+    _close(c, ref.lse_cols(M, f, REG), RTOL64, 1e-12)
+
+
+def test_lse_all_neg_inf_gives_neg_inf(cp, gpu):
+    M = cp.zeros((4, 3))
+    r = gpu.lse_rows(M, cp.full(3, -np.inf), REG).get()
+    c = gpu.lse_cols(M, cp.full(4, -np.inf), REG).get()
+    assert np.all(np.isneginf(r)) and np.all(np.isneginf(c))
+
+
+@cases
+@pytest.mark.parametrize("out_order", ["C", "F"])
+def test_plan(cp, gpu, shape, dtype, order, out_order):
+    rng = np.random.default_rng(11)
+    M, f, g = _problem(rng, shape, dtype, order)
+    out = cp.empty(shape, dtype, order=out_order)
+    got = gpu.plan(_to(cp, M), cp.asarray(f), cp.asarray(g), REG, out)
+    assert got is out and out.dtype == dtype
+    want = ref.plan(M, f, g, REG, np.empty(shape, dtype))
+    _close(out, want, RTOL[dtype])
+    if shape[0] > 2:
+        assert np.all(out.get()[1] == 0.0)  # zero mass: exact zeros
+
+
+@cases
+def test_scaling_pass(cp, gpu, shape, dtype, order):
+    rng = np.random.default_rng(12)
+    n, m = shape
+    K = np.require(rng.uniform(0.1, 1.0, size=shape).astype(dtype), requirements=order)
+    v = rng.uniform(0.5, 2.0, size=m)
+    a = rng.uniform(0.1, 1.0, size=n)
+    if n > 2:
+        a[0] = 0.0
+        K[0] = 0.0  # a zero-mass row of K is zero
+    u_ref = np.empty(n)
+    col_ref = ref.scaling_pass(K, v, a, u_ref)
+    u = cp.empty(n)
+    col = gpu.scaling_pass(_to(cp, K), cp.asarray(v), cp.asarray(a), u)
+    assert col.dtype == np.float64 and col.shape == (m,)
+    _close(u, u_ref, RTOL64)
+    _close(col, col_ref, RTOL64)
+
+
+def test_scaling_pass_detects_perturbation(cp, gpu):
+    """The tolerance is tight: a 1e-9 relative error in K^T u fails it."""
+    rng = np.random.default_rng(13)
+    K = rng.uniform(0.1, 1.0, size=(257, 130))
+    v, a = rng.uniform(0.5, 2, 130), rng.uniform(0.1, 1, 257)
+    col_ref = ref.scaling_pass(K, v, a, np.empty(257))
+    col = gpu.scaling_pass(cp.asarray(K), cp.asarray(v), cp.asarray(a), cp.empty(257)).get()
+    col[7] *= 1 + 1e-9
+    with pytest.raises(AssertionError):
+        _close(col, col_ref, RTOL64)
+
+
+@cases
+@pytest.mark.parametrize("alias", [False, True])
+def test_scale(cp, gpu, shape, dtype, order, alias):
+    rng = np.random.default_rng(14)
+    K = np.require(rng.uniform(0.0, 1.0, size=shape).astype(dtype), requirements=order)
+    u, v = rng.uniform(0.5, 2.0, shape[0]), rng.uniform(0.5, 2.0, shape[1])
+    want = ref.scale(K, u, v, np.empty(shape, dtype))
+    dK = _to(cp, K)
+    out = dK if alias else cp.empty(shape, dtype)
+    assert gpu.scale(dK, cp.asarray(u), cp.asarray(v), out) is out
+    _close(out, want, RTOL[dtype] * 4)
+
+
+@cases
+@pytest.mark.parametrize("k", [1, 3, 1000])
+def test_dense_pass(cp, gpu, shape, dtype, order, k):
+    rng = np.random.default_rng(15)
+    M, f, g = _problem(rng, shape, dtype, order)
+    r0, c0, t0, idx0, val0 = ref.dense_pass(M, f, g, REG, k)
+    r, c, total, idx, val = gpu.dense_pass(_to(cp, M), cp.asarray(f), cp.asarray(g), REG, k)
+    _close(r, r0, RTOL64)
+    _close(c, c0, RTOL64)
+    assert abs(float(total) - t0) <= RTOL64 * abs(t0)
+    kk = min(k, shape[1])
+    assert idx.shape == (shape[0], kk) and val.shape == (shape[0], kk)
+    assert idx.dtype == np.int64 and val.dtype == np.float64
+    idx, val = idx.get(), val.get()
+    # Exactly kk distinct in-range columns per row, values equal to P there,
+    # and the same multiset of values as the reference (ties may differ).
+    assert all(len(set(row)) == kk for row in idx) and idx.min() >= 0 and idx.max() < shape[1]
+    P = ref.plan(M, f, g, REG, np.empty(shape))
+    np.testing.assert_allclose(val, np.take_along_axis(P, idx, axis=1), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(np.sort(val, axis=1), np.sort(val0, axis=1), rtol=1e-14, atol=0)
+
+
+def test_dense_pass_ties_give_exactly_k(cp, gpu):
+    M = cp.zeros((6, 40))  # every entry of a row equal
+    f, g = cp.zeros(6), cp.zeros(40)
+    _, _, total, idx, val = gpu.dense_pass(M, f, g, REG, 7)
+    idx = idx.get()
+    assert idx.shape == (6, 7) and all(len(set(row)) == 7 for row in idx)
+    assert np.all(val.get() == 1.0) and float(total) == 240.0
+
+
+@pytest.mark.parametrize("shape,k", [((1, 1), 1), ((3, 5), 2), ((257, 130), 7), ((500, 64), 64)])
+def test_ell_products(cp, gpu, shape, k):
+    rng = np.random.default_rng(16)
+    n, m = shape
+    idx = np.stack([rng.choice(m, size=k, replace=False) for _ in range(n)]).astype(np.int64)
+    val = rng.uniform(size=(n, k))
+    x, y = rng.normal(size=m), rng.normal(size=n)
+    _close(gpu.ell_matvec(cp.asarray(idx), cp.asarray(val), cp.asarray(x)), ref.ell_matvec(idx, val, x), 1e-13, 1e-14)
+    got = gpu.ell_rmatvec(cp.asarray(idx), cp.asarray(val), cp.asarray(y), m)
+    assert got.shape == (m,)
+    _close(got, ref.ell_rmatvec(idx, val, y, m), 1e-12, 1e-13)
+
+
+def test_missing_device_message():
+    from fastsinkhorn.backends import _gpu
+
+    assert "pip install fastsinkhorn[gpu]" in _gpu._INSTALL_HINT

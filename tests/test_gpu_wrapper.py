@@ -1,0 +1,216 @@
+"""The Python side of the GPU backend, without a GPU.
+
+``GPUBackend`` is run with ``xp = numpy`` and each CUDA kernel replaced by a
+NumPy model of what the kernel computes in its own (R, C) frame.  This checks
+what the CUDA code cannot check by itself: the C/F-layout handling (a
+transposed view with row and column roles swapped), argument order, output
+strides and launch grids that cover the whole matrix.  The kernel bodies are
+tested on a device by tests/test_gpu_kernels.py.
+"""
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import as_strided
+
+from fastsinkhorn.backends._gpu import _BLOCK, _ROWS_PER_BLOCK, KERNEL_SOURCES, GPUBackend
+from fastsinkhorn.backends._reference import ReferenceBackend, _logsumexp
+
+ref = ReferenceBackend()
+REG = 0.1
+
+
+def _exponent(fr, gc, A, reg):
+    with np.errstate(invalid="ignore"):
+        x = (fr[:, None] + gc[None, :] - A.astype(np.float64)) / reg
+    return np.where(np.isnan(x), -np.inf, x)
+
+
+def _frame(out, R, C, os_r, os_c):
+    return as_strided(out, shape=(R, C), strides=(int(os_r) * out.itemsize, int(os_c) * out.itemsize))
+
+
+def _check_rows(grid, block, A):
+    assert block == (_BLOCK,) and grid[0] * _ROWS_PER_BLOCK >= A.shape[0]
+    assert A.flags.c_contiguous
+
+
+def _check_cols(grid, block, A, R, C, chunk):
+    assert block == (_BLOCK,) and grid[0] * _BLOCK >= C and grid[1] * chunk >= R
+    assert (grid[1] - 1) * chunk < max(R, 1) and A.flags.c_contiguous
+
+
+def _lse_rows(grid, block, args):
+    A, R, C, w, reg, out = args
+    _check_rows(grid, block, A)
+    out[:] = _logsumexp((w[None, :] - A.astype(np.float64)) / reg, axis=1)
+
+
+def _lse_cols_partial(grid, block, args):
+    A, R, C, w, reg, chunk, pmax, psum = args
+    _check_cols(grid, block, A, R, C, chunk)
+    assert pmax.shape == psum.shape == (grid[1], C)
+    for y in range(grid[1]):
+        x = (w[y * chunk : (y + 1) * chunk, None] - A[y * chunk : (y + 1) * chunk].astype(np.float64)) / reg
+        mx = x.max(axis=0, initial=-np.inf)
+        pmax[y] = mx
+        psum[y] = np.exp(x - np.where(np.isfinite(mx), mx, 0.0)).sum(axis=0) * np.isfinite(mx)
+
+
+def _lse_cols_finish(grid, block, args):
+    pmax, psum, nchunks, C, out = args
+    top = pmax.max(axis=0)
+    shift = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        out[:] = np.log((psum * np.exp(pmax - shift)).sum(axis=0)) + shift
+
+
+def _plan(grid, block, args):
+    A, R, C, fr, gc, reg, out, os_r, os_c = args
+    assert grid[0] * _BLOCK >= C
+    _frame(out, R, C, os_r, os_c)[...] = np.exp(_exponent(fr, gc, A, reg))
+
+
+def _scale(grid, block, args):
+    A, R, C, ur, vc, out, os_r, os_c = args
+    _frame(out, R, C, os_r, os_c)[...] = ur[:, None] * A.astype(np.float64) * vc[None, :]
+
+
+def _matvec_rows(grid, block, args):
+    A, R, C, x, a, update, out = args
+    _check_rows(grid, block, A)
+    s = A.astype(np.float64) @ x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[:] = np.where(a > 0, a / s, 1.0) if update else s
+
+
+def _matvec_cols(grid, block, args):
+    A, R, C, y, chunk, out = args
+    _check_cols(grid, block, A, R, C, chunk)
+    out += A.astype(np.float64).T @ y
+
+
+def _scaling_update(grid, block, args):
+    a, s, n, u = args
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u[:] = np.where(a > 0, a / s, 1.0)
+
+
+def _marginals(grid, block, args):
+    A, R, C, fr, gc, reg, chunk, rsum, csum = args
+    _check_cols(grid, block, A, R, C, chunk)
+    P = np.exp(_exponent(fr, gc, A, reg))
+    rsum += P.sum(axis=1)
+    csum += P.sum(axis=0)
+
+
+def _topk(grid, block, args):
+    A, R, C, fr, gc, reg, k, idx, val = args
+    x = _exponent(fr, gc, A, reg)
+    idx[:] = np.argpartition(-x, k - 1, axis=1)[:, :k]
+    val[:] = np.exp(np.take_along_axis(x, idx, axis=1))
+
+
+def _ell_matvec(grid, block, args):
+    idx, val, n, k, x, out = args
+    out[:] = ref.ell_matvec(idx, val, x)
+
+
+def _ell_rmatvec(grid, block, args):
+    idx, val, n, k, y, out = args
+    assert grid[0] * _BLOCK >= n * k
+    out += ref.ell_rmatvec(idx, val, y, out.size)
+
+
+MODELS = {
+    "lse_rows_kernel": _lse_rows,
+    "lse_cols_partial_kernel": _lse_cols_partial,
+    "lse_cols_finish_kernel": _lse_cols_finish,
+    "plan_kernel": _plan,
+    "scale_kernel": _scale,
+    "matvec_rows_kernel": _matvec_rows,
+    "matvec_cols_kernel": _matvec_cols,
+    "scaling_update_kernel": _scaling_update,
+    "marginals_kernel": _marginals,
+    "topk_rows_kernel": _topk,
+    "ell_matvec_kernel": _ell_matvec,
+    "ell_rmatvec_kernel": _ell_rmatvec,
+}
+
+
+def test_models_cover_every_kernel():
+    listed = {k for names in KERNEL_SOURCES.values() for group in names.values() for k in group}
+    assert listed == set(MODELS)
+
+
+@pytest.fixture
+def be():
+    backend = object.__new__(GPUBackend)  # skip the CuPy/device check
+    backend.xp = np
+
+    def kernel(name, dtype=None):
+        if dtype is not None:
+            assert np.dtype(dtype) in (np.float32, np.float64)
+        model = MODELS[name]
+
+        def launch(grid, block, args):
+            assert all(not isinstance(a, int) for a in args), "pass numpy scalars, not Python ints"
+            model(grid, block, args)
+
+        return launch
+
+    backend._kernel = kernel
+    return backend
+
+
+SHAPES = [(1, 1), (3, 5), (5, 3), (1, 300), (300, 1), (257, 130), (2, 3000)]
+cases = pytest.mark.parametrize(
+    "shape,dtype,order",
+    [(s, d, o) for s in SHAPES for d in (np.float32, np.float64) for o in ("C", "F", "strided")],
+)
+
+
+def _problem(shape, dtype, order, seed):
+    rng = np.random.default_rng(seed)
+    n, m = shape
+    if order == "strided":
+        M = rng.uniform(size=(n, 2 * m)).astype(dtype)[:, ::2]
+    else:
+        M = np.require(rng.uniform(size=shape).astype(dtype), requirements=order)
+    f, g = rng.normal(scale=0.1, size=n), rng.normal(scale=0.1, size=m)
+    if n > 2:
+        f[1] = -np.inf
+    if m > 2:
+        g[-1] = -np.inf
+    return M, f, g
+
+
+@cases
+def test_wrapper_matches_reference(be, shape, dtype, order):
+    M, f, g = _problem(shape, dtype, order, 20)
+    n, m = shape
+    np.testing.assert_allclose(be.lse_rows(M, g, REG), ref.lse_rows(M, g, REG), rtol=1e-12)
+    np.testing.assert_allclose(be.lse_cols(M, f, REG), ref.lse_cols(M, f, REG), rtol=1e-12)
+    for out_order in ("C", "F"):
+        out = np.zeros(shape, dtype, order=out_order)
+        assert be.plan(M, f, g, REG, out) is out
+        np.testing.assert_allclose(out, ref.plan(M, f, g, REG, np.empty(shape, dtype)), rtol=1e-6)
+    K = np.require(ref.plan(M, f, g, REG, np.empty(shape, dtype)), requirements=order if order != "strided" else "C")
+    v = np.linspace(0.5, 2, m)
+    a = np.where(np.isfinite(f), np.linspace(0.1, 1, n), 0.0)  # zero rows have zero mass
+    u, u0 = np.empty(n), np.empty(n)
+    np.testing.assert_allclose(be.scaling_pass(K, v, a, u), ref.scaling_pass(K, v, a, u0), rtol=1e-12)
+    np.testing.assert_allclose(u, u0, rtol=1e-12)
+    want = ref.scale(K, a, v, np.empty(shape, dtype))
+    assert be.scale(K, a, v, K) is K  # in place
+    np.testing.assert_allclose(K, want, rtol=1e-6)
+    for k in (1, 4, m + 3):
+        r, c, total, idx, val = be.dense_pass(M, f, g, REG, k)
+        r0, c0, t0, idx0, val0 = ref.dense_pass(M, f, g, REG, k)
+        np.testing.assert_allclose(r, r0, rtol=1e-12)
+        np.testing.assert_allclose(c, c0, rtol=1e-12)
+        assert float(total) == pytest.approx(t0, rel=1e-12)
+        assert idx.dtype == np.int64 and idx.shape == idx0.shape
+        np.testing.assert_allclose(np.sort(val, axis=1), np.sort(val0, axis=1), rtol=1e-12)
+        x, y = np.linspace(-1, 1, m), np.linspace(2, 3, n)
+        np.testing.assert_allclose(be.ell_matvec(idx, val, x), ref.ell_matvec(idx, val, x))
+        np.testing.assert_allclose(be.ell_rmatvec(idx, val, y, m), ref.ell_rmatvec(idx, val, y, m))

@@ -1,0 +1,209 @@
+"""Properties of the Sinkhorn solver (method="sinkhorn"), on both CPU backends."""
+
+import warnings
+
+import numpy as np
+import ot
+import pytest
+from conftest import plan_error, random_problem
+
+import fastsinkhorn as fs
+from fastsinkhorn.problems import FAMILIES, make_problem
+
+BACKENDS = ["cpu", "reference"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (40, 40), (257, 130), (130, 257)])
+@pytest.mark.parametrize("reg", [1.0, 1e-1, 1e-2])
+def test_marginals_and_potentials(rng, backend, shape, reg):
+    M, a, b = random_problem(rng, *shape)
+    res = fs.solve(M, a, b, reg=reg, method="sinkhorn", backend=backend, tol=1e-10, max_iter=50_000)
+    assert res.converged and res.status is fs.Status.CONVERGED
+    assert res.marginal_error <= 1e-10
+    assert plan_error(res.plan, a, b) <= 1e-10
+    f, g = res.potentials
+    np.testing.assert_allclose(np.exp((f[:, None] + g[None, :] - M) / reg), res.plan, rtol=1e-8, atol=1e-150)
+    assert res.value_linear == pytest.approx((M * res.plan).sum(), rel=1e-12)
+    P = res.plan[res.plan > 0]
+    entropic = (M * res.plan).sum() + reg * (P * (np.log(P) - 1)).sum()
+    assert res.value == pytest.approx(entropic, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("reg", [1e-1, 1e-2])
+def test_duality_gap_closes(rng, reg):
+    """Primal objective equals the dual L(f, g) = <a,f> + <b,g> - reg sum P at convergence."""
+    M, a, b = random_problem(rng, 120, 90)
+    res = fs.solve(M, a, b, reg=reg, method="sinkhorn", tol=1e-12)
+    f, g = res.potentials
+    dual = a @ f + b @ g - reg * res.plan.sum()
+    assert dual == pytest.approx(res.value, abs=1e-10)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_agrees_with_pot_log_sinkhorn(family):
+    p = make_problem(family, 144, seed=3)
+    reg = 5e-2
+    ours = fs.solve(p.M, p.a, p.b, reg=reg, method="sinkhorn", tol=1e-13)
+    theirs = ot.sinkhorn(p.a, p.b, p.M, reg, method="sinkhorn_log", stopThr=1e-15, numItermax=100_000)
+    np.testing.assert_allclose(ours.plan, theirs, rtol=1e-8, atol=1e-15)
+    assert ours.value_linear == pytest.approx((p.M * theirs).sum(), rel=1e-8)
+
+
+def test_backends_agree(rng):
+    M, a, b = random_problem(rng, 200, 150, zeros=3)
+    r1 = fs.solve(M, a, b, reg=1e-3, method="sinkhorn", backend="cpu", tol=1e-11)
+    r2 = fs.solve(M, a, b, reg=1e-3, method="sinkhorn", backend="reference", tol=1e-11)
+    np.testing.assert_allclose(r1.plan, r2.plan, rtol=1e-8, atol=1e-14)
+
+
+def test_symmetry(rng):
+    M, a, b = random_problem(rng, 70, 50)
+    ab = fs.solve(M, a, b, reg=1e-2, tol=1e-12, method="sinkhorn")
+    ba = fs.solve(M.T, b, a, reg=1e-2, tol=1e-12, method="sinkhorn")
+    np.testing.assert_allclose(ab.plan, ba.plan.T, rtol=1e-8, atol=1e-15)
+    assert ab.value == pytest.approx(ba.value, rel=1e-10)
+
+
+def test_plan_invariant_to_row_and_column_constants(rng):
+    M, a, b = random_problem(rng, 60, 80)
+    base = fs.solve(M, a, b, reg=1e-2, tol=1e-12, method="sinkhorn").plan
+    shifted = M + rng.random(60)[:, None] * 3 + rng.random(80)[None, :] * 2
+    np.testing.assert_allclose(fs.solve(shifted, a, b, reg=1e-2, tol=1e-12, method="sinkhorn").plan,
+                               base, rtol=1e-7, atol=1e-15)
+
+
+def test_approaches_exact_lp_as_reg_shrinks(rng):
+    p = make_problem("cloud", 60, seed=1)
+    exact = ot.emd2(p.a, p.b, p.M)
+    regs = (1e-1, 1e-2, 3e-3)
+    gaps = [fs.solve(p.M, p.a, p.b, reg=reg, method="sinkhorn", tol=1e-9, max_iter=100_000).value_linear - exact
+            for reg in regs]
+    assert all(g >= -1e-8 for g in gaps)  # entropic plans are feasible: never below the LP
+    # <M, P_reg> - OT <= reg * (H(a) + H(b)) <= reg * log(n m)
+    assert all(g <= reg * np.log(60 * 60) for g, reg in zip(gaps, regs))
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(gaps, gaps[1:]))
+
+
+def test_known_permutation_is_recovered():
+    """A cost whose unique optimum is a permutation: small reg gives that permutation."""
+    rng = np.random.default_rng(7)
+    n = 50
+    perm = rng.permutation(n)
+    M = 0.5 + 0.5 * rng.random((n, n))
+    M[np.arange(n), perm] = 0.0
+    P = fs.solve(M, reg=1e-3, method="sinkhorn").plan
+    assert (P.argmax(axis=1) == perm).all()
+    assert P[np.arange(n), perm].sum() == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_masses_give_zero_rows_and_columns(rng, backend):
+    M, a, b = random_problem(rng, 30, 20, zeros=4)
+    res = fs.solve(M, a, b, reg=1e-2, method="sinkhorn", backend=backend)
+    assert res.converged
+    assert not np.isnan(res.plan).any()
+    assert (res.plan[a == 0] == 0).all() and (res.plan[:, b == 0] == 0).all()
+    assert np.isneginf(res.potentials[0][a == 0]).all()
+    assert np.isfinite(res.value) and np.isfinite(res.value_linear)
+
+
+@pytest.mark.parametrize("reg", [1e-2, 1e-3])
+def test_float32_reaches_its_tolerance(rng, reg):
+    M, a, b = random_problem(rng, 300, 200, dtype=np.float32)
+    res = fs.solve(M, a, b, reg=reg, method="sinkhorn")
+    assert res.plan.dtype == np.float32 and res.potentials[0].dtype == np.float32
+    assert res.converged and res.tol == 1e-5
+    assert plan_error(res.plan, a, b) <= 1e-5
+    ref = fs.solve(M.astype(np.float64), a, b, reg=reg, method="sinkhorn", tol=1e-10).plan
+    assert np.abs(res.plan - ref).sum() < 1e-4
+
+
+def test_fortran_ordered_cost(rng):
+    M, a, b = random_problem(rng, 90, 60)
+    c_order = fs.solve(M, a, b, reg=1e-2, method="sinkhorn", tol=1e-12)
+    f_order = fs.solve(np.asfortranarray(M), a, b, reg=1e-2, method="sinkhorn", tol=1e-12)
+    np.testing.assert_allclose(f_order.plan, c_order.plan, rtol=1e-8, atol=1e-15)
+    assert f_order.potentials[0].shape == (90,)
+    assert f_order.potentials[1].shape == (60,)
+
+
+def test_non_contiguous_and_integer_costs(rng):
+    M = rng.integers(0, 5, size=(40, 60))
+    res = fs.solve(M[:, ::2], reg=0.5, method="sinkhorn")
+    assert res.converged and res.plan.shape == (40, 30) and res.plan.dtype == np.float64
+
+
+def test_tiny_reg_where_scaling_underflows(rng):
+    """POT's scaling domain returns NaN/zero plans here; ours must converge."""
+    p = make_problem("cloud", 200, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pot = ot.sinkhorn(p.a, p.b, p.M, 1e-3, method="sinkhorn")
+    assert not plan_error(np.nan_to_num(pot), p.a, p.b) < 1e-6  # POT fails here
+    res = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sinkhorn")
+    assert res.converged and plan_error(res.plan, p.a, p.b) <= 1e-9
+
+
+def test_max_iter_warns_and_returns_last_iterate(rng):
+    M, a, b = random_problem(rng, 80, 80)
+    with pytest.warns(fs.ConvergenceWarning):
+        res = fs.solve(M, a, b, reg=1e-3, method="sinkhorn", max_iter=3)
+    assert not res.converged and res.status is fs.Status.MAX_ITER
+    assert res.n_iter == 3 and np.isfinite(res.plan).all()
+    assert res.marginal_error == pytest.approx(plan_error(res.plan, a, b), rel=1e-9)
+
+
+def test_warm_start_from_converged_potentials(rng):
+    M, a, b = random_problem(rng, 100, 70)
+    first = fs.solve(M, a, b, reg=1e-3, method="sinkhorn", tol=1e-9)
+    again = fs.solve(M, a, b, reg=1e-3, method="sinkhorn", tol=1e-9, warm_start=first.potentials)
+    assert again.converged and again.n_iter <= 2 < first.n_iter
+
+
+def test_callback_sees_errors_and_can_stop(rng):
+    M, a, b = random_problem(rng, 60, 60)
+    seen = []
+
+    def callback(state):
+        seen.append(state.error)
+        if len(seen) == 5:
+            raise StopIteration
+
+    res = fs.solve(M, a, b, reg=1e-3, method="sinkhorn", callback=callback)
+    assert len(seen) == 5 and res.n_iter == 5 and res.status is fs.Status.CALLBACK
+    assert res.history["error"] == seen and not res.converged
+
+
+def test_history_and_verbose(rng, capsys):
+    M, a, b = random_problem(rng, 30, 30)
+    res = fs.solve(M, a, b, reg=1e-2, method="sinkhorn", verbose=True)
+    out = capsys.readouterr().out
+    assert "error" in out and len(out.splitlines()) == len(res.history["error"]) + 1
+    h = res.history
+    assert len(h["iteration"]) == len(h["error"]) == len(h["time"]) == len(h["phase"])
+    assert h["time"] == sorted(h["time"]) and h["error"][-1] <= 1e-9
+
+
+def test_tol_below_dtype_floor_is_raised_with_warning(rng):
+    M, a, b = random_problem(rng, 20, 20, dtype=np.float32)
+    with pytest.warns(UserWarning, match="below what float32"):
+        res = fs.solve(M, a, b, reg=0.1, method="sinkhorn", tol=1e-12)
+    assert res.tol > 1e-7 and res.converged
+
+
+def test_inputs_are_not_modified(rng):
+    M, a, b = random_problem(rng, 40, 30, zeros=2)
+    copies = [x.copy() for x in (M, a, b)]
+    f0, g0 = rng.random(40), rng.random(30)
+    warm = (f0.copy(), g0.copy())
+    for method in ("sinkhorn", "sns"):
+        fs.solve(M, a, b, reg=1e-2, method=method, warm_start=warm)
+        fs.sinkhorn(a, b, M, 1e-2, method=method)
+    for x, y in zip((M, a, b, *warm), (*copies, f0, g0)):
+        assert np.array_equal(x, y)
+
+
+def test_result_repr_leads_with_message(rng):
+    M, a, b = random_problem(rng, 10, 10)
+    assert repr(fs.solve(M, a, b, reg=0.1, method="sinkhorn")).startswith("OTResult(converged")

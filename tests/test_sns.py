@@ -1,0 +1,134 @@
+"""Sinkhorn-Newton-Sparse: accuracy, convergence order, agreement, CG."""
+
+import numpy as np
+import ot
+import pytest
+import scipy.sparse
+import scipy.sparse.linalg
+from conftest import plan_error, random_problem
+
+import fastsinkhorn as fs
+from fastsinkhorn._cg import pcg
+from fastsinkhorn.problems import FAMILIES, make_problem
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("reg", [1e-2, 1e-3])
+def test_reaches_1e_10_on_the_suite(family, reg):
+    p = make_problem(family, 400, seed=11)
+    res = fs.solve(p.M, p.a, p.b, reg=reg, method="sns", tol=1e-10)
+    assert res.converged and res.method == "sns"
+    assert plan_error(res.plan, p.a, p.b) <= 1e-10
+    assert res.n_iter_phases["newton"] <= 60
+    f, g = res.potentials
+    np.testing.assert_allclose(np.exp((f[:, None] + g[None, :] - p.M) / reg), res.plan, rtol=1e-7, atol=1e-150)
+
+
+@pytest.mark.parametrize("family", ["cloud", "rect", "grid-w1"])
+def test_plan_equals_long_log_sinkhorn(family):
+    p = make_problem(family, 196, seed=5)
+    reg = 1e-2
+    sns = fs.solve(p.M, p.a, p.b, reg=reg, method="sns", tol=1e-12).plan
+    long = ot.sinkhorn(p.a, p.b, p.M, reg, method="sinkhorn_log", stopThr=1e-15, numItermax=200_000)
+    np.testing.assert_allclose(sns, long, rtol=1e-8, atol=1e-14)
+
+
+def test_newton_phase_converges_superlinearly():
+    p = make_problem("cloud", 500, seed=3)
+    res = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", tol=1e-13)
+    h = res.history
+    errs = [e for e, ph in zip(h["error"], h["phase"]) if ph == "newton" and e < 1e-3]
+    assert len(errs) >= 3
+    ratios = [e1 / e0 for e0, e1 in zip(errs, errs[1:])]
+    # linear (Sinkhorn-like) convergence would keep ratios near a constant;
+    # Newton's ratios shrink: the last steps each gain well over a digit
+    assert max(ratios[-2:]) < 0.1, ratios
+    assert ratios[-1] < ratios[0]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_zero_masses(rng, backend):
+    M, a, b = random_problem(rng, 60, 45, zeros=5)
+    res = fs.solve(M, a, b, reg=1e-3, method="sns", backend=backend, tol=1e-10)
+    assert res.converged and not np.isnan(res.plan).any()
+    assert (res.plan[a == 0] == 0).all() and (res.plan[:, b == 0] == 0).all()
+
+
+def test_float32_reaches_1e_5():
+    p = make_problem("cloud", 300, seed=4, dtype=np.float32)
+    res = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns")
+    assert res.plan.dtype == np.float32 and res.converged
+    assert plan_error(res.plan, p.a.astype(float), p.b.astype(float)) <= 1e-5
+
+
+def test_cpu_and_reference_agree():
+    p = make_problem("rect", 150, seed=9)
+    r1 = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", backend="cpu", tol=1e-11)
+    r2 = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", backend="reference", tol=1e-11)
+    np.testing.assert_allclose(r1.plan, r2.plan, rtol=1e-7, atol=1e-13)
+
+
+def test_random_costs_where_sinkhorn_is_hopeless(rng):
+    """Tiny random problems at small reg: Sinkhorn needs > 1e5 iterations, SNS a few."""
+    M, a, b = random_problem(rng, 3, 5)
+    res = fs.solve(M, a, b, reg=1e-3, method="sns", tol=1e-11)
+    assert res.converged and res.n_iter < 500
+
+
+def test_approaches_exact_lp():
+    p = make_problem("cloud", 60, seed=1)
+    exact = ot.emd2(p.a, p.b, p.M)
+    res = fs.solve(p.M, p.a, p.b, reg=1e-4, method="sns", tol=1e-10)
+    assert res.converged
+    assert 0 <= res.value_linear - exact < 1e-4 * np.log(3600)
+    assert np.abs(res.plan - ot.emd(p.a, p.b, p.M)).sum() < 0.2
+
+
+def test_history_records_newton_details():
+    p = make_problem("grid-w2", 225, seed=2)
+    res = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns")
+    h = res.history
+    assert set(h) >= {"iteration", "error", "time", "phase", "cg_iterations", "nnz", "step"}
+    assert all(len(col) == len(h["iteration"]) for col in h.values())
+    newton = [i for i, ph in enumerate(h["phase"]) if ph == "newton"]
+    assert newton and all(h["nnz"][i] > 0 for i in newton)
+    assert res.n_iter == res.n_iter_phases["sinkhorn"] + res.n_iter_phases["newton"]
+
+
+def test_options_are_validated_and_unknown_ones_warn():
+    p = make_problem("cloud", 50, seed=0)
+    with pytest.raises(ValueError, match="density"):
+        fs.solve(p.M, reg=1e-2, method="sns", density=2.0)
+    with pytest.warns(UserWarning, match="densty"):
+        fs.solve(p.M, reg=1e-2, method="sns", densty=0.1)
+
+
+def test_max_iter_applies_to_both_phases():
+    p = make_problem("grid-w1", 256, seed=0)
+    with pytest.warns(fs.ConvergenceWarning):
+        res = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", max_iter=25)
+    assert res.n_iter <= 25 and not res.converged and np.isfinite(res.plan).all()
+
+
+def test_auto_rule():
+    assert fs.choose_method(1e-3, 1.0, 1e-9) == "sns"
+    assert fs.choose_method(1e-2, 1.0, 1e-9) == "sinkhorn"
+    assert fs.choose_method(1e-3, 1.0, 1e-3) == "sinkhorn"
+    p = make_problem("cloud", 80, seed=0)
+    assert fs.solve(p.M, reg=1e-3).method == "sns"
+    assert fs.solve(p.M, reg=1e-1).method == "sinkhorn"
+
+
+@pytest.mark.parametrize("shape", [(30, 30), (200, 120)])
+def test_pcg_matches_scipy_cg(rng, shape):
+    n, m = shape
+    S = scipy.sparse.random(n, m, density=0.1, random_state=np.random.RandomState(1), format="csr")
+    r = np.asarray(S.sum(1)).ravel() + rng.random(n)
+    c = np.asarray(S.sum(0)).ravel() + rng.random(m)
+    H = scipy.sparse.bmat([[scipy.sparse.diags(r), S], [S.T, scipy.sparse.diags(c)]]).tocsr()
+    rhs = rng.normal(size=n + m)
+    x, iters, ok = pcg(lambda v: H @ v, rhs, H.diagonal(), 1e-12, 1000, np)
+    x_ref, info = scipy.sparse.linalg.cg(H, rhs, rtol=1e-12, maxiter=1000)
+    assert ok and info == 0 and iters < 1000
+    np.testing.assert_allclose(x, x_ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(H @ x, rhs, atol=1e-10)

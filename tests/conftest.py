@@ -1,44 +1,9 @@
-"""Shared test helpers: random problems and dtype-aware comparisons."""
+"""Fixtures shared by the tests."""
 
 import zlib
 
 import numpy as np
 import pytest
-
-#: Shapes every kernel is checked on: tiny, odd, rectangular both ways, larger.
-SHAPES = [(1, 1), (3, 5), (5, 3), (64, 64), (257, 130), (130, 257), (600, 400)]
-#: Relative tolerance of kernel outputs per dtype of the (n, m) buffers.
-RTOL = {np.float64: 1e-11, np.float32: 4e-7}
-
-
-def random_problem(rng, n, m, dtype=np.float64, zeros=0, cost_scale=1.0):
-    """Random cost in [0, cost_scale] and random positive masses (``zeros`` of each zeroed)."""
-    M = (cost_scale * rng.random((n, m))).astype(dtype)
-    a = rng.random(n) + 0.1
-    b = rng.random(m) + 0.1
-    if zeros:
-        a[rng.choice(n, size=min(zeros, n - 1), replace=False)] = 0.0
-        b[rng.choice(m, size=min(zeros, m - 1), replace=False)] = 0.0
-    return M, a / a.sum(), b / b.sum()
-
-
-def assert_close(actual, expected, dtype=np.float64, scale=None):
-    """Entries agree to the dtype's tolerance, relative to ``scale`` (default: max |expected|)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape
-    finite = np.isfinite(expected)
-    assert np.array_equal(finite, np.isfinite(actual)), "non-finite entries differ"
-    assert np.array_equal(actual[~finite], expected[~finite])
-    if scale is None:
-        scale = np.abs(expected[finite]).max(initial=0.0)
-    np.testing.assert_allclose(actual[finite], expected[finite], rtol=RTOL[np.dtype(dtype).type],
-                               atol=RTOL[np.dtype(dtype).type] * scale * 1e-3)
-
-
-def plan_error(P, a, b):
-    P = np.asarray(P, dtype=np.float64)
-    return float(np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum())
 
 
 @pytest.fixture

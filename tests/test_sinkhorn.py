@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import ot
 import pytest
-from conftest import plan_error, random_problem
+from ot_testing import plan_error, random_problem
 
 import fastsinkhorn as fs
 from fastsinkhorn.problems import FAMILIES, make_problem

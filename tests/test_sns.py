@@ -5,7 +5,7 @@ import ot
 import pytest
 import scipy.sparse
 import scipy.sparse.linalg
-from conftest import plan_error, random_problem
+from ot_testing import plan_error, random_problem
 
 import fastsinkhorn as fs
 from fastsinkhorn._cg import pcg

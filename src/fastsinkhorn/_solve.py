@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from ._arrays import to_numpy
+from ._arrays import is_cupy_array, to_numpy
 from ._monitor import Monitor
 from ._options import SinkhornOptions, SNSOptions, parse_options
 from ._result import ConvergenceWarning, OTResult, Status
@@ -105,7 +105,7 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
 def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose,
            backend, options, norm="l1", warn=True):
     """:func:`solve` with the POT-compatibility knobs (stopping norm, warn)."""
-    host_input = not any(type(x).__module__.startswith("cupy") for x in (M, a, b) if x is not None)
+    host_input = not any(is_cupy_array(x) for x in (M, a, b))
     prob = prepare_problem(M, a, b, reg, backend)
     xp, n, m = prob.xp, *prob.M.shape
     tol = effective_tol(tol, prob.dtype, (n, m))

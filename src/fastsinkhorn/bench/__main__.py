@@ -84,6 +84,7 @@ def main(argv=None):
         timeout=args.timeout, repeats=args.repeats, max_iter=args.max_iter, seed=args.seed,
         options={name: {"backend": args.backend} for name in ours})
     add_ratios(records)
+    machine["load_avg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print(format_table(records, markdown=args.markdown))
     if args.out:
         os.makedirs(args.out, exist_ok=True)

@@ -27,6 +27,8 @@ def machine_info():
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
+        # other work on the machine skews every figure: record how busy it was
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     for dist, label in PACKAGES.items():
         try:
@@ -63,8 +65,9 @@ def format_machine(info):
     versions = ", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "numba", "pot", "regot",
                                                      "cupy") if info.get(k))
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    load = f", load {info['load_avg'][0]:.2f}" if info.get("load_avg") else ""
     return (f"# {info['date']} | {info['cpu']}, {info['cores_usable'] or info['cores']} cores"
-            f"{gpu} | {versions}")
+            f"{gpu}{load} | {versions}")
 
 
 def add_ratios(records):

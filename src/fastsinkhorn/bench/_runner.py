@@ -7,8 +7,9 @@ and sends back the time, the iterations, the curve and the L1 marginal error
 that *it* computes from the returned plan. A solve (or a full warm-up run)
 that exceeds the cap gets its child killed and is recorded as a miss.
 
-Messages from the child, per case: ``("ready",)`` once the problem is built
-and the tiny warm-up done, ``("warm",)`` after a full warm-up run (only for
+Messages from the child, per case: ``("ready", problem_meta)`` once the
+problem is built and the tiny warm-up done (the parent never builds the
+(n, m) cost: at GPU sizes it is gigabytes), ``("warm",)`` after a full warm-up run (only for
 solvers that need one), then ``("done", measurement)`` or ``("crash", why)``.
 """
 
@@ -63,7 +64,7 @@ def _finite(x):
 
 
 def _worker_main(conn, solver_name, options):
-    """Child loop: receive a case, reply ``("ready",)`` then ``("done", dict)``."""
+    """Child loop: receive cases until ``None``; reply as the module docstring says."""
     solver = get_solver(solver_name)
     problems, warmed = {}, set()  # warmed: dtypes (tiny), cases (full)
     while (case := conn.recv()) is not None:
@@ -71,13 +72,16 @@ def _worker_main(conn, solver_name, options):
             key = (case["family"], case["n"], case["seed"], case["dtype"])
             if key not in problems:
                 problems.clear()  # one problem in memory at a time
-                problem = make_problem(*key)
-                problems[key] = problem, solver.prepare(problem.M, problem.a, problem.b, **options)
-            problem, inputs = problems[key]
+                p = make_problem(*key)
+                meta = {"problem": p.name, "n": p.shape[0], "m": p.shape[1]}
+                # keep a and b but not M itself: prepare() may have copied it
+                problems[key] = meta, p.a, p.b, solver.prepare(p.M, p.a, p.b, **options)
+                del p
+            meta, a, b, inputs = problems[key]
             if case["dtype"] not in warmed:
                 solver.warm_up(case["family"], case["reg"], case["tol"], case["dtype"], **options)
                 warmed.add(case["dtype"])
-            conn.send(("ready",))
+            conn.send(("ready", meta))
             if solver.warmup == "full" and (key, case["reg"]) not in warmed:
                 solver.warm_up(case["family"], case["reg"], case["tol"], case["dtype"], inputs,
                                case["max_iter"], **options)
@@ -90,7 +94,7 @@ def _worker_main(conn, solver_name, options):
             conn.send(("done", {
                 "time": elapsed,
                 "n_iter": int(out.n_iter),
-                "error": marginal_error(out.plan, problem.a, problem.b),
+                "error": marginal_error(out.plan, a, b),
                 "curve": _thin(out.curve),
                 "info": out.info,
             }))
@@ -133,27 +137,29 @@ class Worker:
         return ("timeout",)
 
     def solve(self, case, timeout):
-        """Run one case; return ``(status, payload)``.
+        """Run one case; return ``(status, payload, meta)``.
 
         ``status`` is ``"done"``, ``"timeout"`` or ``"crash"``; the payload is
-        the measurement dict, or a message. After a timeout or a crash the
-        child is killed and a fresh one starts on the next call.
+        the measurement dict, or a message; ``meta`` names the problem
+        (``None`` if the child failed before building it). After a timeout or
+        a crash the child is killed and a fresh one starts on the next call.
         """
         if self._proc is None or not self._proc.is_alive():
             self._start()
         self._conn.send(case)
-        reply = self._receive(SETUP_TIMEOUT)
+        reply, meta = self._receive(SETUP_TIMEOUT), None
         if reply[0] == "timeout":
             self.close(kill=True)
-            return "crash", f"set-up and warm-up took over {SETUP_TIMEOUT:g} s"
+            return "crash", f"set-up and warm-up took over {SETUP_TIMEOUT:g} s", meta
         while reply[0] in ("ready", "warm"):
+            meta = reply[1] if reply[0] == "ready" else meta
             reply = self._receive(timeout)
         if reply[0] == "timeout":
             self.close(kill=True)
-            return "timeout", f"no result within {timeout:g} s"
+            return "timeout", f"no result within {timeout:g} s", meta
         if reply[0] == "crash":
             self.close(kill=True)
-        return reply
+        return reply[0], reply[1], meta
 
     def close(self, kill=False):
         """Stop the child (politely unless ``kill``)."""
@@ -205,7 +211,7 @@ def run_suite(solvers, families, sizes, regs, dtypes, *, tol=None, timeout=60.0,
     records, missed = [], {}
     try:
         for family in families:
-            for n in sizes:
+            for n in sorted(sizes):  # small first: a timeout skips the larger ones
                 for reg in regs:
                     for dtype in dtypes:
                         case = {"family": family, "n": int(n), "seed": seed, "dtype": dtype,
@@ -226,9 +232,9 @@ def _tolerance(tol, dtype):
 
 def _run_case(case, workers, timeout, repeats, missed, progress):
     """All repeats of one case, solvers alternating within each repeat."""
-    problem = make_problem(case["family"], case["n"], case["seed"], case["dtype"])
-    base = {"problem": problem.name, "family": case["family"], "n": problem.shape[0],
-            "m": problem.shape[1], "reg": case["reg"], "dtype": case["dtype"], "tol": case["tol"]}
+    base = {"problem": f"{case['family']}-{case['n']}", "family": case["family"], "n": case["n"],
+            "m": None, "reg": case["reg"], "dtype": case["dtype"], "tol": case["tol"]}
+    label = f"{base['problem']} reg={case['reg']:g}"
     runs = {name: [] for name in workers}
     failed = {}
     for name in workers:
@@ -240,21 +246,24 @@ def _run_case(case, workers, timeout, repeats, missed, progress):
             # a larger instance of a case that already timed out: a miss too
             failed[name] = ("timeout", f"not run: timed out at n={earlier}")
         if name in failed:
-            progress(f"  {problem.name} reg={case['reg']:g} {name}: {failed[name][1]}")
+            progress(f"  {label} {name}: {failed[name][1]}")
     for _ in range(repeats):
         for name, worker in workers.items():
             if name in failed:
                 continue
-            status, payload = worker.solve(case, timeout)
+            status, payload, meta = worker.solve(case, timeout)
+            if meta:  # the actual problem name and shape (grids round n to k * k)
+                base.update(meta)
+                label = f"{base['problem']} reg={case['reg']:g}"
             if status == "done":
                 runs[name].append(payload)
-                progress(f"  {problem.name} reg={case['reg']:g} {name}: {payload['time']:.3f} s, "
+                progress(f"  {label} {name}: {payload['time']:.3f} s, "
                          f"{payload['n_iter']} it, err {payload['error']:.2e}")
                 continue
             failed[name] = (status, payload)
             if status == "timeout":
                 missed[(name, case["family"], case["reg"], case["dtype"])] = case["n"]
-            progress(f"  {problem.name} reg={case['reg']:g} {name}: {status.upper()} "
+            progress(f"  {label} {name}: {status.upper()} "
                      f"{payload.strip().splitlines()[-1]}")
     return [_record(base, name, get_solver(name).peer, runs[name], failed.get(name))
             for name in workers if failed.get(name, ("",))[0] != "skipped"]

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import SHAPES, assert_close, random_problem
+from ot_testing import SHAPES, assert_close, random_problem
 
 from fastsinkhorn.backends import get_backend
 

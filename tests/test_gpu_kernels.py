@@ -21,21 +21,6 @@ RTOL64 = 1e-11  # summation order differs from NumPy's pairwise sums
 
 
 @pytest.fixture(scope="module")
-def cp():
-    try:
-        import cupy
-    except ImportError:
-        pytest.skip("CuPy is not installed (pip install fastsinkhorn[gpu])")
-    try:
-        available = cupy.cuda.is_available()
-    except Exception:
-        available = False
-    if not available:
-        pytest.skip("no CUDA device available")
-    return cupy
-
-
-@pytest.fixture(scope="module")
 def gpu(cp):
     from fastsinkhorn.backends._gpu import GPUBackend
 

@@ -216,12 +216,14 @@ def dense_pass(M, f, g, reg, k, nb, cut):
     return r, c, r.sum(), idx, val
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
+@njit(cache=True, fastmath=_FAST)
 def ell_matvec(idx, val, x):
-    """``S @ x`` for row-wise sparse ``S``."""
+    """``S @ x`` for row-wise sparse ``S``; serial: O(nnz) work, called once per
+    CG iteration, where a thread launch (and, on a busy machine, waiting for a
+    descheduled thread) would cost more than the product."""
     n, k = idx.shape
     out = np.empty(n)
-    for i in prange(n):
+    for i in range(n):
         s = 0.0
         for q in range(k):
             s += val[i, q] * x[idx[i, q]]

@@ -42,7 +42,8 @@ def plot_convergence(records, path):
         ax.axhline(rs[0]["tol"], ls="--", lw=0.8, color="gray")
         ax.set(yscale="log", xlabel="time [s]", ylabel="L1 marginal error",
                title=f"{problem}, reg={reg:g}, {dtype}")
-        ax.legend(fontsize=7)
+        if ax.lines[1:]:  # more than the tolerance line: some solver has a curve
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(cases):]:
         ax.set_visible(False)
     fig.tight_layout()

@@ -9,8 +9,9 @@ that exceeds the cap gets its child killed and is recorded as a miss.
 
 Messages from the child, per case: ``("ready", problem_meta)`` once the
 problem is built and the tiny warm-up done (the parent never builds the
-(n, m) cost: at GPU sizes it is gigabytes), ``("warm",)`` after a full warm-up run (only for
-solvers that need one), then ``("done", measurement)`` or ``("crash", why)``.
+(n, m) cost: at GPU sizes it is gigabytes), ``("warm",)`` after a full
+warm-up run (only for solvers that need one), then ``("done", measurement)``
+or ``("crash", why)``.
 """
 
 import multiprocessing

@@ -1,0 +1,49 @@
+"""Full solves on the GPU equal the CPU results (needs CuPy + a GPU; skipped otherwise)."""
+
+import numpy as np
+import pytest
+from ot_testing import plan_error
+
+import fastsinkhorn as fs
+from fastsinkhorn.problems import make_problem
+
+pytestmark = pytest.mark.gpu
+TOL = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method, reg", [("sinkhorn", 1e-2), ("sns", 1e-3), ("sns", 1e-2)])
+@pytest.mark.parametrize("family", ["cloud", "rect", "grid-w2"])
+def test_gpu_solve_equals_cpu(cp, dtype, method, reg, family):
+    p = make_problem(family, 400, seed=1, dtype=dtype)
+    tol = TOL[dtype]
+    cpu = fs.solve(p.M, p.a, p.b, reg=reg, method=method, tol=tol)
+    gpu = fs.solve(cp.asarray(p.M), cp.asarray(p.a), cp.asarray(p.b), reg=reg, method=method, tol=tol)
+    assert isinstance(gpu.plan, cp.ndarray) and gpu.plan.dtype == dtype and gpu.backend == "gpu"
+    assert all(isinstance(x, cp.ndarray) for x in gpu.potentials)
+    assert gpu.converged and plan_error(cp.asnumpy(gpu.plan), p.a, p.b) <= tol * 1.01
+    # both are tol-accurate solutions of the same strictly convex problem
+    assert np.abs(cp.asnumpy(gpu.plan).astype(float) - cpu.plan).sum() <= 10 * tol
+
+
+def test_gpu_pot_drop_in_returns_cupy(cp):
+    p = make_problem("cloud", 300, seed=2)
+    M, a, b = (cp.asarray(x) for x in (p.M, p.a, p.b))
+    P = fs.sinkhorn(a, b, M, 1e-3, numItermax=10_000)
+    assert isinstance(P, cp.ndarray)
+    loss = fs.sinkhorn2(a, b, M, 1e-2)
+    assert isinstance(loss, cp.ndarray) and loss.shape == ()
+    D = fs.dist(cp.asarray(np.random.default_rng(0).random((10, 2))))
+    assert isinstance(D, cp.ndarray)
+
+
+def test_numpy_inputs_on_the_gpu_backend_return_numpy(cp):
+    p = make_problem("cloud", 200, seed=3)
+    res = fs.solve(p.M, p.a, p.b, reg=1e-2, backend="gpu")
+    assert isinstance(res.plan, np.ndarray) and res.backend == "gpu" and res.converged
+
+
+def test_mixed_numpy_and_cupy_is_a_type_error(cp):
+    p = make_problem("cloud", 20, seed=4)
+    with pytest.raises(TypeError, match="cannot mix"):
+        fs.solve(cp.asarray(p.M), p.a, p.b, reg=1e-2)

@@ -75,7 +75,7 @@ class SNSOptions(SinkhornOptions):
     """
 
     warmup_iter: int = 500
-    switch_tol: float = 0.1
+    switch_tol: float = 0.03
     density: float = 0.02
     min_per_row: int = 16
     adaptive_density: bool = True

@@ -20,8 +20,16 @@ inputs are finite: log-domain kernels see ``-inf`` (zero masses), which
 import numpy as np
 from numba import njit, prange
 
+from ._reference import SELECT_FLOOR
+
 # Vectorise reductions (reassociation) but keep inf/nan semantics.
 _FAST = {"nsz", "arcp", "contract", "reassoc"}
+# Log-sum-exp terms this far below the largest are skipped: they change the
+# sum by < 1e-200 relative, and exp of underflowing arguments takes libm's
+# slow path (~5x the cost of a normal exp).
+_LSE_CUT = -460.0
+# dense_pass selects among entries above SELECT_FLOOR times the row maximum;
+# rows with fewer such entries are padded with zeros (see _reference.py).
 
 
 @njit(cache=True, inline="always")
@@ -47,7 +55,9 @@ def lse_rows(M, g, reg):
             continue
         s = 0.0
         for j in range(m):
-            s += np.exp((g[j] - M[i, j]) * inv - top)
+            x = (g[j] - M[i, j]) * inv - top
+            if x > _LSE_CUT:  # smaller terms are below 1e-200 of the sum
+                s += np.exp(x)
         out[i] = top + np.log(s)
     return out
 
@@ -77,8 +87,9 @@ def lse_cols(M, f, reg, nb):
             if f[i] == -np.inf:
                 continue
             for j in range(m):
-                if top[j] > -np.inf:
-                    sums[t, j] += np.exp((f[i] - M[i, j]) * inv - top[j])
+                x = (f[i] - M[i, j]) * inv - top[j]
+                if x > _LSE_CUT:  # also false for empty columns (top = -inf: x = nan)
+                    sums[t, j] += np.exp(x)
     out = np.empty(m)
     for j in range(m):
         s = sums[:, j].sum()
@@ -166,9 +177,11 @@ def scale(K, u, v, out):
 def dense_pass(M, f, g, reg, k, nb, cut):
     """SNS dense pass: ``r = P1``, ``c = P^T1``, ``sum P`` and per-row top-k of P.
 
-    Selection is linear time: ``np.partition`` finds the k-th largest value of
-    the row (held in a per-thread buffer while in cache), then one sweep
-    gathers the entries above it and fills ties up to exactly ``k``.
+    Selection is linear time and usually trivial: entries above
+    ``SELECT_FLOOR`` times the row maximum are the candidates; if there are at
+    most ``k`` (the common case near the optimum) they are taken as they are,
+    else ``np.partition`` finds the k-th largest and one sweep gathers the
+    entries above it, filling ties up to exactly ``k``.
     """
     n, m = M.shape
     inv = 1.0 / reg
@@ -180,30 +193,50 @@ def dense_pass(M, f, g, reg, k, nb, cut):
     val = np.zeros((n, k))
     for t in prange(nb):
         row = np.empty(m)
+        cand = np.empty(m, dtype=np.int64)
         scratch = np.empty(m)
         acc = partial[t]
         for i in range(t * size, min(n, (t + 1) * size)):
             if f[i] == -np.inf:
-                for q in range(k):
+                for q in range(k):  # zero row: zero values on distinct columns
                     idx[i, q] = q
                 continue
             s = 0.0
+            top = 0.0
             for j in range(m):
                 x = (f[i] + g[j] - M[i, j]) * inv
                 p = np.exp(x) if x > cut else 0.0
                 row[j] = p
                 s += p
                 acc[j] += p
+                top = max(top, p)
             r[i] = s
-            scratch[:] = row
-            kth = np.partition(scratch, m - k)[m - k]  # k-th largest
-            q = 0
+            # candidates: entries that matter next to the row maximum
+            floor = top * SELECT_FLOOR
+            count = 0
             for j in range(m):
+                if row[j] > floor:
+                    cand[count] = j
+                    count += 1
+            if count <= k:  # near the optimum the usual case: no selection needed
+                for q in range(count):
+                    idx[i, q] = cand[q]
+                    val[i, q] = row[cand[q]]
+                for q in range(count, k):  # zero padding on distinct columns, so the
+                    idx[i, q] = q          # scatter in ell_rmatvec has no store chain
+                continue
+            for q in range(count):
+                scratch[q] = row[cand[q]]
+            kth = np.partition(scratch[:count], count - k)[count - k]  # k-th largest
+            q = 0
+            for c_ in range(count):
+                j = cand[c_]
                 if row[j] > kth:
                     idx[i, q] = j
                     val[i, q] = row[j]
                     q += 1
-            for j in range(m):
+            for c_ in range(count):
+                j = cand[c_]
                 if q == k:
                     break
                 if row[j] == kth:

@@ -33,6 +33,8 @@ from importlib import resources
 
 import numpy as np
 
+from ._reference import SELECT_FLOOR
+
 _INSTALL_HINT = "backend='gpu' needs CuPy (pip install fastsinkhorn[gpu]) and a CUDA device"
 
 #: CUDA sources in ``fastsinkhorn.kernels`` and the kernels each defines.
@@ -305,6 +307,8 @@ class GPUBackend:
                 (_BLOCK,),
                 (A, np.int64(n), np.int64(m), f, g, np.float64(reg), np.int32(k), idx, val),
             )
+            # entries negligible next to their row maximum count as zeros (contract)
+            val[val <= SELECT_FLOOR * val.max(axis=1, keepdims=True)] = 0.0
         return r, c, r.sum(), idx, val
 
     def ell_matvec(self, idx, val, x):

@@ -4,9 +4,10 @@ The iterate is kept as potentials ``(f, g)`` plus scalings ``(u, v)`` on the
 stored kernel ``K = exp((f_i + g_j - M_ij) / reg)``; the plan is
 ``diag(u) K diag(v)``. Iterations are plain scalings (no exp, one fused pass
 over ``K`` each); when a scaling leaves ``[1/t, t]`` it is folded into the
-potentials and ``K`` recomputed (one exp pass). The first iteration is done in
-the log domain, so every row and column of ``K`` holds mass whatever ``reg``,
-the cost scale or the warm start.
+potentials and ``K`` recomputed (one exp pass). The first half-step is done
+in the log domain, so every row of ``K`` holds mass whatever ``reg``, the cost
+scale or the warm start (columns that would not trigger one full log-domain
+iteration).
 
 Each fused pass performs the row half-step and returns the column sums of the
 row-normalised plan, so the marginal error of that iterate (rows exact,
@@ -92,7 +93,12 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
     if K is None:
         K = xp.empty(M.shape, dtype=prob.dtype)
 
-    f, g = log_iteration(prob, f, g)
+    # Row half-step in the log domain: every row then holds its mass whatever
+    # reg or the warm start. A column left empty shows up as an infinite
+    # scaling after the first pass, which triggers the full log-domain
+    # iteration below; the usual case saves the column log-sum-exp passes.
+    g = xp.where(b > 0, g, -np.inf)  # zero-mass columns stay empty from the start
+    f = reg * (prob.log_a - be.lse_rows(M, g, reg))
     be.plan(M, f, g, reg, K)
     u, v = xp.ones(n), xp.ones(m)
     last_good = (f, g)

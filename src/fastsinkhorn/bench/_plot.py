@@ -34,13 +34,14 @@ def plot_convergence(records, path):
         for r in rs:
             curve = r.get("curve") or {}
             points = [(t, e) for t, e in zip(curve.get("time", []), curve.get("error", []))
-                      if t is not None and e is not None and e > 0]
+                      if t is not None and t > 0 and e is not None and e > 0]
             if points:
                 label = r["solver"] + ("" if r["converged"] else f" ({r['status']})")
                 ax.plot(*zip(*points), marker=".", ms=3, lw=1.2, color=colors[r["solver"]],
                         label=label)
         ax.axhline(rs[0]["tol"], ls="--", lw=0.8, color="gray")
-        ax.set(yscale="log", xlabel="time [s]", ylabel="L1 marginal error",
+        # log time: solvers differ by orders of magnitude in time as in error
+        ax.set(xscale="log", yscale="log", xlabel="time [s]", ylabel="L1 marginal error",
                title=f"{problem}, reg={reg:g}, {dtype}")
         if ax.lines[1:]:  # more than the tolerance line: some solver has a curve
             ax.legend(fontsize=7)

@@ -6,11 +6,11 @@ with its own column accumulator, reduced after the loop; that keeps every
 kernel a single streaming read of the matrix (row-major) even when it needs
 column sums.
 
-Underflow: entries of a kernel or plan below ``exp(cut)`` are stored as exact
-zeros (``cut`` = -460, i.e. 1e-200, for float64; -87 for float32): products
-of such entries with the scalings would be subnormal, and subnormal arithmetic
-is ~100x slower on x86, while their mass is far below any reachable
-tolerance. It also skips their ``exp``.
+Underflow: kernel and plan entries below ``exp(cut)`` (``cut`` = -460, i.e.
+1e-200, for float64; -87 for float32) are clamped to ``exp(cut)`` by the exp
+passes (``_cpu.py``): products of smaller entries with the scalings would be
+subnormal, and subnormal arithmetic is ~100x slower on x86, while their mass
+is far below any reachable tolerance.
 
 Fastmath: only ``reassoc``/``contract`` style flags, and only in kernels whose
 inputs are finite: log-domain kernels see ``-inf`` (zero masses), which
@@ -97,21 +97,6 @@ def lse_cols(M, f, reg, nb):
     return out
 
 
-@njit(cache=True, parallel=True)
-def plan(M, f, g, reg, out, cut):
-    """``out_ij = exp((f_i + g_j - M_ij) / reg)``, zero below ``exp(cut)`` and for -inf."""
-    n, m = M.shape
-    inv = 1.0 / reg
-    for i in prange(n):
-        if f[i] == -np.inf:
-            out[i, :] = 0.0
-            continue
-        for j in range(m):
-            x = (f[i] + g[j] - M[i, j]) * inv
-            out[i, j] = np.exp(x) if x > cut else 0.0
-    return out
-
-
 @njit(cache=True, inline="always")
 def _row_scaling(s, ai):
     """Row half-step ``u_i = a_i / (K v)_i``; rows of zero mass keep ``u_i = 1``."""
@@ -173,80 +158,63 @@ def scale(K, u, v, out):
     return out
 
 
-@njit(cache=True, parallel=True)
-def dense_pass(M, f, g, reg, k, nb, cut):
-    """SNS dense pass: ``r = P1``, ``c = P^T1``, ``sum P`` and per-row top-k of P.
+@njit(cache=True, nogil=True)
+def select_rows(P, k, r, acc, idx, val):
+    """SNS dense pass on a block of rows of the plan ``P`` (float64, exponentiated).
 
-    Selection is linear time and usually trivial: entries above
-    ``SELECT_FLOOR`` times the row maximum are the candidates; if there are at
-    most ``k`` (the common case near the optimum) they are taken as they are,
-    else ``np.partition`` finds the k-th largest and one sweep gathers the
-    entries above it, filling ties up to exactly ``k``.
+    Writes the row sums into ``r``, adds the column sums to ``acc`` and the
+    per-row top-k of ``P`` into ``idx``/``val``. Selection is linear time and
+    usually trivial: entries above ``SELECT_FLOOR`` times the row maximum are
+    the candidates; if there are at most ``k`` (the common case near the
+    optimum) they are taken as they are (zero padding on distinct columns, so
+    the scatter in ``ell_rmatvec`` has no store chain), else ``np.partition``
+    finds the k-th largest and one sweep gathers the entries above it, filling
+    ties up to exactly ``k``. ``nogil``: blocks run in parallel threads.
     """
-    n, m = M.shape
-    inv = 1.0 / reg
-    nb = min(nb, n)
-    size = _blocks(n, nb)
-    r = np.zeros(n)
-    partial = np.zeros((nb, m))
-    idx = np.zeros((n, k), dtype=np.int64)
-    val = np.zeros((n, k))
-    for t in prange(nb):
-        row = np.empty(m)
-        cand = np.empty(m, dtype=np.int64)
-        scratch = np.empty(m)
-        acc = partial[t]
-        for i in range(t * size, min(n, (t + 1) * size)):
-            if f[i] == -np.inf:
-                for q in range(k):  # zero row: zero values on distinct columns
-                    idx[i, q] = q
-                continue
-            s = 0.0
-            top = 0.0
-            for j in range(m):
-                x = (f[i] + g[j] - M[i, j]) * inv
-                p = np.exp(x) if x > cut else 0.0
-                row[j] = p
-                s += p
-                acc[j] += p
-                top = max(top, p)
-            r[i] = s
-            # candidates: entries that matter next to the row maximum
-            floor = top * SELECT_FLOOR
-            count = 0
-            for j in range(m):
-                if row[j] > floor:
-                    cand[count] = j
-                    count += 1
-            if count <= k:  # near the optimum the usual case: no selection needed
-                for q in range(count):
-                    idx[i, q] = cand[q]
-                    val[i, q] = row[cand[q]]
-                for q in range(count, k):  # zero padding on distinct columns, so the
-                    idx[i, q] = q          # scatter in ell_rmatvec has no store chain
-                continue
+    rows, m = P.shape
+    cand = np.empty(m, dtype=np.int64)
+    scratch = np.empty(m)
+    for i in range(rows):
+        s = 0.0
+        top = 0.0
+        for j in range(m):
+            p = P[i, j]
+            s += p
+            acc[j] += p
+            top = max(top, p)
+        r[i] = s
+        floor = top * SELECT_FLOOR
+        count = 0
+        for j in range(m):
+            if P[i, j] > floor:
+                cand[count] = j
+                count += 1
+        if count <= k:
             for q in range(count):
-                scratch[q] = row[cand[q]]
-            kth = np.partition(scratch[:count], count - k)[count - k]  # k-th largest
-            q = 0
-            for c_ in range(count):
-                j = cand[c_]
-                if row[j] > kth:
-                    idx[i, q] = j
-                    val[i, q] = row[j]
-                    q += 1
-            for c_ in range(count):
-                j = cand[c_]
-                if q == k:
-                    break
-                if row[j] == kth:
-                    idx[i, q] = j
-                    val[i, q] = row[j]
-                    q += 1
-    c = partial[0].copy()
-    for t in range(1, nb):
-        c += partial[t]
-    return r, c, r.sum(), idx, val
+                idx[i, q] = cand[q]
+                val[i, q] = P[i, cand[q]]
+            for q in range(count, k):
+                idx[i, q] = q
+                val[i, q] = 0.0
+            continue
+        for q in range(count):
+            scratch[q] = P[i, cand[q]]
+        kth = np.partition(scratch[:count], count - k)[count - k]  # k-th largest
+        q = 0
+        for c_ in range(count):
+            j = cand[c_]
+            if P[i, j] > kth:
+                idx[i, q] = j
+                val[i, q] = P[i, j]
+                q += 1
+        for c_ in range(count):
+            j = cand[c_]
+            if q == k:
+                break
+            if P[i, j] == kth:
+                idx[i, q] = j
+                val[i, q] = P[i, j]
+                q += 1
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -278,6 +246,5 @@ def ell_rmatvec(idx, val, y, m):
 
 # Serial twins of the per-iteration kernels: below a few 1e5 entries the
 # parallel launch costs more than the work.
-plan_serial = njit(cache=True)(plan.py_func)
 scaling_pass_serial = njit(cache=True, fastmath=_FAST)(scaling_pass.py_func)
 scale_serial = njit(cache=True, fastmath=_FAST)(scale.py_func)

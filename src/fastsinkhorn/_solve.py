@@ -110,7 +110,7 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     xp, n, m = prob.xp, *prob.M.shape
     tol = effective_tol(tol, prob.dtype, (n, m))
     if method == "auto":
-        method = choose_method(prob.reg, float(prob.M.max() - prob.M.min()), tol)
+        method = choose_method(prob.reg, prob.cost_range, tol)
     if method not in METHODS:
         raise ValueError(f"method must be one of {('auto',) + tuple(METHODS)}, got {method!r}")
     opts_cls, runner, default_max_iter = METHODS[method]

@@ -33,6 +33,7 @@ class Problem:
     xp: Any
     backend: Any
     transposed: bool = False
+    cost_range: float = 0.0  # max(M) - min(M), for the auto rule
 
     @property
     def dtype(self):
@@ -85,7 +86,7 @@ def prepare_problem(M, a, b, reg, backend="auto"):
     if library == "numpy" and name == "gpu":  # host arrays on the GPU backend
         M, a, b = (None if x is None else xp.asarray(np.asarray(x)) for x in (M, a, b))
     reg = check_reg(reg)
-    M = _as_cost(xp, M)
+    M, cost_range = _as_cost(xp, M)
     n, m = M.shape
     a = _as_mass(xp, a, n, "a", "M.shape[0]")
     b = _as_mass(xp, b, m, "b", "M.shape[1]")
@@ -96,7 +97,8 @@ def prepare_problem(M, a, b, reg, backend="auto"):
     transposed = not M.flags.c_contiguous
     if transposed:  # F-ordered: solve the transposed problem, no copy
         M, a, b = M.T, b, a
-    return Problem(M=M, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed)
+    return Problem(M=M, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed,
+                   cost_range=cost_range)
 
 
 def _as_cost(xp, M):
@@ -111,9 +113,11 @@ def _as_cost(xp, M):
         raise ValueError(f"M must be a non-empty 2-D array, got shape {M.shape}")
     if not (M.flags.c_contiguous or M.flags.f_contiguous):
         M = xp.ascontiguousarray(M)
-    if not bool(xp.isfinite(M).all()):
+    # min and max propagate NaN and inf: two reductions, no n x m mask
+    lo, hi = float(M.min()), float(M.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("M must not contain NaN or inf")
-    return M
+    return M, hi - lo
 
 
 def _as_mass(xp, w, size, name, against):

@@ -49,7 +49,7 @@ def _exp_blocks(M, f, g, reg, cut, work):
     n, m = M.shape
     step = max(1, BLOCK_ENTRIES // m)
     blocks = [slice(s, min(n, s + step)) for s in range(0, n, step)]
-    workers = max(1, min(get_num_threads(), len(blocks), 1 if M.size < SERIAL_BELOW else n))
+    workers = 1 if M.size < SERIAL_BELOW else min(get_num_threads(), len(blocks))
     inv = 1.0 / reg
 
     empty_cols = np.flatnonzero(g == -np.inf)  # zero-mass columns (usually none)

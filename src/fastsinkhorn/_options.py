@@ -72,6 +72,26 @@ class SNSOptions(SinkhornOptions):
         ``max_step * reg`` (plan entries change by at most ``exp(2 max_step)``).
     fallback_iter : int
         Sinkhorn iterations taken when a Newton step fails.
+    linear_solver : {"auto", "cg", "direct"}
+        Solver of the Newton system. ``"cg"``: Jacobi-preconditioned CG.
+        ``"direct"``: factorisation of the Schur complement on the smaller
+        side (dense LAPACK Cholesky or sparse SuperLU), whose cost does not
+        depend on conditioning. ``"auto"``: CG until it misses its tolerance
+        within ``cg_max_iter`` iterations, direct from then on.
+    mass_budget : float
+        Direct solves drop the smallest kept entries of each row while the
+        mass dropped from the whole plan stays below ``mass_budget`` times
+        the current marginal error (so rows keep one to a few entries near
+        the optimum at small ``reg``).
+    anneal_factor : float
+        Annealing: below ``anneal_start * (max M - min M)``, SNS solves a
+        sequence of problems with ``reg`` divided by this factor each time,
+        each warm-started from the last and solved to ``anneal_tol``, before
+        the problem asked for. ``1`` switches annealing off.
+    anneal_start : float
+        First regularisation of the schedule, relative to the cost range.
+    anneal_tol : float
+        L1 marginal error at which an intermediate stage hands over.
     """
 
     warmup_iter: int = 500
@@ -86,6 +106,11 @@ class SNSOptions(SinkhornOptions):
     shift: float = 1.0
     max_step: float = 20.0
     fallback_iter: int = 20
+    linear_solver: str = "auto"
+    mass_budget: float = 0.1
+    anneal_factor: float = 4.0
+    anneal_start: float = 1e-3
+    anneal_tol: float = 1e-4
 
     def __post_init__(self):
         super().__post_init__()
@@ -98,6 +123,12 @@ class SNSOptions(SinkhornOptions):
         _check(0 < self.armijo < 0.5, "armijo", "in (0, 0.5)", self.armijo)
         _check(self.max_step > 0, "max_step", "> 0", self.max_step)
         _check(self.shift >= 0, "shift", ">= 0", self.shift)
+        _check(self.linear_solver in ("auto", "cg", "direct"), "linear_solver",
+               "one of 'auto', 'cg', 'direct'", self.linear_solver)
+        _check(0 <= self.mass_budget < 1, "mass_budget", "in [0, 1)", self.mass_budget)
+        _check(self.anneal_factor >= 1, "anneal_factor", ">= 1", self.anneal_factor)
+        _check(self.anneal_start > 0, "anneal_start", "> 0", self.anneal_start)
+        _check(0 < self.anneal_tol < 1, "anneal_tol", "in (0, 1)", self.anneal_tol)
 
 
 def parse_options(cls, method, options):

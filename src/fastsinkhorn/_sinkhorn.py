@@ -103,6 +103,7 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
     u, v = xp.ones(n), xp.ones(m)
     last_good = (f, g)
     status, error, it = Status.MAX_ITER, float("inf"), 0
+    first_check = len(monitor.history["error"])  # the stall test looks at this loop's checks only
     for it in range(first_iteration, first_iteration + max_iter):
         colsum = be.scaling_pass(K, v, a, u)
         last = it == first_iteration + max_iter - 1
@@ -115,7 +116,7 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
                 u[...], v = 1.0, xp.ones(m)
                 continue
             stop = monitor.check(it, stop_error, phase, tol=tol)
-            recent = monitor.history["error"][-stall_window - 1:]
+            recent = monitor.history["error"][first_check:][-stall_window - 1:]
             if stop is None and stall_window and len(recent) > stall_window and recent[-1] > 0.999 * recent[0]:
                 stop = Status.STALLED
             if stop is not None:

@@ -20,11 +20,14 @@ line search fails, a few Sinkhorn iterations are taken and the density doubles;
 the best iterate seen is what is returned.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 
+from ._arrays import to_numpy
 from ._cg import pcg
+from ._newton_system import DENSE_MAX_ORDER, factorize_newton_system, prune_by_mass
 from ._result import Status
 from ._sinkhorn import sinkhorn_loop
 
@@ -37,12 +40,30 @@ class _Point:
         self.f, self.g, self.k = f, g, k
         # A long trial step may overflow exp: that trial is rejected (dual -inf).
         with np.errstate(over="ignore", invalid="ignore"):
-            self.r, self.c, total, self.idx, self.val = be.dense_pass(prob.M, f, g, prob.reg, k)
+            self.r, self.c, total, idx, val = be.dense_pass(prob.M, f, g, prob.reg, k)
+            self.idx, self.val = _compact(xp, idx, val)
+            self.nnz = int((self.val > 0).sum())
             dual = _dot_finite(xp, prob.a, f) + _dot_finite(xp, prob.b, g) - prob.reg * float(total)
             error = float(xp.abs(self.r - prob.a).sum() + xp.abs(self.c - prob.b).sum())
         finite = math.isfinite(dual) and math.isfinite(error)
         self.dual = dual if finite else -math.inf
         self.error = error if finite else math.inf
+
+
+def _compact(xp, idx, val):
+    """Drop the zero padding of a row-wise sparse matrix down to its widest row.
+
+    The selection keeps up to ``k`` entries a row, but near the optimum most
+    are zeros (negligible entries); every product with ``S`` costs
+    O(n * width), so trim the width to the largest count of kept entries.
+    """
+    width = max(int((val > 0).sum(axis=1).max()), 1)
+    if width == val.shape[1]:
+        return idx, val
+    if bool((val[:, width:] > 0).any()):  # kept entries not packed first: pack them
+        order = xp.argsort(val <= 0, axis=1)
+        idx, val = xp.take_along_axis(idx, order, axis=1), xp.take_along_axis(val, order, axis=1)
+    return xp.ascontiguousarray(idx[:, :width]), xp.ascontiguousarray(val[:, :width])
 
 
 def _dot_finite(xp, w, p):
@@ -54,95 +75,219 @@ def _initial_k(opts, m):
     return int(min(m, max(opts.min_per_row, math.ceil(opts.density * m))))
 
 
-def newton_direction(prob, pt, opts):
-    """Solve the sparsified Newton system.
+class LinearSolver:
+    """Chooses and runs the solver of each Newton system.
 
-    Returns ``(df, dg, cg_iterations, slope)`` with ``slope`` the directional
-    derivative of the dual along ``(df, dg)`` (positive for an ascent direction).
+    ``linear_solver="auto"`` tries Jacobi-PCG first (cheap when the system is
+    well conditioned: smooth plans at moderate ``reg``), capped at the number
+    of iterations whose estimated time equals one direct solve (so a failed
+    try at most doubles the cost of the step), then factorises directly.
+    Once PCG has failed, the direct solver is used for the rest of the stage
+    (conditioning only gets worse as a stage converges). ``"cg"`` and
+    ``"direct"`` force one solver.
     """
-    be, xp = prob.backend, prob.xp
-    n, m = prob.M.shape
-    grad = xp.concatenate([prob.a - pt.r, prob.b - pt.c])
-    # Shift mu = shift * err^2 * mean(diag), err = ||grad||_1: damps (towards
-    # gradient ascent) far from the optimum, where sparsified Newton steps are
-    # wild; vanishes near it, so local convergence stays superlinear (the
-    # shifted-Newton idea of SSNS, Tang & Qiu 2024).
-    diag = xp.concatenate([pt.r, pt.c])
-    mu = opts.shift * pt.error**2 * float(diag.mean()) + 1e-14
-    diag = diag + mu
 
-    def matvec(x):
-        xf, xg = x[:n], x[n:]
-        return xp.concatenate([pt.r * xf + be.ell_matvec(pt.idx, pt.val, xg),
-                               be.ell_rmatvec(pt.idx, pt.val, xf, m) + pt.c * xg]) + mu * x
+    def __init__(self, opts):
+        self.opts = opts
+        self.new_stage()
 
-    rtol = opts.cg_rtol or min(0.1, math.sqrt(pt.error))
-    d, iters, _ = pcg(matvec, grad, diag, rtol, opts.cg_max_iter, xp)
-    return prob.reg * d[:n], prob.reg * d[n:], iters, float(grad @ (prob.reg * d))
+    def new_stage(self):
+        self.mode = "direct" if self.opts.linear_solver == "direct" else "cg"
+
+    def _cg_cap(self, pt):
+        """PCG iterations that cost about one direct solve (times in seconds,
+        from measurements of both on a 2-core x86 machine)."""
+        if self.opts.linear_solver == "cg":
+            return self.opts.cg_max_iter
+        n, m = pt.r.shape[0], pt.c.shape[0]
+        order = min(n, m)
+        per_iteration = 15e-6 + 1.2e-9 * pt.nnz + 4e-9 * (n + m)
+        assembly = 2e-8 * float(((pt.val > 0).sum(axis=1) ** 2).sum())
+        factor = order**3 / 1.2e11 if order <= DENSE_MAX_ORDER else 50 * assembly
+        direct = 1e-3 + assembly + factor
+        return int(min(self.opts.cg_max_iter, max(10, direct / per_iteration)))
+
+    def direction(self, prob, pt):
+        """Solve the sparsified Newton system at ``pt``.
+
+        Returns ``(df, dg, info)`` where ``info`` holds the directional
+        derivative of the dual along ``(df, dg)`` (``slope``, positive for an
+        ascent direction), the solver used, its CG iterations and the kept
+        entries.
+        """
+        xp = prob.xp
+        grad_f, grad_g = prob.a - pt.r, prob.b - pt.c
+        # Shift mu = shift * err^2 * mean(diag): damps (towards gradient ascent)
+        # far from the optimum, where sparsified Newton steps are wild; vanishes
+        # near it, so local convergence stays superlinear (the shifted-Newton
+        # idea of SSNS, Tang & Qiu 2024). The floor removes the null direction.
+        mean_diag = float(pt.r.sum() + pt.c.sum()) / (pt.r.shape[0] + pt.c.shape[0])
+        mu = self.opts.shift * pt.error**2 * mean_diag + 1e-14
+        info = {"cg_iterations": 0, "solver": self.mode}
+        if self.mode == "cg":
+            d, iters, converged = self._cg(prob, pt, grad_f, grad_g, mu, self._cg_cap(pt))
+            info["cg_iterations"] = iters
+            if converged or self.opts.linear_solver == "cg":
+                return self._finish(prob, d[: grad_f.shape[0]], d[grad_f.shape[0]:], grad_f, grad_g, info)
+            self.mode = info["solver"] = "direct"
+        df, dg = self._direct(prob, pt, grad_f, grad_g, mu)
+        return self._finish(prob, xp.asarray(df), xp.asarray(dg), grad_f, grad_g, info)
+
+    @staticmethod
+    def _finish(prob, df, dg, grad_f, grad_g, info):
+        df, dg = prob.reg * df, prob.reg * dg
+        info["slope"] = float(grad_f @ df + grad_g @ dg)
+        return df, dg, info
+
+    def _cg(self, prob, pt, grad_f, grad_g, mu, max_iter):
+        be, xp = prob.backend, prob.xp
+        n, m = pt.r.shape[0], pt.c.shape[0]
+
+        def matvec(x):
+            xf, xg = x[:n], x[n:]
+            return xp.concatenate([pt.r * xf + be.ell_matvec(pt.idx, pt.val, xg),
+                                   be.ell_rmatvec(pt.idx, pt.val, xf, m) + pt.c * xg]) + mu * x
+
+        rtol = self.opts.cg_rtol or min(0.1, math.sqrt(pt.error))
+        diag = xp.concatenate([pt.r, pt.c]) + mu
+        return pcg(matvec, xp.concatenate([grad_f, grad_g]), diag, rtol, max_iter, xp)
+
+    def _direct(self, prob, pt, grad_f, grad_g, mu):
+        """Factorise on the host (O(nnz) data; nothing n x m is copied)."""
+        r, c, val = (to_numpy(x) for x in (pt.r, pt.c, pt.val))
+        val, _ = prune_by_mass(val, r, self.opts.mass_budget * pt.error)
+        for _ in range(8):
+            try:
+                system = factorize_newton_system(to_numpy(pt.idx), val, r, c, mu)
+                break
+            except (np.linalg.LinAlgError, RuntimeError):  # lost definiteness to rounding
+                mu = 10.0 * mu + 1e-14
+        else:
+            raise np.linalg.LinAlgError("the Newton system could not be factorised")
+        return system.solve(to_numpy(grad_f), to_numpy(grad_g))
+
+
+def anneal_schedule(reg, cost_range, opts, warm):
+    """Regularisations of the stages of one SNS solve, largest first, ending at ``reg``.
+
+    At small ``reg`` the dual is far from quadratic at the Sinkhorn warm-up's
+    iterate and damped Newton crawls (hundreds of steps) before it reaches
+    its quadratic basin. Solving a sequence of problems, ``reg`` divided by
+    ``anneal_factor`` each time from ``anneal_start * (max M - min M)``, and
+    warm-starting each from the last, keeps every stage inside that basin: a
+    few Newton steps each. A warm start from the caller skips the schedule.
+    """
+    if warm or opts.anneal_factor <= 1 or cost_range <= 0:
+        return [reg]
+    regs, stage = [], opts.anneal_start * cost_range
+    while stage > reg * 1.5:
+        regs.append(stage)
+        stage /= opts.anneal_factor
+    return regs + [reg]
+
+
+class _SNSRun:
+    """State shared by the stages of one SNS solve: budget, counters, buffer."""
+
+    def __init__(self, prob, opts, monitor, max_iter):
+        self.prob, self.opts, self.monitor, self.max_iter = prob, opts, monitor, max_iter
+        self.K = prob.xp.empty(prob.M.shape, dtype=prob.dtype)
+        self.phases = {"sinkhorn": 0, "newton": 0}
+        self.linear = LinearSolver(opts)
+        self.k = _initial_k(opts, prob.M.shape[1])
+
+    @property
+    def used(self):
+        return sum(self.phases.values())
+
+    def sinkhorn_steps(self, prob, f, g, iters, tol, stall_window=0):
+        iters = max(1, min(iters, self.max_iter - self.used))
+        out = sinkhorn_loop(prob, self.opts, self.monitor, iters, f, g, K=self.K, norm="l1", tol=tol,
+                            first_iteration=self.used + 1, stall_window=stall_window)
+        self.phases["sinkhorn"] += out.n_iter
+        return out
+
+    def stage(self, prob, f, g, tol):
+        """Warm-up then Newton at ``prob.reg`` until the error is ``<= tol``.
+
+        Returns ``(f, g, status, plan_of)``: ``plan_of(K)`` writes the plan of
+        the returned iterate into ``K``.
+        """
+        opts, xp, reg = self.opts, prob.xp, prob.reg
+        warm = self.sinkhorn_steps(prob, f, g, max(opts.warmup_iter, 1), max(tol, opts.switch_tol),
+                                   stall_window=100)
+        if warm.status is Status.CALLBACK or (warm.status is Status.CONVERGED and warm.error <= tol):
+            return (*warm.potentials(reg, xp), warm.status,
+                    lambda K: prob.backend.scale(warm.K, warm.u, warm.v, K))
+        self.linear.new_stage()
+        pt, status = self.newton(prob, _Point(prob, *warm.potentials(reg, xp), self.k), tol)
+        return pt.f, pt.g, status, lambda K: prob.backend.plan(prob.M, pt.f, pt.g, reg, K)
+
+    def newton(self, prob, pt, tol):
+        """Newton steps from ``pt``; returns the best point and the status."""
+        opts, xp, reg, m = self.opts, prob.xp, prob.reg, prob.M.shape[1]
+        best = pt
+        status, step, cg_iters, failures, solver = Status.MAX_ITER, None, 0, 0, None
+        while self.used < self.max_iter:
+            # step, solver, cg_iterations: of the step that led here; nnz: of this point's Hessian
+            stop = self.monitor.check(self.used, pt.error, "newton", tol=tol, cg_iterations=cg_iters,
+                                      nnz=pt.nnz, step=step, solver=solver, reg=reg)
+            if stop is not None:
+                status = stop
+                break
+            self.phases["newton"] += 1
+            df, dg, info = self.linear.direction(prob, pt)
+            slope, cg_iters, solver = info["slope"], info["cg_iterations"], info["solver"]
+            # trust region: no potential moves more than max_step * reg in one trial
+            # (far from the optimum, rows with r_i << a_i give enormous directions)
+            largest = max(float(xp.abs(df).max()), float(xp.abs(dg).max()))
+            trial, step = None, min(1.0, opts.max_step * reg / largest) if largest > 0 else 1.0
+            if slope > 0:  # an ascent direction for the dual: search along it
+                for _ in range(opts.max_backtracks):
+                    cand = _Point(prob, pt.f + step * df, pt.g + step * dg, self.k)
+                    if cand.dual >= pt.dual + opts.armijo * step * slope or cand.error < pt.error:
+                        trial = cand
+                        break
+                    step *= 0.5
+            if trial is None:  # the solve or the line search failed: Sinkhorn steps, denser Hessian
+                failures += 1
+                step = 0.0
+                self.k = min(m, 2 * self.k)
+                out = self.sinkhorn_steps(prob, pt.f, pt.g, opts.fallback_iter, 0.0)
+                trial = _Point(prob, *out.potentials(reg, xp), self.k)
+                if failures > 3 and trial.error >= best.error:
+                    status = Status.STALLED
+                    pt = trial
+                    break
+            elif opts.adaptive_density:
+                ratio = trial.error / pt.error
+                if step < 1.0 or ratio > 0.5:
+                    self.k = min(m, 2 * self.k)
+                elif ratio < 0.1:
+                    self.k = max(min(m, opts.min_per_row), int(0.8 * self.k))
+            pt = trial
+            if pt.error < best.error:
+                best = pt
+        return best, status  # never an iterate worse than the best seen
 
 
 def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
-    """``method="sns"``: returns ``(plan, f, g, n_iter_phases, status)``."""
-    be, xp, reg = prob.backend, prob.xp, prob.reg
-    n, m = prob.M.shape
-    K = xp.empty(prob.M.shape, dtype=prob.dtype)
-    phases = {"sinkhorn": 0, "newton": 0}
+    """``method="sns"``: returns ``(plan, f, g, n_iter_phases, status)``.
 
-    def sinkhorn_steps(f, g, iters, tol, stall_window=0):
-        out = sinkhorn_loop(prob, opts, monitor, iters, f, g, K=K, norm="l1", tol=tol,
-                            first_iteration=sum(phases.values()) + 1, stall_window=stall_window)
-        phases["sinkhorn"] += out.n_iter
-        return out
-
-    warm = sinkhorn_steps(f0, g0, min(max(opts.warmup_iter, 1), max_iter), max(monitor.tol, opts.switch_tol),
-                          stall_window=100)
-    if warm.status is Status.CALLBACK or (warm.status is Status.CONVERGED and warm.error <= monitor.tol):
-        return (be.scale(warm.K, warm.u, warm.v, warm.K), *warm.potentials(reg, xp), phases, warm.status)
-
-    k = _initial_k(opts, m)
-    pt = _Point(prob, *warm.potentials(reg, xp), k)
-    best = pt
-    status, step, cg_iters, failures = Status.MAX_ITER, None, 0, 0
-    while sum(phases.values()) < max_iter:
-        stop = monitor.check(sum(phases.values()), pt.error, "newton",
-                             cg_iterations=cg_iters, nnz=n * pt.k, step=step)
-        if stop is not None:
-            status = stop
+    A caller's warm start (any non-zero potential) skips the annealing schedule.
+    """
+    run = _SNSRun(prob, opts, monitor, max_iter)
+    warm = bool(prob.xp.any(f0 != 0) or prob.xp.any(g0 != 0))
+    regs = anneal_schedule(prob.reg, prob.cost_range, opts, warm)
+    f, g = f0, g0
+    for stage_reg in regs:
+        final = stage_reg == regs[-1]
+        tol = monitor.tol if final else max(monitor.tol, opts.anneal_tol)
+        stage = prob if final else dataclasses.replace(prob, reg=stage_reg)
+        f, g, status, plan_of = run.stage(stage, f, g, tol)
+        if status is Status.CALLBACK or run.used >= max_iter:
             break
-        phases["newton"] += 1
-        df, dg, cg_iters, slope = newton_direction(prob, pt, opts)
-        # trust region: no potential moves more than max_step * reg in one trial
-        # (far from the optimum, rows with r_i << a_i give enormous directions)
-        largest = max(float(xp.abs(df).max()), float(xp.abs(dg).max()))
-        trial, step = None, min(1.0, opts.max_step * reg / largest) if largest > 0 else 1.0
-        if slope > 0:  # an ascent direction for the dual: search along it
-            for _ in range(opts.max_backtracks):
-                cand = _Point(prob, pt.f + step * df, pt.g + step * dg, k)
-                if cand.dual >= pt.dual + opts.armijo * step * slope or cand.error < pt.error:
-                    trial = cand
-                    break
-                step *= 0.5
-        if trial is None:  # CG or line search failed: Sinkhorn steps, denser Hessian
-            failures += 1
-            step = 0.0
-            k = min(m, 2 * k)
-            budget = max(1, min(opts.fallback_iter, max_iter - sum(phases.values())))
-            out = sinkhorn_steps(pt.f, pt.g, budget, 0.0)
-            trial = _Point(prob, *out.potentials(reg, xp), k)
-            if failures > 3 and trial.error >= best.error:
-                status = Status.STALLED
-                pt = trial
-                break
-        elif opts.adaptive_density:
-            ratio = trial.error / pt.error
-            if step < 1.0 or ratio > 0.5:
-                k = min(m, 2 * k)
-            elif ratio < 0.1:
-                k = max(min(m, opts.min_per_row), int(0.8 * k))
-        pt = trial
-        if pt.error < best.error:
-            best = pt
-    if pt.error > best.error:  # never return an iterate worse than the best seen
-        pt = best
-    plan = be.plan(prob.M, pt.f, pt.g, reg, K)
-    return plan, pt.f, pt.g, phases, status
+    if not final:  # stopped early: the plan of the last iterate at the target reg
+        def plan_of(K):
+            return prob.backend.plan(prob.M, f, g, prob.reg, K)
+    return plan_of(run.K), f, g, run.phases, status

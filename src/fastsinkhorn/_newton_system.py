@@ -1,0 +1,192 @@
+"""The sparsified Newton system of SNS, solved directly through a Schur complement.
+
+The system is
+
+    [[diag(r) + mu, S], [S^T, diag(c) + mu]] (d_f, d_g) = (rhs_f, rhs_g)
+
+with ``S`` the kept entries of the plan (row-wise, as ``(idx, val)``) and
+``r``, ``c`` the exact marginals. When the plan approaches a permutation its
+smallest eigenvalues approach ``r_i - P_{i, sigma(i)}`` and conjugate gradient
+stalls; a factorisation does not care about conditioning. Eliminating the
+larger side leaves the Schur complement on the smaller one,
+
+    C = diag(c) + mu - S^T diag(1 / (r + mu)) S        (for n >= m),
+
+a graph Laplacian of the columns (linked through shared rows) plus a positive
+diagonal: symmetric, weakly diagonally dominant, with non-positive
+off-diagonals. Its diagonal is assembled from positive terms only,
+
+    C_jj = mu + (c_j - sum_i S_ij)
+           + sum_i S_ij (mu + (r_i - sum_l S_il) + sum_{l != j} S_il) / (r_i + mu),
+
+so the tiny eigenvalues of a near-permutation plan are not lost to the
+cancellation of ``c_j - sum_i S_ij^2 / r_i``. The shift ``mu > 0`` removes the
+null direction ``(1, -1)`` (adding t to f and -t to g leaves the plan alone).
+
+``C`` is factorised by dense LAPACK Cholesky when it is small or dense, and by
+SuperLU (SciPy, a symmetric-mode LU with a fill-reducing ordering) when large
+and sparse; see :func:`factorize`. The solution is polished by one step of
+iterative refinement against the full sparsified system.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+import scipy.sparse.linalg
+
+#: Schur complements up to this order are factorised densely (LAPACK).
+DENSE_MAX_ORDER = 1500
+#: Larger ones too when at least this fraction of their entries is non-zero.
+DENSE_MIN_FILL = 0.05
+
+
+@dataclass
+class DirectSolve:
+    """A factorised Newton system, ready for right-hand sides."""
+
+    solve: Callable  # (rhs_f, rhs_g) -> (d_f, d_g)
+    order: int  # order of the factorised Schur complement
+    nnz: int  # its non-zeros (entries of the dense matrix when dense)
+    kind: str  # "dense" or "sparse"
+
+
+@dataclass
+class _Side:
+    """One side of the bipartite system: diagonal, dropped mass."""
+
+    diag: Any  # marginal + mu
+    dropped: Any  # marginal mass not kept in S
+
+
+def _sum_of_others(seg, s, nseg):
+    """For each entry, the sum of the other entries of its segment.
+
+    Computed without cancellation: ``total - s`` is only used for entries
+    that are not their segment's largest (then ``total - s >= max >= s``);
+    for the largest, the sum of the rest is added up directly.
+    """
+    total = np.bincount(seg, s, nseg)
+    top = np.zeros(nseg)
+    np.maximum.at(top, seg, s)
+    is_top = s == top[seg]
+    n_top = np.bincount(seg, is_top, nseg)
+    rest = np.bincount(seg, np.where(is_top, 0.0, s), nseg)
+    return np.where(is_top, rest[seg] + (n_top[seg] - 1) * top[seg], np.maximum(total[seg] - s, 0.0))
+
+
+def factorize(C_offdiag, diag):
+    """Factorise ``C = C_offdiag + diag(diag)`` (symmetric positive definite).
+
+    Returns ``(solve, kind, nnz)``. Dense Cholesky (LAPACK ``potrf``) for
+    small or dense ``C``: at order 1500 it takes ~20 ms on 2 cores and is
+    immune to fill. Large sparse ``C`` go to SuperLU with the
+    ``MMD_AT_PLUS_A`` ordering and no pivoting (``C`` is diagonally
+    dominant): measured here against QDLDL and CHOLMOD (``cholespy``), it was
+    within 1.5x of the fastest on every Newton system of the benchmark suite
+    and ships with SciPy.
+    """
+    order = diag.shape[0]
+    nnz = C_offdiag.nnz + order
+    if order <= DENSE_MAX_ORDER or nnz >= DENSE_MIN_FILL * order * order:
+        dense = C_offdiag.toarray()
+        dense[np.diag_indices(order)] += diag
+        factor = scipy.linalg.cho_factor(dense, lower=True, check_finite=False)
+        return (lambda y: scipy.linalg.cho_solve(factor, y, check_finite=False)), "dense", order * order
+    C = (C_offdiag + scipy.sparse.diags(diag)).tocsc()
+    lu = scipy.sparse.linalg.splu(C, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                  options={"SymmetricMode": True})
+    return lu.solve, "sparse", nnz
+
+
+def factorize_newton_system(idx, val, r, c, mu):
+    """Assemble and factorise the sparsified Newton system (host, float64).
+
+    Parameters
+    ----------
+    idx, val : arrays (n, k)
+        Kept entries of each row of the plan (column indices, values); zero
+        values are padding.
+    r, c : arrays (n,), (m,)
+        Exact row and column sums of the plan.
+    mu : float
+        Positive shift added to the whole diagonal.
+
+    Returns
+    -------
+    DirectSolve
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When the factorisation breaks down (the caller raises ``mu``).
+    """
+    n, m = r.shape[0], c.shape[0]
+    keep = val > 0
+    rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)[keep]
+    cols = idx[keep].astype(np.int64)
+    s = val[keep].astype(np.float64)
+    S = scipy.sparse.csr_matrix((s, (rows, cols)), shape=(n, m))
+
+    # Eliminate the larger side: seg = index on the eliminated side of each entry.
+    if n >= m:
+        elim_seg, kept_seg, elim_marg, kept_marg, B = rows, cols, r, c, S
+    else:
+        elim_seg, kept_seg, elim_marg, kept_marg, B = cols, rows, c, r, S.T.tocsr()
+    ne, nk = elim_marg.shape[0], kept_marg.shape[0]
+    elim = _Side(elim_marg + mu, np.maximum(elim_marg - np.bincount(elim_seg, s, ne), 0.0))
+    kept = _Side(kept_marg + mu, np.maximum(kept_marg - np.bincount(kept_seg, s, nk), 0.0))
+
+    others = _sum_of_others(elim_seg, s, ne)
+    diag = (mu + kept.dropped
+            + np.bincount(kept_seg, s * (mu + elim.dropped[elim_seg] + others) / elim.diag[elim_seg], nk))
+    W = scipy.sparse.diags(1.0 / np.sqrt(elim.diag)) @ B
+    off = -(W.T @ W).tocsr()
+    off.setdiag(0.0)
+    off.eliminate_zeros()
+    solve_kept, kind, nnz = factorize(off, diag)
+    BT = B.T.tocsr()
+
+    def solve_once(rhs_e, rhs_k):
+        d_k = solve_kept(rhs_k - BT @ (rhs_e / elim.diag))
+        return (rhs_e - B @ d_k) / elim.diag, d_k
+
+    def matvec(x_e, x_k):
+        return elim.diag * x_e + B @ x_k, BT @ x_e + kept.diag * x_k
+
+    def solve(rhs_f, rhs_g):
+        rhs_e, rhs_k = (rhs_f, rhs_g) if n >= m else (rhs_g, rhs_f)
+        d_e, d_k = solve_once(rhs_e, rhs_k)
+        # one step of iterative refinement against the unfactorised system
+        res_e, res_k = matvec(d_e, d_k)
+        c_e, c_k = solve_once(rhs_e - res_e, rhs_k - res_k)
+        d_e, d_k = d_e + c_e, d_k + c_k
+        return (d_e, d_k) if n >= m else (d_k, d_e)
+
+    return DirectSolve(solve=solve, order=nk, nnz=nnz, kind=kind)
+
+
+def prune_by_mass(val, r, budget):
+    """Zero the smallest kept entries of each row while their mass fits the budget.
+
+    Row ``i`` may drop mass ``budget * r_i / sum(r)`` in all, counting what the
+    selection already left out (``r_i - sum(val[i])``). Near the optimum at
+    small ``reg`` a row then keeps one to a few entries, and the factorisation
+    stays sparse; the exact marginals keep the diagonal right.
+
+    Returns the pruned copy of ``val`` and the number of rows whose selection
+    already exceeded their budget (a hint that the selection keeps too few).
+    """
+    total = float(r.sum())
+    if total <= 0:
+        return val, 0
+    allowance = budget * r / total - np.maximum(r - val.sum(axis=1), 0.0)
+    order = np.argsort(val, axis=1)  # ascending
+    ascending = np.take_along_axis(val, order, axis=1)
+    drop = np.cumsum(ascending, axis=1) <= allowance[:, None]
+    drop[:, -1] = False  # every row keeps its largest entry
+    pruned = val.copy()
+    np.put_along_axis(pruned, order, np.where(drop, 0.0, ascending), axis=1)
+    return pruned, int((allowance < 0).sum())

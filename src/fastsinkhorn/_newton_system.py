@@ -23,9 +23,9 @@ so the tiny eigenvalues of a near-permutation plan are not lost to the
 cancellation of ``c_j - sum_i S_ij^2 / r_i``. The shift ``mu > 0`` removes the
 null direction ``(1, -1)`` (adding t to f and -t to g leaves the plan alone).
 
-``C`` is factorised by dense LAPACK Cholesky when it is small or dense, and by
-SuperLU (SciPy, a symmetric-mode LU with a fill-reducing ordering) when large
-and sparse; see :func:`factorize`. The solution is polished by one step of
+``C`` is factorised by dense LAPACK Cholesky when it is small or would fill
+in, and by SuperLU (SciPy, a symmetric-mode LU with a fill-reducing ordering)
+when large and sparse; see :func:`factorize`. The solution is polished by one step of
 iterative refinement against the full sparsified system.
 """
 
@@ -35,12 +35,16 @@ from typing import Any, Callable
 import numpy as np
 import scipy.linalg
 import scipy.sparse
+import scipy.sparse.csgraph
 import scipy.sparse.linalg
 
-#: Schur complements up to this order are factorised densely (LAPACK).
-DENSE_MAX_ORDER = 1500
-#: Larger ones too when at least this fraction of their entries is non-zero.
-DENSE_MIN_FILL = 0.05
+#: Schur complements up to this order are always factorised densely (LAPACK).
+DENSE_MAX_ORDER = 200
+#: Larger ones go to the sparse solver when the Cholesky flops bounded by their
+#: envelope after reverse Cuthill-McKee are below this fraction of dense flops
+#: (a sparse flop costs several dense ones: LAPACK runs at ~50 GFlop/s here,
+#: SuperLU at a few).
+SPARSE_MAX_FLOP_FRACTION = 0.1
 
 
 @dataclass
@@ -77,28 +81,41 @@ def _sum_of_others(seg, s, nseg):
     return np.where(is_top, rest[seg] + (n_top[seg] - 1) * top[seg], np.maximum(total[seg] - s, 0.0))
 
 
+def envelope_flops(C):
+    """Flops of a Cholesky factorisation confined to the envelope of ``C``
+    after a reverse Cuthill-McKee ordering: an O(nnz) upper bound on the fill
+    a sparse factorisation can suffer (minimum-degree orderings do better)."""
+    perm = scipy.sparse.csgraph.reverse_cuthill_mckee(C, symmetric_mode=True)
+    lower = scipy.sparse.tril(C.tocsr()[perm][:, perm], format="csr")
+    rows = np.repeat(np.arange(lower.shape[0]), np.diff(lower.indptr))
+    first = np.full(lower.shape[0], lower.shape[0])
+    np.minimum.at(first, rows, lower.indices)
+    width = np.maximum(np.arange(lower.shape[0]) - first, 0).astype(np.float64)
+    return float((width * width).sum())
+
+
 def factorize(C_offdiag, diag):
     """Factorise ``C = C_offdiag + diag(diag)`` (symmetric positive definite).
 
-    Returns ``(solve, kind, nnz)``. Dense Cholesky (LAPACK ``potrf``) for
-    small or dense ``C``: at order 1500 it takes ~20 ms on 2 cores and is
-    immune to fill. Large sparse ``C`` go to SuperLU with the
-    ``MMD_AT_PLUS_A`` ordering and no pivoting (``C`` is diagonally
-    dominant): measured here against QDLDL and CHOLMOD (``cholespy``), it was
-    within 1.5x of the fastest on every Newton system of the benchmark suite
-    and ships with SciPy.
+    Returns ``(solve, kind, nnz)``. The choice, measured on the Newton systems
+    of the benchmark suite (``benchmarks/factorization.py``): Schur
+    complements of plans between histograms on grids are sparse with little
+    fill (SuperLU at order 4096: 38 ms, dense LAPACK Cholesky: 430 ms), those
+    of random-assignment plans link random columns, and any ordering fills
+    them in (SuperLU: 2.6 s, dense: 0.46 s; QDLDL and CHOLMOD were slower
+    still). The envelope bound of :func:`envelope_flops` tells them apart in
+    O(nnz): dense LAPACK Cholesky for small or filling matrices, SuperLU
+    (``MMD_AT_PLUS_A`` ordering, no pivoting: ``C`` is diagonally dominant)
+    otherwise.
     """
     order = diag.shape[0]
-    nnz = C_offdiag.nnz + order
-    if order <= DENSE_MAX_ORDER or nnz >= DENSE_MIN_FILL * order * order:
-        dense = C_offdiag.toarray()
-        dense[np.diag_indices(order)] += diag
-        factor = scipy.linalg.cho_factor(dense, lower=True, check_finite=False)
-        return (lambda y: scipy.linalg.cho_solve(factor, y, check_finite=False)), "dense", order * order
     C = (C_offdiag + scipy.sparse.diags(diag)).tocsc()
-    lu = scipy.sparse.linalg.splu(C, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                  options={"SymmetricMode": True})
-    return lu.solve, "sparse", nnz
+    if order > DENSE_MAX_ORDER and envelope_flops(C) < SPARSE_MAX_FLOP_FRACTION * order**3 / 3:
+        lu = scipy.sparse.linalg.splu(C, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                      options={"SymmetricMode": True})
+        return lu.solve, "sparse", C.nnz
+    factor = scipy.linalg.cho_factor(C.toarray(), lower=True, check_finite=False)
+    return (lambda y: scipy.linalg.cho_solve(factor, y, check_finite=False)), "dense", order * order
 
 
 def factorize_newton_system(idx, val, r, c, mu):

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._arrays import to_numpy
 from ._cg import pcg
-from ._newton_system import DENSE_MAX_ORDER, factorize_newton_system, prune_by_mass
+from ._newton_system import factorize_newton_system, prune_by_mass
 from ._result import Status
 from ._sinkhorn import sinkhorn_loop
 
@@ -103,7 +103,7 @@ class LinearSolver:
         order = min(n, m)
         per_iteration = 15e-6 + 1.2e-9 * pt.nnz + 4e-9 * (n + m)
         assembly = 2e-8 * float(((pt.val > 0).sum(axis=1) ** 2).sum())
-        factor = order**3 / 1.2e11 if order <= DENSE_MAX_ORDER else 50 * assembly
+        factor = min(order**3 / 1.2e11, 50 * assembly)  # dense, or sparse with modest fill
         direct = 1e-3 + assembly + factor
         return int(min(self.opts.cg_max_iter, max(10, direct / per_iteration)))
 

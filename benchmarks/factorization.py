@@ -68,9 +68,9 @@ def capture(family, n, reg):
     seen = []
     original = _newton_system.factorize
 
-    def recording(off, diag):
+    def recording(off, diag, kind=None):
         seen.append((off + scipy.sparse.diags(diag)).tocsr())
-        return original(off, diag)
+        return original(off, diag, kind)
 
     _newton_system.factorize = recording
     try:

@@ -83,7 +83,7 @@ def test_schur_diagonal_has_no_cancellation(monkeypatch):
     ``c_j - sum_i S_ij^2 / r_i`` loses every digit."""
     captured = {}
 
-    def capture(off, diag):
+    def capture(off, diag, kind=None):
         captured["diag"] = diag.copy()
         return (lambda y: y), "test", off.nnz
 

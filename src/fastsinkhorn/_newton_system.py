@@ -94,10 +94,12 @@ def envelope_flops(C):
     return float((width * width).sum())
 
 
-def factorize(C_offdiag, diag):
+def factorize(C_offdiag, diag, kind=None):
     """Factorise ``C = C_offdiag + diag(diag)`` (symmetric positive definite).
 
-    Returns ``(solve, kind, nnz)``. The choice, measured on the Newton systems
+    Returns ``(solve, kind, nnz)``; ``kind`` ("dense" or "sparse") may be
+    given to skip the choice (a solve reuses its first one: the structure
+    that decides it belongs to the problem). The choice, measured on the Newton systems
     of the benchmark suite (``benchmarks/factorization.py``): Schur
     complements of plans between histograms on grids are sparse with little
     fill (SuperLU at order 4096: 38 ms, dense LAPACK Cholesky: 430 ms), those
@@ -110,7 +112,10 @@ def factorize(C_offdiag, diag):
     """
     order = diag.shape[0]
     C = (C_offdiag + scipy.sparse.diags(diag)).tocsc()
-    if order > DENSE_MAX_ORDER and envelope_flops(C) < SPARSE_MAX_FLOP_FRACTION * order**3 / 3:
+    if kind is None:
+        sparse = order > DENSE_MAX_ORDER and envelope_flops(C) < SPARSE_MAX_FLOP_FRACTION * order**3 / 3
+        kind = "sparse" if sparse else "dense"
+    if kind == "sparse":
         lu = scipy.sparse.linalg.splu(C, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                                       options={"SymmetricMode": True})
         return lu.solve, "sparse", C.nnz
@@ -118,7 +123,7 @@ def factorize(C_offdiag, diag):
     return (lambda y: scipy.linalg.cho_solve(factor, y, check_finite=False)), "dense", order * order
 
 
-def factorize_newton_system(idx, val, r, c, mu):
+def factorize_newton_system(idx, val, r, c, mu, kind=None):
     """Assemble and factorise the sparsified Newton system (host, float64).
 
     Parameters
@@ -130,6 +135,8 @@ def factorize_newton_system(idx, val, r, c, mu):
         Exact row and column sums of the plan.
     mu : float
         Positive shift added to the whole diagonal.
+    kind : {None, "dense", "sparse"}
+        Factorisation to use; ``None`` chooses (see :func:`factorize`).
 
     Returns
     -------
@@ -163,7 +170,7 @@ def factorize_newton_system(idx, val, r, c, mu):
     off = -(W.T @ W).tocsr()
     off.setdiag(0.0)
     off.eliminate_zeros()
-    solve_kept, kind, nnz = factorize(off, diag)
+    solve_kept, kind, nnz = factorize(off, diag, kind)
     BT = B.T.tocsr()
 
     def solve_once(rhs_e, rhs_k):

@@ -92,6 +92,11 @@ class SNSOptions(SinkhornOptions):
         First regularisation of the schedule, relative to the cost range.
     anneal_tol : float
         L1 marginal error at which an intermediate stage hands over.
+    sinkhorn_hedge : bool
+        At the switch to Newton, extrapolate the warm-up's measured rate and
+        time per iteration, and keep iterating Sinkhorn to ``tol`` when that
+        is predicted to be faster than the Newton phase (one timed dense pass
+        sets its estimate). ``method="auto"`` turns it on.
     """
 
     warmup_iter: int = 500
@@ -111,6 +116,7 @@ class SNSOptions(SinkhornOptions):
     anneal_factor: float = 4.0
     anneal_start: float = 1e-3
     anneal_tol: float = 1e-4
+    sinkhorn_hedge: bool = False
 
     def __post_init__(self):
         super().__post_init__()

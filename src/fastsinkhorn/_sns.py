@@ -22,6 +22,7 @@ the best iterate seen is what is returned.
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 
@@ -75,6 +76,11 @@ def _initial_k(opts, m):
     return int(min(m, max(opts.min_per_row, math.ceil(opts.density * m))))
 
 
+#: Newton steps a stage typically takes from the switch to tight tolerances
+#: (the ``sinkhorn_hedge`` cost model).
+NEWTON_STEPS = 12
+
+
 class LinearSolver:
     """Chooses and runs the solver of each Newton system.
 
@@ -89,6 +95,7 @@ class LinearSolver:
 
     def __init__(self, opts):
         self.opts = opts
+        self.factor_kind = None  # dense or sparse, chosen by the first factorisation
         self.new_stage()
 
     def new_stage(self):
@@ -158,12 +165,13 @@ class LinearSolver:
         val, _ = prune_by_mass(val, r, self.opts.mass_budget * pt.error)
         for _ in range(8):
             try:
-                system = factorize_newton_system(to_numpy(pt.idx), val, r, c, mu)
+                system = factorize_newton_system(to_numpy(pt.idx), val, r, c, mu, self.factor_kind)
                 break
             except (np.linalg.LinAlgError, RuntimeError):  # lost definiteness to rounding
                 mu = 10.0 * mu + 1e-14
         else:
             raise np.linalg.LinAlgError("the Newton system could not be factorised")
+        self.factor_kind = system.kind
         return system.solve(to_numpy(grad_f), to_numpy(grad_g))
 
 
@@ -214,14 +222,43 @@ class _SNSRun:
         the returned iterate into ``K``.
         """
         opts, xp, reg = self.opts, prob.xp, prob.reg
+        first_check = len(self.monitor.history["error"])
         warm = self.sinkhorn_steps(prob, f, g, max(opts.warmup_iter, 1), max(tol, opts.switch_tol),
                                    stall_window=100)
-        if warm.status is Status.CALLBACK or (warm.status is Status.CONVERGED and warm.error <= tol):
+        if warm.status is Status.CONVERGED and warm.error > tol and opts.sinkhorn_hedge and prob.reg == self.prob.reg:
+            start = time.perf_counter()
+            _Point(prob, *warm.potentials(reg, xp), self.k)
+            predicted = self._sinkhorn_iterations_if_cheaper(first_check, time.perf_counter() - start, tol)
+            if predicted:  # twice the prediction at most: Sinkhorn's rate may degrade, then Newton
+                warm = self.sinkhorn_steps(prob, *warm.potentials(reg, xp), 2 * predicted + 10, tol)
+        if warm.status is Status.CALLBACK or (warm.status is Status.CONVERGED and warm.error <= tol) \
+                or self.used >= self.max_iter:
             return (*warm.potentials(reg, xp), warm.status,
                     lambda K: prob.backend.scale(warm.K, warm.u, warm.v, K))
         self.linear.new_stage()
         pt, status = self.newton(prob, _Point(prob, *warm.potentials(reg, xp), self.k), tol)
         return pt.f, pt.g, status, lambda K: prob.backend.plan(prob.M, pt.f, pt.g, reg, K)
+
+    def _sinkhorn_iterations_if_cheaper(self, first_check, pass_time, tol):
+        """Sinkhorn iterations to ``tol`` if it is predicted to beat the Newton
+        phase, else 0 (``sinkhorn_hedge``).
+
+        Sinkhorn's remaining time: its contraction rate and time per check
+        over the later half (at most 50) of the warm-up's checks, extrapolated to
+        ``tol``. Newton's: ``NEWTON_STEPS`` steps of about three dense passes
+        each (direction, trial point, selection), the pass timed just now.
+        """
+        h = self.monitor.history
+        errors, times = h["error"][first_check:], h["time"][first_check:]
+        window = min(len(errors) // 2, 50)  # the later half: the first checks converge faster
+        if window < 10 or not 0 < errors[-1] < errors[-1 - window]:
+            return 0
+        rate = (errors[-1] / errors[-1 - window]) ** (1.0 / window)
+        per_check = (times[-1] - times[-1 - window]) / window
+        checks = math.log(tol / errors[-1]) / math.log(rate)
+        if per_check * checks >= NEWTON_STEPS * 3 * pass_time:
+            return 0
+        return int(math.ceil(checks)) * (self.opts.check_every or self.prob.backend.check_every)
 
     def newton(self, prob, pt, tol):
         """Newton steps from ``pt``; returns the best point and the status."""

@@ -31,9 +31,7 @@ def _dense(C, rhs):
 
 
 def _superlu(C, rhs):
-    lu = scipy.sparse.linalg.splu(C.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                  options={"SymmetricMode": True})
-    return lu.solve(rhs)
+    return _newton_system._sparse_lu(C.tocsc())(rhs)
 
 
 def _qdldl(C, rhs):
@@ -66,20 +64,24 @@ CANDIDATES = {"lapack-dense": _dense, "superlu": _superlu, "qdldl": _qdldl, "cho
 def capture(family, n, reg):
     """Every Schur complement the direct solver factorises on one solve."""
     seen = []
-    original = _newton_system.factorize
+    dense, sparse = _newton_system._dense_cholesky, _newton_system._sparse_lu
 
-    def recording(off, diag, kind=None):
-        seen.append((off + scipy.sparse.diags(diag)).tocsr())
-        return original(off, diag, kind)
+    def record_dense(C):
+        seen.append(scipy.sparse.csr_matrix(C))
+        return dense(C)
 
-    _newton_system.factorize = recording
+    def record_sparse(C):
+        seen.append(C.tocsr())
+        return sparse(C)
+
+    _newton_system._dense_cholesky, _newton_system._sparse_lu = record_dense, record_sparse
     try:
         p = make_problem(family, n, seed=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fastsinkhorn.solve(p.M, p.a, p.b, reg=reg, method="sns", linear_solver="direct")
     finally:
-        _newton_system.factorize = original
+        _newton_system._dense_cholesky, _newton_system._sparse_lu = dense, sparse
     return seen
 
 

@@ -94,21 +94,34 @@ def envelope_flops(C):
     return float((width * width).sum())
 
 
+def _dense_cholesky(C):
+    """LAPACK Cholesky of a dense array; returns ``solve``."""
+    factor = scipy.linalg.cho_factor(C, lower=True, check_finite=False)
+    return lambda y: scipy.linalg.cho_solve(factor, y, check_finite=False)
+
+
+def _sparse_lu(C):
+    """SuperLU of a CSC matrix (minimum-degree ordering on ``C + C^T``, no
+    pivoting: ``C`` is diagonally dominant); returns ``solve``."""
+    return scipy.sparse.linalg.splu(C, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                                    options={"SymmetricMode": True}).solve
+
+
 def factorize(C_offdiag, diag, kind=None):
     """Factorise ``C = C_offdiag + diag(diag)`` (symmetric positive definite).
 
     Returns ``(solve, kind, nnz)``; ``kind`` ("dense" or "sparse") may be
     given to skip the choice (a solve reuses its first one: the structure
-    that decides it belongs to the problem). The choice, measured on the Newton systems
-    of the benchmark suite (``benchmarks/factorization.py``): Schur
-    complements of plans between histograms on grids are sparse with little
-    fill (SuperLU at order 4096: 38 ms, dense LAPACK Cholesky: 430 ms), those
-    of random-assignment plans link random columns, and any ordering fills
-    them in (SuperLU: 2.6 s, dense: 0.46 s; QDLDL and CHOLMOD were slower
-    still). The envelope bound of :func:`envelope_flops` tells them apart in
-    O(nnz): dense LAPACK Cholesky for small or filling matrices, SuperLU
-    (``MMD_AT_PLUS_A`` ordering, no pivoting: ``C`` is diagonally dominant)
-    otherwise.
+    that decides it belongs to the problem). The choice, measured on the
+    Newton systems of the benchmark suite (``benchmarks/factorization.py``):
+    Schur complements of plans between histograms on grids are sparse with
+    little fill (SuperLU at order 4096: 46 ms, dense LAPACK Cholesky:
+    0.4-0.8 s), those of random-assignment plans link random columns, and any
+    ordering fills them in (SuperLU: 2.5 s, dense: 0.45 s; QDLDL and CHOLMOD
+    were slower still). The envelope bound of :func:`envelope_flops` tells
+    them apart in O(nnz): dense LAPACK Cholesky for small or filling
+    matrices, SuperLU (``MMD_AT_PLUS_A`` ordering, no pivoting: ``C`` is
+    diagonally dominant) otherwise.
     """
     order = diag.shape[0]
     C = (C_offdiag + scipy.sparse.diags(diag)).tocsc()
@@ -116,11 +129,23 @@ def factorize(C_offdiag, diag, kind=None):
         sparse = order > DENSE_MAX_ORDER and envelope_flops(C) < SPARSE_MAX_FLOP_FRACTION * order**3 / 3
         kind = "sparse" if sparse else "dense"
     if kind == "sparse":
-        lu = scipy.sparse.linalg.splu(C, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                                      options={"SymmetricMode": True})
-        return lu.solve, "sparse", C.nnz
-    factor = scipy.linalg.cho_factor(C.toarray(), lower=True, check_finite=False)
-    return (lambda y: scipy.linalg.cho_solve(factor, y, check_finite=False)), "dense", order * order
+        return _sparse_lu(C), "sparse", C.nnz
+    return _dense_cholesky(C.toarray()), "dense", order * order
+
+
+def _pairs_within_segments(seg, nseg):
+    """All ordered pairs ``(t, u)``, ``t != u``, of entries in the same segment.
+
+    ``seg`` must be sorted. Returns two index arrays (sum of squared segment
+    lengths, less the diagonal).
+    """
+    lengths = np.bincount(seg, minlength=nseg)
+    per_entry = lengths[seg]
+    first = np.repeat((np.cumsum(lengths) - lengths)[seg], per_entry)
+    left = np.repeat(np.arange(seg.shape[0]), per_entry)
+    right = first + np.arange(left.shape[0]) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
+    distinct = left != right
+    return left[distinct], right[distinct]
 
 
 def factorize_newton_system(idx, val, r, c, mu, kind=None):
@@ -149,43 +174,48 @@ def factorize_newton_system(idx, val, r, c, mu, kind=None):
     """
     n, m = r.shape[0], c.shape[0]
     keep = val > 0
-    rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)[keep]
+    rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)[keep]  # sorted
     cols = idx[keep].astype(np.int64)
     s = val[keep].astype(np.float64)
-    S = scipy.sparse.csr_matrix((s, (rows, cols)), shape=(n, m))
 
-    # Eliminate the larger side: seg = index on the eliminated side of each entry.
+    # Eliminate the larger side; entries sorted by their index on that side.
     if n >= m:
-        elim_seg, kept_seg, elim_marg, kept_marg, B = rows, cols, r, c, S
+        e, k, elim_marg, kept_marg = rows, cols, r, c
     else:
-        elim_seg, kept_seg, elim_marg, kept_marg, B = cols, rows, c, r, S.T.tocsr()
+        order = np.argsort(cols, kind="stable")
+        e, k, s, elim_marg, kept_marg = cols[order], rows[order], s[order], c, r
     ne, nk = elim_marg.shape[0], kept_marg.shape[0]
-    elim = _Side(elim_marg + mu, np.maximum(elim_marg - np.bincount(elim_seg, s, ne), 0.0))
-    kept = _Side(kept_marg + mu, np.maximum(kept_marg - np.bincount(kept_seg, s, nk), 0.0))
+    elim = _Side(elim_marg + mu, np.maximum(elim_marg - np.bincount(e, s, ne), 0.0))
+    kept = _Side(kept_marg + mu, np.maximum(kept_marg - np.bincount(k, s, nk), 0.0))
 
-    others = _sum_of_others(elim_seg, s, ne)
-    diag = (mu + kept.dropped
-            + np.bincount(kept_seg, s * (mu + elim.dropped[elim_seg] + others) / elim.diag[elim_seg], nk))
-    W = scipy.sparse.diags(1.0 / np.sqrt(elim.diag)) @ B
-    off = -(W.T @ W).tocsr()
-    off.setdiag(0.0)
-    off.eliminate_zeros()
-    solve_kept, kind, nnz = factorize(off, diag, kind)
-    BT = B.T.tocsr()
+    others = _sum_of_others(e, s, ne)
+    diag = mu + kept.dropped + np.bincount(k, s * (mu + elim.dropped[e] + others) / elim.diag[e], nk)
+    # off-diagonal: -sum over eliminated indices of s_ej s_el / d_e, for j != l
+    left, right = _pairs_within_segments(e, ne)
+    weight = -s[left] * s[right] / elim.diag[e[left]]
+    if kind == "dense" or (kind is None and nk <= DENSE_MAX_ORDER):
+        C = np.bincount(k[left] * nk + k[right], weight, nk * nk).astype(np.float64).reshape(nk, nk)
+        C[np.diag_indices(nk)] += diag
+        solve_kept, kind, nnz = _dense_cholesky(C), "dense", nk * nk
+    else:
+        off = scipy.sparse.csc_matrix((weight, (k[left], k[right])), shape=(nk, nk))
+        solve_kept, kind, nnz = factorize(off, diag, kind)
+
+    def times_B(x_k):  # (the eliminated rows of S) @ x_k
+        return np.bincount(e, s * x_k[k], ne)
+
+    def times_BT(x_e):
+        return np.bincount(k, s * x_e[e], nk)
 
     def solve_once(rhs_e, rhs_k):
-        d_k = solve_kept(rhs_k - BT @ (rhs_e / elim.diag))
-        return (rhs_e - B @ d_k) / elim.diag, d_k
-
-    def matvec(x_e, x_k):
-        return elim.diag * x_e + B @ x_k, BT @ x_e + kept.diag * x_k
+        d_k = solve_kept(rhs_k - times_BT(rhs_e / elim.diag))
+        return (rhs_e - times_B(d_k)) / elim.diag, d_k
 
     def solve(rhs_f, rhs_g):
         rhs_e, rhs_k = (rhs_f, rhs_g) if n >= m else (rhs_g, rhs_f)
         d_e, d_k = solve_once(rhs_e, rhs_k)
         # one step of iterative refinement against the unfactorised system
-        res_e, res_k = matvec(d_e, d_k)
-        c_e, c_k = solve_once(rhs_e - res_e, rhs_k - res_k)
+        c_e, c_k = solve_once(rhs_e - elim.diag * d_e - times_B(d_k), rhs_k - times_BT(d_e) - kept.diag * d_k)
         d_e, d_k = d_e + c_e, d_k + c_k
         return (d_e, d_k) if n >= m else (d_k, d_e)
 

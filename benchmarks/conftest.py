@@ -7,7 +7,8 @@ Sizes are modest by default so that CI can run the whole suite once with
         python -m pytest benchmarks --benchmark-json bench.json
 
 ``FASTSINKHORN_BENCH_REGS`` (default ``1e-2``) lists the regularizations of
-the full solves.
+the full solves; ``FASTSINKHORN_BENCH_HARD_SIZES`` (``100``) and
+``FASTSINKHORN_BENCH_HARD_REGS`` (``1e-4``) those of the small-``reg`` suite.
 """
 
 import math
@@ -27,6 +28,9 @@ def _env_list(name, default, kind):
 SOLVE_SIZES = _env_list("FASTSINKHORN_BENCH_SIZES", "200", int)
 #: Regularizations of the full solves.
 SOLVE_REGS = _env_list("FASTSINKHORN_BENCH_REGS", "1e-2", float)
+#: n and reg of the small-reg suite (near-permutation plans, rough histograms).
+HARD_SIZES = _env_list("FASTSINKHORN_BENCH_HARD_SIZES", "100", int)
+HARD_REGS = _env_list("FASTSINKHORN_BENCH_HARD_REGS", "1e-4", float)
 #: n of the one-iteration kernel benchmarks, labelled small and medium.
 KERNEL_SIZES = dict(zip(("small", "medium"), _env_list("FASTSINKHORN_BENCH_KERNEL_SIZES",
                                                        "256,1024", int)))
@@ -35,6 +39,7 @@ KERNEL_SIZES = dict(zip(("small", "medium"), _env_list("FASTSINKHORN_BENCH_KERNE
 def pytest_generate_tests(metafunc):
     """Parametrize the ``solve_size``, ``reg`` and ``kernel_size`` arguments."""
     for name, values, ids in (("solve_size", SOLVE_SIZES, None), ("reg", SOLVE_REGS, None),
+                              ("hard_size", HARD_SIZES, None), ("hard_reg", HARD_REGS, None),
                               ("kernel_size", list(KERNEL_SIZES.values()), list(KERNEL_SIZES))):
         if name in metafunc.fixturenames:
             metafunc.parametrize(name, values, ids=ids)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fastsinkhorn.bench import SOLVERS, marginal_error
-from fastsinkhorn.problems import FAMILIES, make_problem
+from fastsinkhorn.problems import FAMILIES, HARD_FAMILIES, make_problem
 
 TOL = 1e-9
 MAX_ITER = 100_000
@@ -24,18 +24,24 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("solver_name, options", CASES)
-@pytest.mark.parametrize("family", FAMILIES)
-def test_solve(benchmark, family, solver_name, options, solve_size, reg):
+#: The small-``reg`` suite: our SNS against the Newton-type peers.
+HARD_CASES = [
+    *(pytest.param(f"fastsinkhorn-{method}", {}, id=method) for method in ("sns", "auto")),
+    *(pytest.param(name, {}, id=name) for name in ("regot-ssns", "mdot-tnt")),
+]
+
+
+def _bench_solve(benchmark, solver_name, options, family, n, reg, max_iter):
+    """Time one solver on one problem; record iterations and the achieved error."""
     solver = SOLVERS[solver_name]
+    problem = make_problem(family, n, seed=0)
     for module in solver.requires:
         pytest.importorskip(module)
-    problem = make_problem(family, solve_size, seed=0)
     inputs = solver.prepare(problem.M, problem.a, problem.b, **options)
-    solver.warm_up(family, reg, TOL, inputs=inputs, **options)  # JIT compilation is never timed
+    solver.warm_up(family, reg, TOL, inputs=inputs, max_iter=max_iter, **options)  # JIT is never timed
 
     benchmark.group = f"solve {problem.name} reg={reg:g}"
-    out = benchmark.pedantic(solver.run, args=(*inputs, reg, TOL, MAX_ITER), kwargs=options,
+    out = benchmark.pedantic(solver.run, args=(*inputs, reg, TOL, max_iter), kwargs=options,
                              rounds=3, iterations=1)
     error = marginal_error(out.plan, problem.a, problem.b)
     benchmark.extra_info.update(n_iter=out.n_iter, error=error, converged=bool(error <= TOL),
@@ -45,3 +51,16 @@ def test_solve(benchmark, family, solver_name, options, solve_size, reg):
         assert out.n_iter > 0 and error >= 0 or np.isnan(error)
     else:
         assert error <= TOL, f"{solver_name} stopped at L1 error {error:.2e}"
+
+
+@pytest.mark.parametrize("solver_name, options", CASES)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_solve(benchmark, family, solver_name, options, solve_size, reg):
+    _bench_solve(benchmark, solver_name, options, family, solve_size, reg, MAX_ITER)
+
+
+@pytest.mark.parametrize("solver_name, options", HARD_CASES)
+@pytest.mark.parametrize("family", HARD_FAMILIES)
+def test_solve_small_reg(benchmark, family, solver_name, options, hard_size, hard_reg):
+    """Near-permutation plans and rough histograms; peers capped at 5000 iterations."""
+    _bench_solve(benchmark, solver_name, options, family, hard_size, hard_reg, 5000)

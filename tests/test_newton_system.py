@@ -139,3 +139,14 @@ def test_anneal_schedule():
     assert anneal_schedule(1e-5, 2.0, opts, warm=True) == [1e-5]
     assert anneal_schedule(1e-2, 1.0, opts, warm=False) == [1e-2]
     assert anneal_schedule(1e-5, 1.0, SNSOptions(anneal_factor=1.0), warm=False) == [1e-5]
+
+
+def test_assembly_in_chunks_gives_the_same_solution(rng, kind, monkeypatch):
+    P, idx, val, r, c = sparsified(rng, 90, 60, 7)
+    rhs = rng.standard_normal(150)
+    whole = ns.factorize_newton_system(idx, val, r, c, 1e-7).solve(rhs[:90], rhs[90:])
+    monkeypatch.setattr(ns, "PAIRS_PER_CHUNK", 50)  # ~2 rows of 7 entries a chunk
+    chunks = list(ns._schur_offdiagonal(np.repeat(np.arange(90), 7), idx.ravel(), val.ravel(), r + 1e-7))
+    assert len(chunks) > 20
+    chunked = ns.factorize_newton_system(idx, val, r, c, 1e-7).solve(rhs[:90], rhs[90:])
+    np.testing.assert_allclose(np.r_[chunked], np.r_[whole], rtol=1e-10, atol=1e-12)

@@ -133,6 +133,10 @@ def factorize(C_offdiag, diag, kind=None):
     return _dense_cholesky(C.toarray()), "dense", order * order
 
 
+#: Entry pairs materialised at once while assembling the Schur complement.
+PAIRS_PER_CHUNK = 1 << 22
+
+
 def _pairs_within_segments(seg, nseg):
     """All ordered pairs ``(t, u)``, ``t != u``, of entries in the same segment.
 
@@ -146,6 +150,27 @@ def _pairs_within_segments(seg, nseg):
     right = first + np.arange(left.shape[0]) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
     distinct = left != right
     return left[distinct], right[distinct]
+
+
+def _schur_offdiagonal(e, k, s, elim_diag):
+    """Off-diagonal terms ``-s_ej s_el / d_e`` (j != l) of the Schur complement,
+    as ``(j, l, value)`` chunks of at most ~``PAIRS_PER_CHUNK`` pairs.
+
+    ``e`` (sorted), ``k``, ``s``: eliminated index, kept index and value of
+    each entry. Chunks split the eliminated side, so memory stays bounded
+    however many entries a row keeps.
+    """
+    ne = elim_diag.shape[0]
+    lengths = np.bincount(e, minlength=ne)
+    entry_start = np.concatenate([[0], np.cumsum(lengths)])
+    pairs = np.cumsum(lengths.astype(np.int64) ** 2)
+    cuts = np.searchsorted(pairs, np.arange(PAIRS_PER_CHUNK, pairs[-1] if ne else 0, PAIRS_PER_CHUNK))
+    bounds = np.unique(np.concatenate([[0], cuts + 1, [ne]]).clip(0, ne))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        part = slice(entry_start[lo], entry_start[hi])
+        left, right = _pairs_within_segments(e[part] - lo, hi - lo)
+        left, right = left + part.start, right + part.start
+        yield k[left], k[right], -s[left] * s[right] / elim_diag[e[left]]
 
 
 def factorize_newton_system(idx, val, r, c, mu, kind=None):
@@ -190,15 +215,18 @@ def factorize_newton_system(idx, val, r, c, mu, kind=None):
 
     others = _sum_of_others(e, s, ne)
     diag = mu + kept.dropped + np.bincount(k, s * (mu + elim.dropped[e] + others) / elim.diag[e], nk)
-    # off-diagonal: -sum over eliminated indices of s_ej s_el / d_e, for j != l
-    left, right = _pairs_within_segments(e, ne)
-    weight = -s[left] * s[right] / elim.diag[e[left]]
+    chunks = _schur_offdiagonal(e, k, s, elim.diag)
     if kind == "dense" or (kind is None and nk <= DENSE_MAX_ORDER):
-        C = np.bincount(k[left] * nk + k[right], weight, nk * nk).astype(np.float64).reshape(nk, nk)
+        C = np.zeros(nk * nk)
+        for j, l, value in chunks:
+            C += np.bincount(j * nk + l, value, nk * nk)
+        C = C.reshape(nk, nk)
         C[np.diag_indices(nk)] += diag
         solve_kept, kind, nnz = _dense_cholesky(C), "dense", nk * nk
     else:
-        off = scipy.sparse.csc_matrix((weight, (k[left], k[right])), shape=(nk, nk))
+        off = scipy.sparse.csc_matrix((nk, nk))
+        for j, l, value in chunks:
+            off = off + scipy.sparse.csc_matrix((value, (j, l)), shape=(nk, nk))
         solve_kept, kind, nnz = factorize(off, diag, kind)
 
     def times_B(x_k):  # (the eliminated rows of S) @ x_k

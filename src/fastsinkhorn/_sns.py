@@ -7,17 +7,21 @@
    the Hessian ``-(1/reg) [[diag r, P], [P^T, diag c]]`` is sparsified to the
    ``k`` largest entries of each row of ``P`` (selection rule: per-row top-k,
    exact diagonals ``r = P1``, ``c = P^T1``, which keep it diagonally
-   dominant), the system is solved by Jacobi-preconditioned CG to a relative
-   residual tied to the current error (inexact Newton), and the step is found
-   by Armijo backtracking on ``L``.
+   dominant). The system is solved by Jacobi-preconditioned CG to a relative
+   residual tied to the current error (inexact Newton) while that is cheap,
+   and by a direct factorisation of its Schur complement
+   (:mod:`fastsinkhorn._newton_system`) once CG fails (see
+   :class:`LinearSolver`); the step is found by Armijo backtracking on ``L``.
+3. Annealing: at small ``reg`` the stages above run on a decreasing sequence
+   of regularisations, each warm-started from the last (:func:`anneal_schedule`).
 
 Each line-search trial is one dense pass over ``M`` that also returns
 ``r``, ``c`` and the sparsified rows at the trial point, so the accepted
 trial hands the next Newton step everything it needs: a full step reads
 ``M`` once. Near machine accuracy ``L`` changes by less than its rounding, so
-a trial is also accepted when it lowers the marginal error. When CG or the
-line search fails, a few Sinkhorn iterations are taken and the density doubles;
-the best iterate seen is what is returned.
+a trial is also accepted when it lowers the marginal error. When the solve or
+the line search fails, a few Sinkhorn iterations are taken and the density
+doubles; the best iterate seen is what is returned.
 """
 
 import dataclasses
@@ -119,8 +123,7 @@ class LinearSolver:
 
         Returns ``(df, dg, info)`` where ``info`` holds the directional
         derivative of the dual along ``(df, dg)`` (``slope``, positive for an
-        ascent direction), the solver used, its CG iterations and the kept
-        entries.
+        ascent direction), the solver used and its CG iterations.
         """
         xp = prob.xp
         grad_f, grad_g = prob.a - pt.r, prob.b - pt.c

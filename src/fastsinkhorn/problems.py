@@ -1,4 +1,7 @@
-"""Seeded test problems: the benchmark suite of ``BENCHMARKS.md``.
+"""Seeded test problems: the benchmark suites of ``python -m fastsinkhorn.bench``.
+
+``FAMILIES`` lists every family; ``HARD_FAMILIES`` the small-``reg`` suite
+(near-permutation plans and rough histograms).
 
 Every cost is scaled so that ``max(M) == 1`` and every marginal is a
 probability vector, so a given ``reg`` means the same thing across families.
@@ -15,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FAMILIES = ("cloud", "assignment", "grid-w2", "grid-w1", "rect", "image-w2", "image-w1")
+#: The default suite of ``python -m fastsinkhorn.bench`` (smooth problems).
+DEFAULT_FAMILIES = ("cloud", "assignment", "grid-w2", "grid-w1", "rect")
+FAMILIES = DEFAULT_FAMILIES + ("image-w2", "image-w1")
 #: The small-``reg`` suite: plans close to a permutation (``assignment``) or
 #: thin bands between rough histograms with sharp edges (``image-*``).
 HARD_FAMILIES = ("assignment", "image-w2", "image-w1")

@@ -1,7 +1,7 @@
 """Benchmark harness: time to tolerance for fastsinkhorn and its peers.
 
-Run ``python -m fastsinkhorn.bench --help``. Follows the protocol of
-``BENCHMARKS.md``: every solver runs in its own child process under a time
+Run ``python -m fastsinkhorn.bench --help``. The protocol: every solver
+runs in its own child process under a time
 cap (a timeout or a crash is a miss, never a number), the L1 marginal error
 ``||P 1 - a||_1 + ||P^T 1 - b||_1`` is recomputed from each returned plan, and
 repeats alternate between solvers so that ratios come from one run.

@@ -240,6 +240,12 @@ class _SNSRun:
                     lambda K: prob.backend.scale(warm.K, warm.u, warm.v, K))
         self.linear.new_stage()
         pt, status = self.newton(prob, _Point(prob, *warm.potentials(reg, xp), self.k), tol)
+        if status is Status.STALLED and self.used < self.max_iter:
+            # Newton cannot improve further: Sinkhorn gets the rest of the budget
+            out = self.sinkhorn_steps(prob, pt.f, pt.g, self.max_iter, tol)
+            if out.error < pt.error:
+                return (*out.potentials(reg, xp), out.status,
+                        lambda K: prob.backend.scale(out.K, out.u, out.v, K))
         return pt.f, pt.g, status, lambda K: prob.backend.plan(prob.M, pt.f, pt.g, reg, K)
 
     def _sinkhorn_iterations_if_cheaper(self, first_check, pass_time, tol):
@@ -250,16 +256,22 @@ class _SNSRun:
         over the later half (at most 50) of the warm-up's checks, extrapolated to
         ``tol``. Newton's: ``NEWTON_STEPS`` steps of about three dense passes
         each (direction, trial point, selection), the pass timed just now.
+        Sinkhorn is chosen only when predicted to take half of that: a wrong
+        choice costs its budget (twice the prediction) before Newton resumes.
         """
         h = self.monitor.history
         errors, times = h["error"][first_check:], h["time"][first_check:]
         window = min(len(errors) // 2, 50)  # the later half: the first checks converge faster
-        if window < 10 or not 0 < errors[-1] < errors[-1 - window]:
+        if window < 20 or not 0 < errors[-1] < errors[-1 - window]:
             return 0
-        rate = (errors[-1] / errors[-1 - window]) ** (1.0 / window)
+        # Sinkhorn slows down as it converges: take the slower of the window's
+        # rate and that of its last 10 checks
+        rate = max((errors[-1] / errors[-1 - window]) ** (1.0 / window), (errors[-1] / errors[-11]) ** 0.1)
+        if not rate < 1:
+            return 0
         per_check = (times[-1] - times[-1 - window]) / window
         checks = math.log(tol / errors[-1]) / math.log(rate)
-        if per_check * checks >= NEWTON_STEPS * 3 * pass_time:
+        if per_check * checks >= 0.5 * NEWTON_STEPS * 3 * pass_time:  # clearly cheaper only
             return 0
         return int(math.ceil(checks)) * (self.opts.check_every or self.prob.backend.check_every)
 

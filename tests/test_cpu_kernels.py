@@ -125,3 +125,20 @@ def test_tolerance_catches_a_perturbed_kernel(rng, dtype):
     P[3, 4] *= 1 + (1e-9 if dtype == np.float64 else 1e-5)
     with pytest.raises(AssertionError):
         assert_close(P, REF.plan(M, np.zeros(257), np.zeros(130), 0.1, np.empty((257, 130), dtype)), dtype)
+
+
+@pytest.mark.parametrize("n, m, k", [(1, 1, 1), (5, 3, 2), (37, 90, 9), (900, 400, 160)])
+def test_parallel_ell_products(rng, n, m, k):
+    """The threaded products (used from 2**17 stored entries) against the reference."""
+    from fastsinkhorn.backends import _cpu_kernels as kern
+
+    idx = np.stack([rng.choice(m, size=k, replace=False) for _ in range(n)]).astype(np.int64)
+    val = rng.random((n, k))
+    val[rng.random((n, k)) < 0.2] = 0.0  # zero padding is legal
+    x, y = rng.random(m), rng.random(n)
+    assert_close(kern.ell_matvec_parallel(idx, val, x), REF.ell_matvec(idx, val, x))
+    for blocks in (1, 2, 7):
+        assert_close(kern.ell_rmatvec_parallel(idx, val, y, m, blocks), REF.ell_rmatvec(idx, val, y, m))
+    # the backend's dispatch (parallel from 2**17 entries: the last case)
+    assert_close(CPU.ell_matvec(idx, val, x), REF.ell_matvec(idx, val, x))
+    assert_close(CPU.ell_rmatvec(idx, val, y, m), REF.ell_rmatvec(idx, val, y, m))

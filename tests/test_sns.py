@@ -260,3 +260,24 @@ def test_stalled_newton_hands_over_to_sinkhorn():
     phases = [ph for ph in res.history["phase"]]
     last_newton = max(i for i, ph in enumerate(phases) if ph == "newton")
     assert phases[-1] == "sinkhorn" and last_newton < len(phases) - 1
+
+
+@pytest.mark.parametrize("shape", [(60, 150), (150, 60)])
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_direct_solver_on_rectangular_problems_with_zero_masses(rng, shape, backend):
+    """Both elimination orders (rows when n >= m, columns otherwise), empty
+    rows and columns, small reg: the direct solve keeps zero masses at zero."""
+    M, a, b = random_problem(rng, *shape, zeros=4)
+    res = fs.solve(M, a, b, reg=1e-4, method="sns", linear_solver="direct", backend=backend, tol=1e-10)
+    assert res.converged and plan_error(res.plan, a, b) <= 1e-10
+    assert (res.plan[a == 0] == 0).all() and (res.plan[:, b == 0] == 0).all()
+    assert "direct" in res.history["solver"]
+
+
+def test_max_iter_can_run_out_during_annealing():
+    p = make_problem("image-w1", 100, seed=0)
+    with pytest.warns(fs.ConvergenceWarning):
+        res = fs.solve(p.M, p.a, p.b, reg=1e-5, method="sns", max_iter=30)
+    assert res.n_iter <= 30 and not res.converged and np.isfinite(res.plan).all()
+    f, g = res.potentials  # the plan is that of the returned potentials at the target reg
+    np.testing.assert_allclose(np.exp((f[:, None] + g[None, :] - p.M) / 1e-5), res.plan, rtol=1e-6, atol=1e-150)

@@ -63,7 +63,7 @@ def _compact(xp, idx, val):
     O(n * width), so trim the width to the largest count of kept entries.
     """
     width = max(int((val > 0).sum(axis=1).max()), 1)
-    if width == val.shape[1]:
+    if width > 0.75 * val.shape[1]:  # too little to gain for a copy of both arrays
         return idx, val
     if bool((val[:, width:] > 0).any()):  # kept entries not packed first: pack them
         order = xp.argsort(val <= 0, axis=1)

@@ -66,7 +66,9 @@ def _exp_blocks(M, f, g, reg, cut, work):
             # Clamp at the cutoff rather than mask to -inf: NumPy's SIMD exp
             # leaves its fast path on -inf/underflow lanes (~6x slower here).
             np.maximum(P, cut, out=P)
-            np.exp(P, out=P)
+            # zero-mass columns (g = -inf, computed with 0) may overflow: zeroed below
+            with np.errstate(over="ignore" if empty_cols.size else "warn"):
+                np.exp(P, out=P)
             P[f[rows] == -np.inf] = 0.0  # zero masses: exact zeros
             if empty_cols.size:
                 P[:, empty_cols] = 0.0
@@ -121,7 +123,11 @@ class CPUBackend:
         return r, c, float(r.sum()), idx, val
 
     def ell_matvec(self, idx, val, x):
-        return kern.ell_matvec(idx, val, _vec(x))
+        if idx.size < SERIAL_BELOW:
+            return kern.ell_matvec(idx, val, _vec(x))
+        return kern.ell_matvec_parallel(idx, val, _vec(x))
 
     def ell_rmatvec(self, idx, val, y, m):
-        return kern.ell_rmatvec(idx, val, _vec(y), int(m))
+        if idx.size < SERIAL_BELOW:
+            return kern.ell_rmatvec(idx, val, _vec(y), int(m))
+        return kern.ell_rmatvec_parallel(idx, val, _vec(y), int(m), get_num_threads())

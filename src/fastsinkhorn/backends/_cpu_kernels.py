@@ -244,6 +244,39 @@ def ell_rmatvec(idx, val, y, m):
     return out
 
 
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def ell_matvec_parallel(idx, val, x):
+    """``S @ x`` over row blocks in parallel (wide rows: broad plans at large n)."""
+    n, k = idx.shape
+    out = np.empty(n)
+    for i in prange(n):
+        s = 0.0
+        for q in range(k):
+            s += val[i, q] * x[idx[i, q]]
+        out[i] = s
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def ell_rmatvec_parallel(idx, val, y, m, nb):
+    """``S.T @ y``: each of ``nb`` row blocks scatters into its own length-m
+    partial sum (no write conflicts), then the partials are added."""
+    n, k = idx.shape
+    nb = max(1, min(nb, n))
+    size = _blocks(n, nb)
+    partial = np.zeros((nb, m))
+    for t in prange(nb):
+        for i in range(t * size, min(n, (t + 1) * size)):
+            yi = y[i]
+            for q in range(k):
+                partial[t, idx[i, q]] += val[i, q] * yi
+    out = np.zeros(m)
+    for t in range(nb):
+        for j in range(m):
+            out[j] += partial[t, j]
+    return out
+
+
 # Serial twins of the per-iteration kernels: below a few 1e5 entries the
 # parallel launch costs more than the work.
 scaling_pass_serial = njit(cache=True, fastmath=_FAST)(scaling_pass.py_func)

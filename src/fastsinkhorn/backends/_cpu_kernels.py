@@ -218,21 +218,6 @@ def select_rows(P, k, r, acc, idx, val):
 
 
 @njit(cache=True, fastmath=_FAST)
-def ell_matvec(idx, val, x):
-    """``S @ x`` for row-wise sparse ``S``; serial: O(nnz) work, called once per
-    CG iteration, where a thread launch (and, on a busy machine, waiting for a
-    descheduled thread) would cost more than the product."""
-    n, k = idx.shape
-    out = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for q in range(k):
-            s += val[i, q] * x[idx[i, q]]
-        out[i] = s
-    return out
-
-
-@njit(cache=True, fastmath=_FAST)
 def ell_rmatvec(idx, val, y, m):
     """``S.T @ y``: a scatter, serial (O(nnz), small next to a dense pass)."""
     n, k = idx.shape
@@ -246,7 +231,10 @@ def ell_rmatvec(idx, val, y, m):
 
 @njit(cache=True, parallel=True, fastmath=_FAST)
 def ell_matvec_parallel(idx, val, x):
-    """``S @ x`` over row blocks in parallel (wide rows: broad plans at large n)."""
+    """``S @ x`` for row-wise sparse ``S``, rows in parallel (wide rows: broad
+    plans at large n). Its serial twin ``ell_matvec`` serves small ``S``: called
+    once per CG iteration, a thread launch (and, on a busy machine, waiting
+    for a descheduled thread) would cost more than the product."""
     n, k = idx.shape
     out = np.empty(n)
     for i in prange(n):
@@ -280,4 +268,5 @@ def ell_rmatvec_parallel(idx, val, y, m, nb):
 # Serial twins of the per-iteration kernels: below a few 1e5 entries the
 # parallel launch costs more than the work.
 scaling_pass_serial = njit(cache=True, fastmath=_FAST)(scaling_pass.py_func)
+ell_matvec = njit(cache=True, fastmath=_FAST)(ell_matvec_parallel.py_func)
 scale_serial = njit(cache=True, fastmath=_FAST)(scale.py_func)

@@ -125,3 +125,17 @@ def test_dist_matches_pot(rng, metric):
                                rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fs.dist(x), ot.dist(x), atol=1e-12)
     assert (np.diag(fs.dist(x)) == 0).all()
+
+
+def test_sns_stops_on_pots_norm():
+    """``stopThr`` is compared with POT's L2 quantity on every method, SNS
+    included (it used to stop SNS on the L1 error, a different criterion)."""
+    p = make_problem("cloud", 300, seed=1)
+    P, log = fs.sinkhorn(p.a, p.b, p.M, 1e-3, method="sns", stopThr=1e-7, log=True)
+    r, c = P.sum(1), P.sum(0)
+    assert np.linalg.norm(c - p.b) <= 1e-7 and log["converged"]
+    joint = np.sqrt(((r - p.a) ** 2).sum() + ((c - p.b) ** 2).sum())
+    assert log["err"][-1] == pytest.approx(joint, rel=1e-6)  # the L2 error, not the L1
+    assert log["err"][-1] <= 1e-7 < log["err"][-2]
+    l1 = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", tol=1e-7)
+    assert log["niter"] <= l1.n_iter

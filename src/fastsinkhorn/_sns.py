@@ -50,9 +50,12 @@ class _Point:
             self.nnz = int((self.val > 0).sum())
             dual = _dot_finite(xp, prob.a, f) + _dot_finite(xp, prob.b, g) - prob.reg * float(total)
             error = float(xp.abs(self.r - prob.a).sum() + xp.abs(self.c - prob.b).sum())
+            # POT's "l2" criterion for an iterate whose rows are not exact either
+            l2 = math.sqrt(float(((self.r - prob.a) ** 2).sum() + ((self.c - prob.b) ** 2).sum()))
         finite = math.isfinite(dual) and math.isfinite(error)
         self.dual = dual if finite else -math.inf
         self.error = error if finite else math.inf
+        self.l2_error = l2 if finite else math.inf
 
 
 def _compact(xp, idx, val):
@@ -200,8 +203,9 @@ def anneal_schedule(reg, cost_range, opts, warm):
 class _SNSRun:
     """State shared by the stages of one SNS solve: budget, counters, buffer."""
 
-    def __init__(self, prob, opts, monitor, max_iter):
+    def __init__(self, prob, opts, monitor, max_iter, norm="l1"):
         self.prob, self.opts, self.monitor, self.max_iter = prob, opts, monitor, max_iter
+        self.norm = norm  # stopping norm of the final stage ("l2": POT's criterion)
         self.K = prob.xp.empty(prob.M.shape, dtype=prob.dtype)
         self.phases = {"sinkhorn": 0, "newton": 0}
         self.linear = LinearSolver(opts)
@@ -211,9 +215,9 @@ class _SNSRun:
     def used(self):
         return sum(self.phases.values())
 
-    def sinkhorn_steps(self, prob, f, g, iters, tol, stall_window=0):
+    def sinkhorn_steps(self, prob, f, g, iters, tol, stall_window=0, norm="l1"):
         iters = max(1, min(iters, self.max_iter - self.used))
-        out = sinkhorn_loop(prob, self.opts, self.monitor, iters, f, g, K=self.K, norm="l1", tol=tol,
+        out = sinkhorn_loop(prob, self.opts, self.monitor, iters, f, g, K=self.K, norm=norm, tol=tol,
                             first_iteration=self.used + 1, stall_window=stall_window)
         self.phases["sinkhorn"] += out.n_iter
         return out
@@ -225,24 +229,27 @@ class _SNSRun:
         the returned iterate into ``K``.
         """
         opts, xp, reg = self.opts, prob.xp, prob.reg
+        final = prob.reg == self.prob.reg
+        norm = self.norm if final else "l1"
         first_check = len(self.monitor.history["error"])
         warm = self.sinkhorn_steps(prob, f, g, max(opts.warmup_iter, 1), max(tol, opts.switch_tol),
                                    stall_window=100)
-        if warm.status is Status.CONVERGED and warm.error > tol and opts.sinkhorn_hedge and prob.reg == self.prob.reg:
+        if warm.status is Status.CONVERGED and warm.error > tol and opts.sinkhorn_hedge and final:
             start = time.perf_counter()
             _Point(prob, *warm.potentials(reg, xp), self.k)
             predicted = self._sinkhorn_iterations_if_cheaper(first_check, time.perf_counter() - start, tol)
             if predicted:  # twice the prediction at most: Sinkhorn's rate may degrade, then Newton
-                warm = self.sinkhorn_steps(prob, *warm.potentials(reg, xp), 2 * predicted + 10, tol)
+                warm = self.sinkhorn_steps(prob, *warm.potentials(reg, xp), 2 * predicted + 10, tol,
+                                           norm=norm)
         if warm.status is Status.CALLBACK or (warm.status is Status.CONVERGED and warm.error <= tol) \
                 or self.used >= self.max_iter:
             return (*warm.potentials(reg, xp), warm.status,
                     lambda K: prob.backend.scale(warm.K, warm.u, warm.v, K))
         self.linear.new_stage()
-        pt, status = self.newton(prob, _Point(prob, *warm.potentials(reg, xp), self.k), tol)
+        pt, status = self.newton(prob, _Point(prob, *warm.potentials(reg, xp), self.k), tol, norm)
         if status is Status.STALLED and self.used < self.max_iter:
             # Newton cannot improve further: Sinkhorn gets the rest of the budget
-            out = self.sinkhorn_steps(prob, pt.f, pt.g, self.max_iter, tol)
+            out = self.sinkhorn_steps(prob, pt.f, pt.g, self.max_iter, tol, norm=norm)
             if out.error < pt.error:
                 return (*out.potentials(reg, xp), out.status,
                         lambda K: prob.backend.scale(out.K, out.u, out.v, K))
@@ -275,14 +282,16 @@ class _SNSRun:
             return 0
         return int(math.ceil(checks)) * (self.opts.check_every or self.prob.backend.check_every)
 
-    def newton(self, prob, pt, tol):
-        """Newton steps from ``pt``; returns the best point and the status."""
+    def newton(self, prob, pt, tol, norm="l1"):
+        """Newton steps from ``pt`` until its ``norm`` error is ``<= tol``;
+        returns the best point and the status."""
         opts, xp, reg, m = self.opts, prob.xp, prob.reg, prob.M.shape[1]
         best = pt
         status, step, cg_iters, failures, solver = Status.MAX_ITER, None, 0, 0, None
         while self.used < self.max_iter:
             # step, solver, cg_iterations: of the step that led here; nnz: of this point's Hessian
-            stop = self.monitor.check(self.used, pt.error, "newton", tol=tol, cg_iterations=cg_iters,
+            stop = self.monitor.check(self.used, pt.error if norm == "l1" else pt.l2_error, "newton",
+                                      tol=tol, cg_iterations=cg_iters,
                                       nnz=pt.nnz, step=step, solver=solver, reg=reg)
             if stop is not None:
                 status = stop
@@ -326,9 +335,13 @@ class _SNSRun:
 def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     """``method="sns"``: returns ``(plan, f, g, n_iter_phases, status)``.
 
-    A caller's warm start (any non-zero potential) skips the annealing schedule.
+    ``norm="l2"`` (POT's drop-ins) stops the final stage on
+    ``sqrt(||P1 - a||^2 + ||P^T1 - b||^2)``, which bounds POT's quantity (the
+    column violation once rows are exact); intermediate stages and the
+    switch to Newton always use the L1 error. A caller's warm start (any
+    non-zero potential) skips the annealing schedule.
     """
-    run = _SNSRun(prob, opts, monitor, max_iter)
+    run = _SNSRun(prob, opts, monitor, max_iter, norm)
     warm = bool(prob.xp.any(f0 != 0) or prob.xp.any(g0 != 0))
     regs = anneal_schedule(prob.reg, prob.cost_range, opts, warm)
     f, g = f0, g0

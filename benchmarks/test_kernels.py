@@ -45,7 +45,8 @@ def test_kernel(benchmark, record_kernel, backend_name, dtype, kernel, kernel_si
     call()  # warm-up: Numba compiles each dtype specialization on first call
     benchmark.group = f"{kernel} n={kernel_size} {dtype}"
     result = benchmark(call)
-    assert result is not None
+    parts = result if isinstance(result, tuple) else (result,)
+    assert all(np.isfinite(np.asarray(x, dtype=np.float64)).all() for x in parts)  # no NaN/inf out
     record_kernel(matrix_bytes, exps, dtype)
 
 

@@ -47,8 +47,9 @@ def _bench_solve(benchmark, solver_name, options, family, n, reg, max_iter):
     benchmark.extra_info.update(n_iter=out.n_iter, error=error, converged=bool(error <= TOL),
                                 **{k: v for k, v in out.info.items() if k == "n_iter_phases"})
     if solver.peer:
-        # peers may legitimately fail (POT's scaling Sinkhorn underflows at small reg)
-        assert out.n_iter > 0 and error >= 0 or np.isnan(error)
+        # peers may legitimately stop short (POT's scaling Sinkhorn underflows at
+        # small reg): the record holds their error; the plan must still be one
+        assert out.n_iter > 0 and np.shape(out.plan) == problem.M.shape
     else:
         assert error <= TOL, f"{solver_name} stopped at L1 error {error:.2e}"
 

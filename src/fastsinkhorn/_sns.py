@@ -32,6 +32,7 @@ import numpy as np
 
 from ._arrays import to_numpy
 from ._cg import pcg
+from ._marginals import marginal_error
 from ._newton_system import factorize_newton_system, prune_by_mass
 from ._result import Status
 from ._sinkhorn import sinkhorn_loop
@@ -49,7 +50,7 @@ class _Point:
             self.idx, self.val = _compact(xp, idx, val)
             self.nnz = int((self.val > 0).sum())
             dual = _dot_finite(xp, prob.a, f) + _dot_finite(xp, prob.b, g) - prob.reg * float(total)
-            error = float(xp.abs(self.r - prob.a).sum() + xp.abs(self.c - prob.b).sum())
+            error = marginal_error(xp, self.r, self.c, prob.a, prob.b)
             # POT's "l2" criterion for an iterate whose rows are not exact either
             l2 = math.sqrt(float(((self.r - prob.a) ** 2).sum() + ((self.c - prob.b) ** 2).sum()))
         finite = math.isfinite(dual) and math.isfinite(error)

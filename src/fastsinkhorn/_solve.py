@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from ._arrays import is_cupy_array, to_numpy
+from ._marginals import marginal_error
 from ._monitor import Monitor
 from ._options import SinkhornOptions, SNSOptions, parse_options
 from ._result import ConvergenceWarning, OTResult, Status
@@ -166,7 +167,7 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
     xp, reg = prob.xp, prob.reg
     r = plan.sum(axis=1, dtype=np.float64)
     c = plan.sum(axis=0, dtype=np.float64)
-    error = float(xp.abs(r - prob.a).sum() + xp.abs(c - prob.b).sum())
+    error = marginal_error(xp, r, c, prob.a, prob.b)
     linear = _inner(xp, prob.M, plan)
     # sum P (log P - 1) from the potentials: log P_ij = (f_i + g_j - M_ij) / reg
     fr = xp.where(xp.isfinite(f), f, 0.0) @ r

@@ -22,6 +22,7 @@ import traceback
 
 import numpy as np
 
+from .._marginals import marginal_error as _l1
 from ..problems import make_problem
 from ._solvers import _synchronize, get_solver
 
@@ -47,9 +48,7 @@ def marginal_error(plan, a, b):
         ``nan`` if the plan holds non-finite entries.
     """
     plan = plan.get() if hasattr(plan, "get") else np.asarray(plan)
-    rows = plan.sum(axis=1, dtype=np.float64)
-    cols = plan.sum(axis=0, dtype=np.float64)
-    return float(np.abs(rows - a).sum() + np.abs(cols - b).sum())
+    return _l1(np, plan.sum(axis=1, dtype=np.float64), plan.sum(axis=0, dtype=np.float64), a, b)
 
 
 def _thin(curve, points=CURVE_POINTS):

@@ -258,12 +258,11 @@ def prune_by_mass(val, r, budget):
     small ``reg`` a row then keeps one to a few entries, and the factorisation
     stays sparse; the exact marginals keep the diagonal right.
 
-    Returns the pruned copy of ``val`` and the number of rows whose selection
-    already exceeded their budget (a hint that the selection keeps too few).
+    Returns the pruned copy of ``val``.
     """
     total = float(r.sum())
     if total <= 0:
-        return val, 0
+        return val
     allowance = budget * r / total - np.maximum(r - val.sum(axis=1), 0.0)
     order = np.argsort(val, axis=1)  # ascending
     ascending = np.take_along_axis(val, order, axis=1)
@@ -271,4 +270,4 @@ def prune_by_mass(val, r, budget):
     drop[:, -1] = False  # every row keeps its largest entry
     pruned = val.copy()
     np.put_along_axis(pruned, order, np.where(drop, 0.0, ascending), axis=1)
-    return pruned, int((allowance < 0).sum())
+    return pruned

@@ -169,7 +169,7 @@ class LinearSolver:
     def _direct(self, prob, pt, grad_f, grad_g, mu):
         """Factorise on the host (O(nnz) data; nothing n x m is copied)."""
         r, c, val = (to_numpy(x) for x in (pt.r, pt.c, pt.val))
-        val, _ = prune_by_mass(val, r, self.opts.mass_budget * pt.error)
+        val = prune_by_mass(val, r, self.opts.mass_budget * pt.error)
         for _ in range(8):
             try:
                 system = factorize_newton_system(to_numpy(pt.idx), val, r, c, mu, self.factor_kind)

@@ -230,6 +230,7 @@ class _SNSRun:
         the returned iterate into ``K``.
         """
         opts, xp, reg = self.opts, prob.xp, prob.reg
+        first = None
         final = prob.reg == self.prob.reg
         norm = self.norm if final else "l1"
         first_check = len(self.monitor.history["error"])
@@ -237,17 +238,19 @@ class _SNSRun:
                                    stall_window=100)
         if warm.status is Status.CONVERGED and warm.error > tol and opts.sinkhorn_hedge and final:
             start = time.perf_counter()
-            _Point(prob, *warm.potentials(reg, xp), self.k)
+            first = _Point(prob, *warm.potentials(reg, xp), self.k)  # Newton's start, if it goes on
             predicted = self._sinkhorn_iterations_if_cheaper(first_check, time.perf_counter() - start, tol)
             if predicted:  # twice the prediction at most: Sinkhorn's rate may degrade, then Newton
                 warm = self.sinkhorn_steps(prob, *warm.potentials(reg, xp), 2 * predicted + 10, tol,
                                            norm=norm)
+                first = None
         if warm.status is Status.CALLBACK or (warm.status is Status.CONVERGED and warm.error <= tol) \
                 or self.used >= self.max_iter:
             return (*warm.potentials(reg, xp), warm.status,
                     lambda K: prob.backend.scale(warm.K, warm.u, warm.v, K))
         self.linear.new_stage()
-        pt, status = self.newton(prob, _Point(prob, *warm.potentials(reg, xp), self.k), tol, norm)
+        first = first or _Point(prob, *warm.potentials(reg, xp), self.k)
+        pt, status = self.newton(prob, first, tol, norm)
         if status is Status.STALLED and self.used < self.max_iter:
             # Newton cannot improve further: Sinkhorn gets the rest of the budget
             out = self.sinkhorn_steps(prob, pt.f, pt.g, self.max_iter, tol, norm=norm)

@@ -62,7 +62,7 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
 
     Parameters
     ----------
-    prob : Problem
+    prob : PreparedProblem
     opts : SinkhornOptions
     monitor : Monitor
         Decides convergence (its ``tol``), callback and records the history.

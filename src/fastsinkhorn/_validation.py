@@ -18,7 +18,7 @@ from .backends import BACKENDS, get_backend
 
 
 @dataclass
-class Problem:
+class PreparedProblem:
     """A validated problem as the solvers see it (internal).
 
     ``M`` is C-contiguous. When the caller's cost was F-ordered the problem is
@@ -69,7 +69,7 @@ def resolve_backend(backend, library):
 
 
 def prepare_problem(M, a, b, reg, backend="auto"):
-    """Validate ``(M, a, b, reg)`` and return a :class:`Problem`.
+    """Validate ``(M, a, b, reg)`` and return a :class:`PreparedProblem`.
 
     Raises
     ------
@@ -97,7 +97,7 @@ def prepare_problem(M, a, b, reg, backend="auto"):
     transposed = not M.flags.c_contiguous
     if transposed:  # F-ordered: solve the transposed problem, no copy
         M, a, b = M.T, b, a
-    return Problem(M=M, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed,
+    return PreparedProblem(M=M, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed,
                    cost_range=cost_range)
 
 

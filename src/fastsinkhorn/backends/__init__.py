@@ -1,6 +1,7 @@
 """Backends: interchangeable implementations of the kernel contract.
 
-The contract (method names, shapes, dtypes) is documented on
+The contract is the :class:`~fastsinkhorn.backends._contract.KernelBackend`
+protocol; its semantics (shapes, dtypes) are documented on
 :class:`~fastsinkhorn.backends._reference.ReferenceBackend`. ``cpu`` (Numba)
 and ``gpu`` (CuPy + CUDA C) are imported lazily so that CPU users never load
 CuPy, and importing fastsinkhorn does not trigger any JIT compilation.

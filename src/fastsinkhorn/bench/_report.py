@@ -92,7 +92,7 @@ def _case_key(r):
 
 
 COLUMNS = ("problem", "reg", "dtype", "solver", "time [s]", "iter", "L1 error", "status",
-           "vs best peer")
+           "peak MiB", "vs best peer")
 
 
 def format_table(records, markdown=False):
@@ -120,6 +120,7 @@ def _row(r):
         "-" if r["n_iter"] is None else str(r["n_iter"]),
         _error(r),
         status,
+        "-" if r.get("peak_memory") is None else f"{r['peak_memory'] / 2**20:.1f}",
         "-" if r.get("ratio") is None else f"{r['ratio']:.2f}x",
     )
 

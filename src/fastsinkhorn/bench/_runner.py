@@ -14,6 +14,7 @@ warm-up run (only for solvers that need one), then ``("done", measurement)``
 or ``("crash", why)``.
 """
 
+import ctypes
 import multiprocessing
 import statistics
 import sys
@@ -63,6 +64,37 @@ def _finite(x):
     return x if np.isfinite(x) else None  # JSON has no nan/inf
 
 
+def _status_kib(field):
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``), or ``None``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss():
+    """Reset this process's peak resident size (Linux ``clear_refs``); ``False`` if unsupported.
+
+    Free heap memory is handed back to the system first (glibc keeps the
+    buffers of the warm-up runs otherwise, and the timed run would reuse them
+    unseen).
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _worker_main(conn, solver_name, options):
     """Child loop: receive cases until ``None``; reply as the module docstring says."""
     solver = get_solver(solver_name)
@@ -87,16 +119,23 @@ def _worker_main(conn, solver_name, options):
                                case["max_iter"], **options)
                 warmed.add((key, case["reg"]))
                 conn.send(("warm",))
+            # Peak memory of the timed run beyond what the process held before
+            # it (the inputs, the libraries): the peak resident size is reset
+            # first, so nothing is sampled and the run is not slowed.
+            tracked, base = _reset_peak_rss(), _status_kib("VmRSS")
             start = time.perf_counter()
             out = solver.run(*inputs, case["reg"], case["tol"], case["max_iter"], **options)
             _synchronize(out.plan)
             elapsed = time.perf_counter() - start
+            peak = _status_kib("VmHWM")
+            peak_bytes = 1024 * (peak - base) if tracked and None not in (peak, base) else None
             conn.send(("done", {
                 "time": elapsed,
                 "n_iter": int(out.n_iter),
                 "error": marginal_error(out.plan, a, b),
                 "curve": _thin(out.curve),
                 "info": out.info,
+                "peak_memory": peak_bytes,
             }))
         except Exception:
             conn.send(("crash", traceback.format_exc(limit=4)))
@@ -274,10 +313,14 @@ def _record(base, name, peer, runs, failure):
     record = {**base, "solver": name, "peer": peer, "times": [r["time"] for r in runs]}
     if failure is not None:
         return {**record, "status": failure[0], "message": failure[1], "time": None,
-                "n_iter": None, "error": None, "converged": False, "curve": None, "info": {}}
+                "n_iter": None, "error": None, "converged": False, "curve": None, "info": {},
+                "peak_memory": None}
     last = runs[-1]
     converged = bool(last["error"] <= base["tol"])  # False for nan
     return {**record, "status": "ok" if converged else "not converged", "message": "",
             "time": statistics.median(record["times"]), "n_iter": last["n_iter"],
             "error": _finite(last["error"]), "converged": converged,
-            "curve": last["curve"], "info": last["info"]}
+            "curve": last["curve"], "info": last["info"],
+            # the largest over repeats: resident pages held on from an earlier run hide a peak
+            "peak_memory": max((r["peak_memory"] for r in runs if r.get("peak_memory") is not None),
+                               default=None)}

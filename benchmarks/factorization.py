@@ -53,7 +53,7 @@ def _cholespy(C, rhs):
 
 def _fastsinkhorn_choice(C, rhs):
     off = C - scipy.sparse.diags(C.diagonal())
-    solve, kind, _ = _newton_system.factorize(off, C.diagonal())
+    solve, _ = _newton_system.factorize(off, C.diagonal())
     return solve(rhs)
 
 

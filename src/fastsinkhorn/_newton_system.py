@@ -53,7 +53,6 @@ class DirectSolve:
 
     solve: Callable  # (rhs_f, rhs_g) -> (d_f, d_g)
     order: int  # order of the factorised Schur complement
-    nnz: int  # its non-zeros (entries of the dense matrix when dense)
     kind: str  # "dense" or "sparse"
 
 
@@ -110,7 +109,7 @@ def _sparse_lu(C):
 def factorize(C_offdiag, diag, kind=None):
     """Factorise ``C = C_offdiag + diag(diag)`` (symmetric positive definite).
 
-    Returns ``(solve, kind, nnz)``; ``kind`` ("dense" or "sparse") may be
+    Returns ``(solve, kind)``; ``kind`` ("dense" or "sparse") may be
     given to skip the choice (a solve reuses its first one: the structure
     that decides it belongs to the problem). The choice, measured on the
     Newton systems of the benchmark suite (``benchmarks/factorization.py``):
@@ -129,8 +128,8 @@ def factorize(C_offdiag, diag, kind=None):
         sparse = order > DENSE_MAX_ORDER and envelope_flops(C) < SPARSE_MAX_FLOP_FRACTION * order**3 / 3
         kind = "sparse" if sparse else "dense"
     if kind == "sparse":
-        return _sparse_lu(C), "sparse", C.nnz
-    return _dense_cholesky(C.toarray()), "dense", order * order
+        return _sparse_lu(C), "sparse"
+    return _dense_cholesky(C.toarray()), "dense"
 
 
 #: Entry pairs materialised at once while assembling the Schur complement.
@@ -222,12 +221,12 @@ def factorize_newton_system(idx, val, r, c, mu, kind=None):
             C += np.bincount(j * nk + l, value, nk * nk)
         C = C.reshape(nk, nk)
         C[np.diag_indices(nk)] += diag
-        solve_kept, kind, nnz = _dense_cholesky(C), "dense", nk * nk
+        solve_kept, kind = _dense_cholesky(C), "dense"
     else:
         off = scipy.sparse.csc_matrix((nk, nk))
         for j, l, value in chunks:
             off = off + scipy.sparse.csc_matrix((value, (j, l)), shape=(nk, nk))
-        solve_kept, kind, nnz = factorize(off, diag, kind)
+        solve_kept, kind = factorize(off, diag, kind)
 
     def times_B(x_k):  # (the eliminated rows of S) @ x_k
         return np.bincount(e, s * x_k[k], ne)
@@ -247,7 +246,7 @@ def factorize_newton_system(idx, val, r, c, mu, kind=None):
         d_e, d_k = d_e + c_e, d_k + c_k
         return (d_e, d_k) if n >= m else (d_k, d_e)
 
-    return DirectSolve(solve=solve, order=nk, nnz=nnz, kind=kind)
+    return DirectSolve(solve=solve, order=nk, kind=kind)
 
 
 def prune_by_mass(val, r, budget):

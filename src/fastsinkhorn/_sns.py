@@ -43,7 +43,7 @@ class _Point:
 
     def __init__(self, prob, f, g, k):
         be, xp = prob.backend, prob.xp
-        self.f, self.g, self.k = f, g, k
+        self.f, self.g = f, g
         # A long trial step may overflow exp: that trial is rejected (dual -inf).
         with np.errstate(over="ignore", invalid="ignore"):
             self.r, self.c, total, idx, val = be.dense_pass(prob.M, f, g, prob.reg, k)

@@ -7,7 +7,7 @@ import pytest
 from ot_testing import random_problem
 
 from fastsinkhorn.backends import get_backend
-from fastsinkhorn.backends._contract import KernelBackend
+from fastsinkhorn.backends._contract import COST_KINDS, CostSpec, KernelBackend
 
 REF = get_backend("reference")
 
@@ -24,9 +24,10 @@ def _available_backends():
     return names
 
 
-def _calls(xp, rng, n=37, m=23):
+def _calls(xp, rng, n=37, m=23, cost=CostSpec("sqeuclidean", scale=0.7)):
     """Arguments for each contract method (host arrays; moved to ``xp`` by the test)."""
     M, a, b = random_problem(rng, n, m)
+    x, y = rng.random((n, 3)), rng.random((m, 3))
     reg = 0.05
     f, g = 0.02 * rng.standard_normal(n), 0.02 * rng.standard_normal(m)
     K = np.exp((f[:, None] + g[None, :] - M) / reg)
@@ -40,6 +41,9 @@ def _calls(xp, rng, n=37, m=23):
         "scaling_pass": (K, rng.random(m) + 0.5, a, np.ones(n)),
         "scale": (K, rng.random(n) + 0.5, rng.random(m) + 0.5, np.empty((n, m))),
         "dense_pass": (M, f, g, reg, k),
+        "pc_cost_rows": (x, y, cost, 3, n - 2),
+        "pc_lse_rows": (x, y, cost, g, reg),
+        "pc_dense_pass": (x, y, cost, f, g, reg, k),
         "ell_matvec": (idx, val, rng.random(m)),
         "ell_rmatvec": (idx, val, rng.random(n), m),
     }
@@ -64,8 +68,29 @@ def test_backend_satisfies_the_protocol(backend_name):
 @pytest.mark.parametrize("member", _members())
 @pytest.mark.parametrize("backend_name", [b for b in _available_backends() if b != "reference"])
 def test_member_matches_the_reference(rng, backend_name, member):
+    _check_member(rng, backend_name, member, _calls(np, rng)[member])
+
+
+@pytest.mark.parametrize("kind", sorted(COST_KINDS))
+@pytest.mark.parametrize("member", ["pc_cost_rows", "pc_lse_rows", "pc_dense_pass"])
+@pytest.mark.parametrize("backend_name", [b for b in _available_backends() if b != "reference"])
+def test_point_cloud_members_for_every_cost(rng, backend_name, member, kind):
+    cost = CostSpec(kind, p=1.5 if kind == "minkowski" else 2.0, scale=1.3)
+    _check_member(rng, backend_name, member, _calls(np, rng, cost=cost)[member])
+
+
+def test_reference_point_cloud_costs_by_definition(rng):
+    x, y = rng.random((4, 3)), rng.random((5, 3))
+    d = x[:, None, :] - y[None, :, :]
+    sq = (d ** 2).sum(-1)
+    for cost, want in [(CostSpec(), sq), (CostSpec("euclidean", scale=2.0), 2 * np.sqrt(sq)),
+                       (CostSpec("minkowski", p=1.0), np.abs(d).sum(-1)),
+                       (CostSpec("minkowski", p=3.0), (np.abs(d) ** 3).sum(-1) ** (1 / 3))]:
+        np.testing.assert_allclose(REF.pc_cost_rows(x, y, cost, 0, 4), want, rtol=1e-14)
+
+
+def _check_member(rng, backend_name, member, args):
     be = get_backend(backend_name)
-    args = _calls(np, rng)[member]
     to_device = (lambda x: be.xp.asarray(x) if isinstance(x, np.ndarray) else x)
     got = getattr(be, member)(*(to_device(x) for x in args))
     want = getattr(REF, member)(*(x.copy() if isinstance(x, np.ndarray) else x for x in args))
@@ -73,7 +98,7 @@ def test_member_matches_the_reference(rng, backend_name, member):
     want = want if isinstance(want, tuple) else (want,)
     assert len(got) == len(want)
     host = (lambda x: x.get() if hasattr(x, "get") else np.asarray(x))
-    if member == "dense_pass":  # (r, c, total, idx, val): the selection may order entries differently
+    if member in ("dense_pass", "pc_dense_pass"):  # (r, c, total, idx, val): entries' order may differ
         for g_, w_ in zip(got[:3], want[:3]):
             np.testing.assert_allclose(host(g_), host(w_), rtol=1e-12, atol=1e-300)
         dense = []

@@ -1,13 +1,17 @@
 """fastsinkhorn: fast, log-stable entropic optimal transport.
 
-Native API: :func:`solve` returns an :class:`OTResult`. POT drop-ins:
+Native API: :func:`solve` returns an :class:`OTResult`, for a dense cost or
+a :class:`PointCloud` (costs computed on the fly); :func:`solve_sample`
+starts from two samples. POT drop-ins:
 :func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist` (``import fastsinkhorn as ot``).
 """
 
 from ._pot import dist, sinkhorn, sinkhorn2
 from ._result import ConvergenceWarning, OTResult, Status
-from ._solve import METHODS, choose_method, solve
+from ._lazy_plan import LazyPlan
+from ._solve import METHODS, choose_method, solve, solve_sample
+from .geometry import PointCloud
 
 __version__ = "0.1.0"
-__all__ = ["solve", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
+__all__ = ["solve", "solve_sample", "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
            "ConvergenceWarning", "METHODS", "choose_method", "__version__"]

@@ -1,18 +1,24 @@
-"""Log-stable Sinkhorn by absorption, written once for every backend.
+"""Log-stable Sinkhorn, written once for every backend and geometry.
 
-The iterate is kept as potentials ``(f, g)`` plus scalings ``(u, v)`` on the
-stored kernel ``K = exp((f_i + g_j - M_ij) / reg)``; the plan is
-``diag(u) K diag(v)``. Iterations are plain scalings (no exp, one fused pass
-over ``K`` each); when a scaling leaves ``[1/t, t]`` it is folded into the
-potentials and ``K`` recomputed (one exp pass). The first half-step is done
-in the log domain, so every row of ``K`` holds mass whatever ``reg``, the cost
-scale or the warm start (columns that would not trigger one full log-domain
-iteration).
+The loop (convergence checks, stall test, history) is shared; what one
+iteration does depends on the geometry:
 
-Each fused pass performs the row half-step and returns the column sums of the
-row-normalised plan, so the marginal error of that iterate (rows exact,
-columns off by ``v * colsum - b``) costs O(m) and no extra pass: the iterate
-that is returned is exactly the one whose error was checked.
+* Dense costs (:class:`_ScalingIterate`): the iterate is kept as potentials
+  ``(f, g)`` plus scalings ``(u, v)`` on the stored kernel
+  ``K = exp((f_i + g_j - M_ij) / reg)``; the plan is ``diag(u) K diag(v)``.
+  Iterations are plain scalings (no exp, one fused pass over ``K`` on the
+  CPU); when a scaling leaves ``[1/t, t]`` it is folded into the potentials
+  and ``K`` recomputed (one exp pass). The first half-step is done in the
+  log domain, so every row of ``K`` holds mass whatever ``reg``, the cost
+  scale or the warm start.
+* Lazy costs (:class:`_LogIterate`, point clouds): nothing n x m is stored,
+  so each half-step is an exact log-domain update, one pass over the cost
+  (recomputed on the fly) each.
+
+Either way each iteration performs the row half-step and yields the column
+sums of the row-normalised plan, so the marginal error of that iterate (rows
+exact, columns off) costs O(m) and no extra pass: the iterate that is
+returned is exactly the one whose error was checked.
 """
 
 from dataclasses import dataclass
@@ -23,30 +29,115 @@ import numpy as np
 from ._result import Status
 
 
+def log_iteration(prob, f, g):
+    """One exact log-domain Sinkhorn iteration (row then column half-step)."""
+    geom, reg = prob.geom, prob.reg
+    f = reg * (prob.log_a - geom.lse_rows(g, reg))
+    g = reg * (prob.log_b - geom.lse_cols(f, reg))
+    return f, g
+
+
+class _ScalingIterate:
+    """Scalings on a stored kernel, absorbed into the potentials (dense costs)."""
+
+    def __init__(self, prob, opts, f, g, K):
+        self.prob, self.K = prob, K if K is not None else prob.geom.new_buffer()
+        self.threshold = opts.absorb_threshold or (1e8 if prob.dtype == np.float32 else 1e50)
+        # Row half-step in the log domain: every row then holds its mass. A
+        # column left empty shows up as an infinite scaling after the first
+        # pass, which triggers a full log-domain iteration (``maintain``).
+        f = prob.reg * (prob.log_a - prob.geom.lse_rows(g, prob.reg))
+        self.u = prob.xp.ones(f.shape[0])
+        self._reset(f, g)
+        self.last_good = (f, g)
+
+    def _reset(self, f, g):
+        self.f, self.g = f, g
+        self.prob.geom.plan(f, g, self.prob.reg, self.K)
+        self.u[...] = 1.0
+        self.v = self.prob.xp.ones(g.shape[0])
+
+    def row_step(self):
+        """Row half-step; returns the column sums of the resulting plan."""
+        self.colsum = self.prob.backend.scaling_pass(self.K, self.v, self.prob.a, self.u)
+        return self.v * self.colsum
+
+    def col_step(self):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.v = self.prob.xp.where(self.prob.b > 0, self.prob.b / self.colsum, 1.0)
+
+    def maintain(self):
+        """Absorb scalings that left ``[1/t, t]`` (reads ``u``, ``v``: a sync on
+        a GPU, so only at convergence checks)."""
+        u, v, reg, xp = self.u, self.v, self.prob.reg, self.prob.xp
+        lo = min(float(u.min()), float(v.min()))
+        hi = max(float(u.max()), float(v.max()))
+        if 1.0 / self.threshold < lo and hi < self.threshold:  # also false for inf/nan
+            return
+        if np.isfinite(hi) and lo > 0:
+            f, g = self.f + reg * xp.log(u), self.g + reg * xp.log(v)
+            self.last_good = (f, g)
+        else:
+            f, g = log_iteration(self.prob, *self.last_good)
+        self._reset(f, g)
+
+    def restart(self):
+        """Mass was lost (non-finite error): restart from the last absorbed state."""
+        self._reset(*log_iteration(self.prob, *self.last_good))
+
+    def potentials(self):
+        """``f + reg log u``, ``g + reg log v``: the potentials of the plan."""
+        xp, reg = self.prob.xp, self.prob.reg
+        return self.f + reg * xp.log(self.u), self.g + reg * xp.log(self.v)
+
+    def plan_into(self, out):
+        """Write the plan ``diag(u) K diag(v)`` into ``out`` (may be ``K``)."""
+        return self.prob.backend.scale(self.K, self.u, self.v, out)
+
+
+class _LogIterate:
+    """Exact log-domain half-steps on a lazy geometry: two passes an iteration."""
+
+    def __init__(self, prob, opts, f, g, K):
+        self.prob, self.f, self.g = prob, f, g
+
+    def row_step(self):
+        prob, geom, reg, xp = self.prob, self.prob.geom, self.prob.reg, self.prob.xp
+        self.f = reg * (prob.log_a - geom.lse_rows(self.g, reg))
+        self.lse = geom.lse_cols(self.f, reg)
+        # columns of the row-normalised plan; every entry is <= a_i, so no overflow
+        return xp.exp(self.g / reg + self.lse)
+
+    def col_step(self):
+        self.g = self.prob.reg * (self.prob.log_b - self.lse)
+
+    def maintain(self):
+        pass  # potentials are the iterate: nothing to absorb
+
+    def restart(self):
+        raise FloatingPointError("log-domain Sinkhorn produced a non-finite marginal error")
+
+    def potentials(self):
+        return self.f, self.g
+
+    def plan_into(self, out):
+        raise TypeError("a lazy geometry has no stored plan")
+
+
 @dataclass
 class SinkhornOutcome:
-    """End state of :func:`sinkhorn_loop` (potentials already absorbed)."""
+    """End state of :func:`sinkhorn_loop`."""
 
-    f: Any
-    g: Any
-    K: Any  # buffer holding the kernel; ``plan()`` turns it into the plan
-    u: Any
-    v: Any
+    iterate: Any  # potentials() and, for dense geometries, plan_into(out)
     n_iter: int
     status: Status
     error: float
 
-    def potentials(self, reg, xp):
-        """Potentials of the current plan: ``f + reg log u``, ``g + reg log v``."""
-        return self.f + reg * xp.log(self.u), self.g + reg * xp.log(self.v)
+    def potentials(self):
+        return self.iterate.potentials()
 
-
-def log_iteration(prob, f, g):
-    """One exact log-domain Sinkhorn iteration (row then column half-step)."""
-    be, reg = prob.backend, prob.reg
-    f = reg * (prob.log_a - be.lse_rows(prob.M, g, reg))
-    g = reg * (prob.log_b - be.lse_cols(prob.M, f, reg))
-    return f, g
+    def plan_into(self, out):
+        return self.iterate.plan_into(out)
 
 
 def marginal_errors(xp, c, b, norm):
@@ -71,7 +162,7 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
     f, g : arrays
         Starting potentials (float64, finite where the mass is positive).
     K : array or None
-        Reusable (n, m) buffer of the problem dtype.
+        Reusable (n, m) buffer of the problem dtype (dense geometries only).
     norm : {"l1", "l2"}
         Norm of the column-marginal violation compared with the tolerance
         (``"l2"`` is POT's criterion); the recorded history is always that norm.
@@ -79,41 +170,26 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
         Stop at this error instead of the monitor's tolerance (SNS warm-up).
     stall_window : int
         If positive, stop with ``Status.STALLED`` when the error fell by less
-        than 0.1% over this many checks (SNS hands over to Newton then).
+        than 0.1% over this many convergence checks (SNS hands over to Newton then).
 
     Returns
     -------
     SinkhornOutcome
     """
-    be, xp, M, reg = prob.backend, prob.xp, prob.M, prob.reg
-    a, b = prob.a, prob.b
-    n, m = M.shape
-    threshold = opts.absorb_threshold or (1e8 if prob.dtype == np.float32 else 1e50)
-    check_every = opts.check_every or be.check_every
-    if K is None:
-        K = xp.empty(M.shape, dtype=prob.dtype)
-
-    # Row half-step in the log domain: every row then holds its mass whatever
-    # reg or the warm start. A column left empty shows up as an infinite
-    # scaling after the first pass, which triggers the full log-domain
-    # iteration below; the usual case saves the column log-sum-exp passes.
+    xp, b = prob.xp, prob.b
+    check_every = 1 if prob.geom.lazy else (opts.check_every or prob.backend.check_every)
     g = xp.where(b > 0, g, -np.inf)  # zero-mass columns stay empty from the start
-    f = reg * (prob.log_a - be.lse_rows(M, g, reg))
-    be.plan(M, f, g, reg, K)
-    u, v = xp.ones(n), xp.ones(m)
-    last_good = (f, g)
+    state = (_LogIterate if prob.geom.lazy else _ScalingIterate)(prob, opts, f, g, K)
     status, error, it = Status.MAX_ITER, float("inf"), 0
     first_check = len(monitor.history["error"])  # the stall test looks at this loop's checks only
     for it in range(first_iteration, first_iteration + max_iter):
-        colsum = be.scaling_pass(K, v, a, u)
+        c = state.row_step()
         last = it == first_iteration + max_iter - 1
         checking = last or (it - first_iteration + 1) % check_every == 0
         if checking:
-            error, stop_error = marginal_errors(xp, v * colsum, b, norm)
-            if not np.isfinite(error):  # lost mass: restart from the last absorbed state
-                f, g = log_iteration(prob, *last_good)
-                be.plan(M, f, g, reg, K)
-                u[...], v = 1.0, xp.ones(m)
+            error, stop_error = marginal_errors(xp, c, b, norm)
+            if not np.isfinite(error):  # lost mass
+                state.restart()
                 continue
             stop = monitor.check(it, stop_error, phase, tol=tol)
             recent = monitor.history["error"][first_check:][-stall_window - 1:]
@@ -124,26 +200,16 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
                 break
             if last:
                 break
-        with np.errstate(divide="ignore", invalid="ignore"):
-            v = xp.where(b > 0, b / colsum, 1.0)
-        if checking:  # the range check reads u, v: a sync on a GPU, so only at checks
-            lo = min(float(u.min()), float(v.min()))
-            hi = max(float(u.max()), float(v.max()))
-            if not (1.0 / threshold < lo and hi < threshold):  # absorb (also catches inf/nan)
-                if np.isfinite(hi) and lo > 0:
-                    f, g = f + reg * xp.log(u), g + reg * xp.log(v)
-                    last_good = (f, g)
-                else:
-                    f, g = log_iteration(prob, *last_good)
-                be.plan(M, f, g, reg, K)
-                u[...], v = 1.0, xp.ones(m)
-    return SinkhornOutcome(f=f, g=g, K=K, u=u, v=v, n_iter=it - first_iteration + 1,
-                           status=status, error=error)
+        state.col_step()
+        if checking:
+            state.maintain()
+    return SinkhornOutcome(iterate=state, n_iter=it - first_iteration + 1, status=status, error=error)
 
 
 def run_sinkhorn(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
-    """``method="sinkhorn"``: returns ``(plan, f, g, n_iter_phases, status)``."""
+    """``method="sinkhorn"``: returns ``(plan, f, g, n_iter_phases, status)``;
+    ``plan`` is ``None`` for a lazy geometry."""
     out = sinkhorn_loop(prob, opts, monitor, max_iter, f0, g0, norm=norm)
-    f, g = out.potentials(prob.reg, prob.xp)
-    plan = prob.backend.scale(out.K, out.u, out.v, out.K)
+    f, g = out.potentials()
+    plan = None if prob.geom.lazy else out.plan_into(out.iterate.K)
     return plan, f, g, {"sinkhorn": out.n_iter}, out.status

@@ -42,11 +42,11 @@ class _Point:
     """Potentials with everything one dense pass measures at them."""
 
     def __init__(self, prob, f, g, k):
-        be, xp = prob.backend, prob.xp
+        xp = prob.xp
         self.f, self.g = f, g
         # A long trial step may overflow exp: that trial is rejected (dual -inf).
         with np.errstate(over="ignore", invalid="ignore"):
-            self.r, self.c, total, idx, val = be.dense_pass(prob.M, f, g, prob.reg, k)
+            self.r, self.c, total, idx, val = prob.geom.dense_pass(f, g, prob.reg, k)
             self.idx, self.val = _compact(xp, idx, val)
             self.nnz = int((self.val > 0).sum())
             dual = _dot_finite(xp, prob.a, f) + _dot_finite(xp, prob.b, g) - prob.reg * float(total)
@@ -207,10 +207,10 @@ class _SNSRun:
     def __init__(self, prob, opts, monitor, max_iter, norm="l1"):
         self.prob, self.opts, self.monitor, self.max_iter = prob, opts, monitor, max_iter
         self.norm = norm  # stopping norm of the final stage ("l2": POT's criterion)
-        self.K = prob.xp.empty(prob.M.shape, dtype=prob.dtype)
+        self.K = None if prob.geom.lazy else prob.geom.new_buffer()
         self.phases = {"sinkhorn": 0, "newton": 0}
         self.linear = LinearSolver(opts)
-        self.k = _initial_k(opts, prob.M.shape[1])
+        self.k = _initial_k(opts, prob.shape[1])
 
     @property
     def used(self):
@@ -227,7 +227,7 @@ class _SNSRun:
         """Warm-up then Newton at ``prob.reg`` until the error is ``<= tol``.
 
         Returns ``(f, g, status, plan_of)``: ``plan_of(K)`` writes the plan of
-        the returned iterate into ``K``.
+        the returned iterate into ``K`` (dense geometries).
         """
         opts, xp, reg = self.opts, prob.xp, prob.reg
         first = None
@@ -238,26 +238,24 @@ class _SNSRun:
                                    stall_window=100)
         if warm.status is Status.CONVERGED and warm.error > tol and opts.sinkhorn_hedge and final:
             start = time.perf_counter()
-            first = _Point(prob, *warm.potentials(reg, xp), self.k)  # Newton's start, if it goes on
+            first = _Point(prob, *warm.potentials(), self.k)  # Newton's start, if it goes on
             predicted = self._sinkhorn_iterations_if_cheaper(first_check, time.perf_counter() - start, tol)
             if predicted:  # twice the prediction at most: Sinkhorn's rate may degrade, then Newton
-                warm = self.sinkhorn_steps(prob, *warm.potentials(reg, xp), 2 * predicted + 10, tol,
+                warm = self.sinkhorn_steps(prob, *warm.potentials(), 2 * predicted + 10, tol,
                                            norm=norm)
                 first = None
         if warm.status is Status.CALLBACK or (warm.status is Status.CONVERGED and warm.error <= tol) \
                 or self.used >= self.max_iter:
-            return (*warm.potentials(reg, xp), warm.status,
-                    lambda K: prob.backend.scale(warm.K, warm.u, warm.v, K))
+            return (*warm.potentials(), warm.status, warm.plan_into)
         self.linear.new_stage()
-        first = first or _Point(prob, *warm.potentials(reg, xp), self.k)
+        first = first or _Point(prob, *warm.potentials(), self.k)
         pt, status = self.newton(prob, first, tol, norm)
         if status is Status.STALLED and self.used < self.max_iter:
             # Newton cannot improve further: Sinkhorn gets the rest of the budget
             out = self.sinkhorn_steps(prob, pt.f, pt.g, self.max_iter, tol, norm=norm)
             if out.error < pt.error:
-                return (*out.potentials(reg, xp), out.status,
-                        lambda K: prob.backend.scale(out.K, out.u, out.v, K))
-        return pt.f, pt.g, status, lambda K: prob.backend.plan(prob.M, pt.f, pt.g, reg, K)
+                return (*out.potentials(), out.status, out.plan_into)
+        return pt.f, pt.g, status, lambda K: prob.geom.plan(pt.f, pt.g, reg, K)
 
     def _sinkhorn_iterations_if_cheaper(self, first_check, pass_time, tol):
         """Sinkhorn iterations to ``tol`` if it is predicted to beat the Newton
@@ -289,7 +287,7 @@ class _SNSRun:
     def newton(self, prob, pt, tol, norm="l1"):
         """Newton steps from ``pt`` until its ``norm`` error is ``<= tol``;
         returns the best point and the status."""
-        opts, xp, reg, m = self.opts, prob.xp, prob.reg, prob.M.shape[1]
+        opts, xp, reg, m = self.opts, prob.xp, prob.reg, prob.shape[1]
         best = pt
         status, step, cg_iters, failures, solver = Status.MAX_ITER, None, 0, 0, None
         while self.used < self.max_iter:
@@ -319,7 +317,7 @@ class _SNSRun:
                 step = 0.0
                 self.k = min(m, 2 * self.k)
                 out = self.sinkhorn_steps(prob, pt.f, pt.g, opts.fallback_iter, 0.0)
-                trial = _Point(prob, *out.potentials(reg, xp), self.k)
+                trial = _Point(prob, *out.potentials(), self.k)
                 if failures > 3 and trial.error >= best.error:
                     status = Status.STALLED
                     pt = trial
@@ -337,7 +335,8 @@ class _SNSRun:
 
 
 def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
-    """``method="sns"``: returns ``(plan, f, g, n_iter_phases, status)``.
+    """``method="sns"``: returns ``(plan, f, g, n_iter_phases, status)``
+    (``plan`` is ``None`` for a lazy geometry).
 
     ``norm="l2"`` (POT's drop-ins) stops the final stage on
     ``sqrt(||P1 - a||^2 + ||P^T1 - b||^2)``, which bounds POT's quantity (the
@@ -356,7 +355,9 @@ def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
         f, g, status, plan_of = run.stage(stage, f, g, tol)
         if status is Status.CALLBACK or run.used >= max_iter:
             break
+    if prob.geom.lazy:
+        return None, f, g, run.phases, status
     if not final:  # stopped early: the plan of the last iterate at the target reg
         def plan_of(K):
-            return prob.backend.plan(prob.M, f, g, prob.reg, K)
+            return prob.geom.plan(f, g, prob.reg, K)
     return plan_of(run.K), f, g, run.phases, status

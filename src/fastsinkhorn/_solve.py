@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from ._arrays import is_cupy_array, to_numpy
+from ._lazy_plan import LazyPlan
 from ._marginals import marginal_error
 from ._monitor import Monitor
 from ._options import SinkhornOptions, SNSOptions, parse_options
@@ -13,6 +14,7 @@ from ._result import ConvergenceWarning, OTResult, Status
 from ._sinkhorn import run_sinkhorn
 from ._sns import run_sns
 from ._validation import effective_tol, prepare_problem
+from .geometry import PointCloud
 
 #: name -> (options class, runner, default max_iter)
 METHODS = {
@@ -51,8 +53,10 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
 
     Parameters
     ----------
-    M : array_like (n, m)
-        Cost matrix (NumPy or CuPy; float32 or float64; C- or F-ordered).
+    M : array_like (n, m) or PointCloud
+        Cost matrix (NumPy or CuPy; float32 or float64; C- or F-ordered), or
+        a :class:`~fastsinkhorn.PointCloud`, whose costs are computed on the
+        fly (the plan is then returned as a :class:`~fastsinkhorn.LazyPlan`).
     a, b : array_like (n,), (m,), optional
         Marginals with equal sums; uniform when omitted or empty.
     reg : float
@@ -105,12 +109,57 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
                   backend=backend, options=options)
 
 
+def solve_sample(X_a, X_b, a=None, b=None, *, reg, metric="sqeuclidean", p=2.0, scale=1.0,
+                 lazy=False, **kwargs):
+    """Solve entropic OT between two samples, with the cost of each pair from ``metric``.
+
+    Parameters
+    ----------
+    X_a : array_like (n, d)
+        Source points (NumPy or CuPy).
+    X_b : array_like (m, d)
+        Target points.
+    a, b : array_like (n,), (m,), optional
+        Weights; uniform when omitted.
+    reg : float
+        Entropic regularization (> 0), in the units of the cost.
+    metric : {"sqeuclidean", "euclidean", "minkowski"}
+        Cost between points, times ``scale`` (see :class:`~fastsinkhorn.PointCloud`).
+    p : float
+        Exponent of the ``"minkowski"`` metric.
+    scale : float
+        Positive factor applied to the cost.
+    lazy : bool
+        ``False`` (POT's default): build the dense ``(n, m)`` cost once and
+        solve it. ``True``: never store it; every pass recomputes costs from
+        the points (memory O((n + m) d)), and ``result.plan`` is a
+        :class:`~fastsinkhorn.LazyPlan`.
+    **kwargs
+        Passed to :func:`solve` (``method``, ``tol``, ``max_iter``, ...).
+
+    Returns
+    -------
+    OTResult
+
+    Examples
+    --------
+    >>> import numpy as np, fastsinkhorn
+    >>> x = np.array([[0.0], [1.0]]); y = np.array([[0.1], [0.9]])
+    >>> res = fastsinkhorn.solve_sample(x, y, reg=0.01, lazy=True)
+    >>> res.plan.to_dense().round(3).tolist()
+    [[0.5, 0.0], [0.0, 0.5]]
+    """
+    cloud = PointCloud(X_a, X_b, cost=metric, p=p, scale=scale)
+    return solve(cloud if lazy else cloud.cost_matrix(), a, b, reg=reg, **kwargs)
+
+
 def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose,
            backend, options, norm="l1", warn=True):
     """:func:`solve` with the POT-compatibility knobs (stopping norm, warn)."""
-    host_input = not any(is_cupy_array(x) for x in (M, a, b))
+    arrays = (M.x, a, b) if isinstance(M, PointCloud) else (M, a, b)
+    host_input = not any(is_cupy_array(x) for x in arrays)
     prob = prepare_problem(M, a, b, reg, backend)
-    xp, n, m = prob.xp, *prob.M.shape
+    xp, (n, m) = prob.xp, prob.shape
     tol = effective_tol(tol, prob.dtype, (n, m))
     if method == "auto":
         method = choose_method(prob.reg, prob.cost_range, tol)
@@ -130,7 +179,8 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     plan, f, g, phases, status = runner(prob, opts, monitor, int(max_iter), f0, g0, norm=norm)
     result = _result(prob, plan, f, g, phases, status, monitor, method, tol, norm)
     if host_input and prob.backend.name == "gpu":
-        result.plan = to_numpy(result.plan)
+        if not isinstance(result.plan, LazyPlan):
+            result.plan = to_numpy(result.plan)
         result.potentials = tuple(to_numpy(p) for p in result.potentials)
     if warn and not result.converged and status is not Status.CALLBACK:
         warnings.warn(
@@ -142,7 +192,7 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
 
 
 def _warm_start(prob, warm_start):
-    xp, (n, m) = prob.xp, prob.M.shape
+    xp, (n, m) = prob.xp, prob.shape
     if warm_start is None:
         return xp.zeros(n), xp.zeros(m)
     try:
@@ -163,12 +213,20 @@ def _warm_start(prob, warm_start):
 
 
 def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
-    """Measure the returned plan (one pass) and package the :class:`OTResult`."""
+    """Measure the returned plan (one pass) and package the :class:`OTResult`.
+
+    ``plan`` is ``None`` for a lazy geometry: the result then carries a
+    :class:`LazyPlan`, measured by one blocked pass over the cost.
+    """
     xp, reg = prob.xp, prob.reg
-    r = plan.sum(axis=1, dtype=np.float64)
-    c = plan.sum(axis=0, dtype=np.float64)
+    if plan is None:
+        r, c, linear = prob.geom.summary(f, g, reg)
+        plan = LazyPlan(prob.geom, f, g, reg)
+    else:
+        r = plan.sum(axis=1, dtype=np.float64)
+        c = plan.sum(axis=0, dtype=np.float64)
+        linear = prob.geom.linear_cost(plan)
     error = marginal_error(xp, r, c, prob.a, prob.b)
-    linear = _inner(xp, prob.M, plan)
     # sum P (log P - 1) from the potentials: log P_ij = (f_i + g_j - M_ij) / reg
     fr = xp.where(xp.isfinite(f), f, 0.0) @ r
     gc = xp.where(xp.isfinite(g), g, 0.0) @ c
@@ -197,12 +255,3 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
         tol=tol,
         reg=reg,
     )
-
-
-def _inner(xp, M, P):
-    """``<M, P>`` in float64, by row blocks: no n x m float64 temporary, and no
-    BLAS call (a large ``vdot`` wakes OpenBLAS's threads, whose busy-waiting
-    then slows the solver's own threads by up to 2x on a 2-core machine)."""
-    rows = max(1, (1 << 18) // M.shape[1])
-    return float(sum(float((M[i:i + rows].astype(np.float64, copy=False) * P[i:i + rows]).sum())
-                     for i in range(0, M.shape[0], rows)))

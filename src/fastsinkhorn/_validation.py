@@ -14,30 +14,41 @@ from typing import Any
 import numpy as np
 
 from ._arrays import array_library
+from ._geometry import CloudGeometry, DenseGeometry
 from .backends import BACKENDS, get_backend
+from .geometry import PointCloud
 
 
 @dataclass
 class PreparedProblem:
     """A validated problem as the solvers see it (internal).
 
-    ``M`` is C-contiguous. When the caller's cost was F-ordered the problem is
-    stored transposed (``transposed=True``): the solution of the transposed
-    problem is the transposed solution, and no copy of the cost is made.
+    ``geom`` is the cost as the drivers see it (:mod:`fastsinkhorn._geometry`).
+    When the caller's dense cost was F-ordered the problem is stored
+    transposed (``transposed=True``): the solution of the transposed problem
+    is the transposed solution, and no copy of the cost is made.
     """
 
-    M: Any
+    geom: Any
     a: Any  # float64, sums equal to b's
     b: Any
     reg: float
     xp: Any
     backend: Any
     transposed: bool = False
-    cost_range: float = 0.0  # max(M) - min(M), for the auto rule
 
     @property
     def dtype(self):
-        return self.M.dtype
+        return self.geom.dtype
+
+    @property
+    def shape(self):
+        return self.geom.shape
+
+    @property
+    def cost_range(self):
+        """``max C - min C`` (a bound for point clouds), for the auto rule."""
+        return self.geom.cost_range
 
     @property
     def log_a(self):
@@ -71,6 +82,8 @@ def resolve_backend(backend, library):
 def prepare_problem(M, a, b, reg, backend="auto"):
     """Validate ``(M, a, b, reg)`` and return a :class:`PreparedProblem`.
 
+    ``M`` is a dense ``(n, m)`` cost or a :class:`~fastsinkhorn.geometry.PointCloud`.
+
     Raises
     ------
     TypeError
@@ -79,29 +92,40 @@ def prepare_problem(M, a, b, reg, backend="auto"):
         Wrong shapes, NaN/inf, negative masses, masses with different sums,
         ``reg`` not positive and finite, unknown backend.
     """
-    library = array_library(M=M, a=a, b=b)
+    cloud = M if isinstance(M, PointCloud) else None
+    if cloud is not None:
+        library = array_library(x=cloud.x, y=cloud.y, a=a, b=b)
+    else:
+        library = array_library(M=M, a=a, b=b)
     name = resolve_backend(backend, library)
     be = get_backend(name)
     xp = be.xp
     if library == "numpy" and name == "gpu":  # host arrays on the GPU backend
-        M, a, b = (None if x is None else xp.asarray(np.asarray(x)) for x in (M, a, b))
+        a, b = (None if x is None else xp.asarray(np.asarray(x)) for x in (a, b))
+        if cloud is None:
+            M = xp.asarray(np.asarray(M))
     reg = check_reg(reg)
-    M, cost_range = _as_cost(xp, M)
-    n, m = M.shape
-    a = _as_mass(xp, a, n, "a", "M.shape[0]")
-    b = _as_mass(xp, b, m, "b", "M.shape[1]")
+    if cloud is not None:
+        geom, transposed = CloudGeometry(cloud, be), False
+        against = ("x.shape[0]", "y.shape[0]")
+    else:
+        cost, cost_range = _as_cost(xp, M)
+        geom, transposed = DenseGeometry.from_array(cost, be, cost_range)
+        against = ("M.shape[0]", "M.shape[1]")
+    n, m = geom.shape[::-1] if transposed else geom.shape
+    a = _as_mass(xp, a, n, "a", against[0])
+    b = _as_mass(xp, b, m, "b", against[1])
     sa, sb = float(a.sum()), float(b.sum())
-    if abs(sa - sb) > np.sqrt(np.finfo(M.dtype).eps) * max(sa, sb):
+    if abs(sa - sb) > np.sqrt(np.finfo(geom.dtype).eps) * max(sa, sb):
         raise ValueError(f"a and b must have equal sums, got sum(a)={sa!r} and sum(b)={sb!r}")
     b = b * (sa / sb)  # remove the rounding-level mismatch so tol is reachable
-    transposed = not M.flags.c_contiguous
     if transposed:  # F-ordered: solve the transposed problem, no copy
-        M, a, b = M.T, b, a
-    return PreparedProblem(M=M, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed,
-                   cost_range=cost_range)
+        a, b = b, a
+    return PreparedProblem(geom=geom, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed)
 
 
 def _as_cost(xp, M):
+    """``(M, cost_range)``: a float32/float64 C- or F-contiguous cost, checked."""
     if M is None:
         raise ValueError("M must be a 2-D array, got None")
     M = xp.asarray(M)

@@ -1,13 +1,42 @@
 """The kernel contract every backend implements, as a type.
 
-The drivers (``_sinkhorn``, ``_sns``) call only these members, plus ``xp``
+The geometries (:mod:`fastsinkhorn._geometry`) call only these members, and
+the drivers (``_sinkhorn``, ``_sns``) call only the geometries plus ``xp``
 for O(n) vector work. :class:`~fastsinkhorn.backends._reference.ReferenceBackend`
 documents each method's semantics and is the oracle the other backends are
 tested against (``tests/test_contract.py`` runs every member on every
 available backend).
+
+Two families of O(nm) kernels: the dense ones read a stored ``(n, m)`` cost
+``M`` (or kernel ``K``); the point-cloud ones (``pc_``) compute the cost of
+each pair from coordinates ``x`` (n, d) and ``y`` (m, d) as they go, so they
+never hold anything n x m. Column-wise point-cloud reductions are the row
+ones with ``x`` and ``y`` swapped (every supported cost is symmetric).
 """
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+#: Point-cloud costs and their kernel codes.
+COST_KINDS = {"sqeuclidean": 0, "euclidean": 1, "minkowski": 2}
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """A point-cloud cost ``c(x, y)``, as the kernels evaluate it.
+
+    ``sqeuclidean``: ``scale * sum_k (x_k - y_k)^2``;
+    ``euclidean``: ``scale * sqrt(sum_k (x_k - y_k)^2)``;
+    ``minkowski``: ``scale * (sum_k |x_k - y_k|^p)^(1/p)``.
+    """
+
+    kind: str = "sqeuclidean"
+    p: float = 2.0
+    scale: float = 1.0
+
+    @property
+    def code(self):
+        return COST_KINDS[self.kind]
 
 
 @runtime_checkable
@@ -18,6 +47,7 @@ class KernelBackend(Protocol):
     xp: Any  # numpy or cupy
     check_every: int  # iterations between host-side convergence checks
 
+    # dense cost / kernel
     def lse_rows(self, M, g, reg): ...
 
     def lse_cols(self, M, f, reg): ...
@@ -30,6 +60,14 @@ class KernelBackend(Protocol):
 
     def dense_pass(self, M, f, g, reg, k): ...
 
+    # point clouds (cost computed on the fly)
+    def pc_cost_rows(self, x, y, cost, start, stop): ...
+
+    def pc_lse_rows(self, x, y, cost, g, reg): ...
+
+    def pc_dense_pass(self, x, y, cost, f, g, reg, k): ...
+
+    # row-wise sparse matrices (SNS Hessian)
     def ell_matvec(self, idx, val, x): ...
 
     def ell_rmatvec(self, idx, val, y, m): ...

@@ -5,7 +5,9 @@ sparse products) are Numba. The passes that evaluate ``exp`` on every entry
 (``plan`` and the SNS ``dense_pass``) run NumPy's vectorised ``exp`` (about
 5x Numba's scalar libm call on this hardware) on cache-sized float64 blocks
 of rows, in a few threads (NumPy and the ``nogil`` Numba kernels release the
-GIL); no n x m temporary is created.
+GIL); no n x m temporary is created. Point-cloud members (``pc_``) run the
+same block machinery, with each block's cost computed from the coordinates
+(``_cpu_cloud_kernels``), so their memory is O((n + m) d) plus the blocks.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +16,13 @@ from functools import lru_cache
 import numpy as np
 from numba import get_num_threads
 
+from . import _cpu_cloud_kernels as cloud
 from . import _cpu_kernels as kern
 
 #: Matrices with fewer entries run the serial kernels (no thread launch).
 SERIAL_BELOW = 1 << 17
+#: Log-sum-exp terms below exp(-460) (1e-200) of the largest are clamped there.
+_LSE_CUT = -460.0
 #: Entries per float64 block of the exp passes (512 KiB: stays in L2).
 BLOCK_ENTRIES = 1 << 16
 
@@ -36,48 +41,92 @@ def _pool(workers):
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastsinkhorn")
 
 
-def _exp_blocks(M, f, g, reg, cut, work):
-    """Evaluate ``exp((f_i + g_j - M_ij) / reg)`` block by block of rows.
+def _row_blocks(n, m, work):
+    """Run ``work(rows, buf, state)`` over blocks of rows, in a few threads.
 
-    ``work(rows, P, state)`` consumes each float64 block ``P``. Entries below
-    ``exp(cut)`` (~1e-200 in float64) are stored as ``exp(cut)``: far below
-    any tolerance, and never subnormal; rows and columns of zero mass
-    (``-inf`` potentials) are exact zeros. Blocks are dealt round-robin to threads,
-    each with its own ``state`` (a zeroed length-m float64 accumulator), and
-    the states are returned.
+    ``buf`` is a float64 scratch block of at least ``rows`` rows (L2-sized),
+    ``state`` a zeroed length-m float64 accumulator of the thread. Blocks are
+    dealt round-robin to threads; returns the states.
     """
-    n, m = M.shape
     step = max(1, BLOCK_ENTRIES // m)
     blocks = [slice(s, min(n, s + step)) for s in range(0, n, step)]
-    workers = 1 if M.size < SERIAL_BELOW else min(get_num_threads(), len(blocks))
-    inv = 1.0 / reg
-
-    empty_cols = np.flatnonzero(g == -np.inf)  # zero-mass columns (usually none)
-    gc = np.where(g == -np.inf, 0.0, g)  # finite, so every argument below is finite
+    workers = 1 if n * m < SERIAL_BELOW else min(get_num_threads(), len(blocks))
 
     def run(t):
         buf = np.empty((step, m))
         state = np.zeros(m)
         for rows in blocks[t::workers]:
-            P = buf[: rows.stop - rows.start]
-            np.subtract(f[rows, None], M[rows], out=P)
-            P += gc
-            P *= inv
-            # Clamp at the cutoff rather than mask to -inf: NumPy's SIMD exp
-            # leaves its fast path on -inf/underflow lanes (~6x slower here).
-            np.maximum(P, cut, out=P)
-            # zero-mass columns (g = -inf, computed with 0) may overflow: zeroed below
-            with np.errstate(over="ignore" if empty_cols.size else "warn"):
-                np.exp(P, out=P)
-            P[f[rows] == -np.inf] = 0.0  # zero masses: exact zeros
-            if empty_cols.size:
-                P[:, empty_cols] = 0.0
-            work(rows, P, state)
+            work(rows, buf[: rows.stop - rows.start], state)
         return state
 
     if workers == 1:
         return [run(0)]
     return list(_pool(workers).map(run, range(workers)))
+
+
+def _exp_blocks(n, m, exponent, f, g, cut, work):
+    """Evaluate the plan ``exp(exponent)`` block by block of rows.
+
+    ``exponent(rows, fr, gc, P)`` writes ``(fr_i + gc_j - C_ij) / reg`` for
+    the block into ``P``, with ``fr = f[rows]`` and ``gc`` = ``g`` with its
+    ``-inf`` replaced by 0 (so every argument is finite). ``work(rows, P,
+    state)`` then consumes each float64 block of the plan. Entries below
+    ``exp(cut)`` (~1e-200 in float64) are stored as ``exp(cut)``: far below
+    any tolerance, and never subnormal; rows and columns of zero mass
+    (``-inf`` potentials) are exact zeros. Returns the threads' states.
+    """
+    empty_cols = np.flatnonzero(g == -np.inf)  # zero-mass columns (usually none)
+    gc = np.where(g == -np.inf, 0.0, g)
+
+    def block(rows, P, state):
+        exponent(rows, f[rows], gc, P)
+        # Clamp at the cutoff rather than mask to -inf: NumPy's SIMD exp
+        # leaves its fast path on -inf/underflow lanes (~6x slower here).
+        np.maximum(P, cut, out=P)
+        # zero-mass columns (g = -inf, computed with 0) may overflow: zeroed below
+        with np.errstate(over="ignore" if empty_cols.size else "warn"):
+            np.exp(P, out=P)
+        P[f[rows] == -np.inf] = 0.0  # zero masses: exact zeros
+        if empty_cols.size:
+            P[:, empty_cols] = 0.0
+        work(rows, P, state)
+
+    return _row_blocks(n, m, block)
+
+
+def _dense_exponent(M, reg):
+    inv = 1.0 / reg
+
+    def exponent(rows, fr, gc, P):
+        np.subtract(fr[:, None], M[rows], out=P)
+        P += gc
+        P *= inv
+
+    return exponent
+
+
+def _cloud_exponent(x, y, cost, reg):
+    yT = np.ascontiguousarray(y.T)
+    inv = 1.0 / reg
+
+    def exponent(rows, fr, gc, P):
+        cloud.exponent_rows(x[rows], yT, cost.code, float(cost.p), float(cost.scale), fr, gc, inv, P)
+
+    return exponent
+
+
+def _select_top_k(n, m, exponent, f, g, k):
+    """The SNS dense pass over the plan given by ``exponent`` (see ``dense_pass``)."""
+    k = max(1, min(int(k), m))
+    r = np.zeros(n)
+    idx = np.zeros((n, k), dtype=np.int64)
+    val = np.zeros((n, k))
+
+    def select(rows, P, col_sums):
+        kern.select_rows(P, k, r[rows], col_sums, idx[rows], val[rows])
+
+    c = sum(_exp_blocks(n, m, exponent, _vec(f), _vec(g), _cut(np.float64), select))
+    return r, c, float(r.sum()), idx, val
 
 
 class CPUBackend:
@@ -97,7 +146,7 @@ class CPUBackend:
         def store(rows, P, state):
             out[rows] = P
 
-        _exp_blocks(M, _vec(f), _vec(g), float(reg), _cut(out.dtype), store)
+        _exp_blocks(*M.shape, _dense_exponent(M, float(reg)), _vec(f), _vec(g), _cut(out.dtype), store)
         return out
 
     def scaling_pass(self, K, v, a, u):
@@ -110,17 +159,32 @@ class CPUBackend:
         return scale(K, _vec(u), _vec(v), out)
 
     def dense_pass(self, M, f, g, reg, k):
-        n, m = M.shape
-        k = max(1, min(int(k), m))
-        r = np.zeros(n)
-        idx = np.zeros((n, k), dtype=np.int64)
-        val = np.zeros((n, k))
+        return _select_top_k(*M.shape, _dense_exponent(M, float(reg)), f, g, k)
 
-        def select(rows, P, col_sums):
-            kern.select_rows(P, k, r[rows], col_sums, idx[rows], val[rows])
+    # -- point clouds: the cost of each block of rows computed on the fly
+    def pc_cost_rows(self, x, y, cost, start, stop):
+        out = np.empty((stop - start, y.shape[0]))
+        cloud.cost_rows(x[start:stop], np.ascontiguousarray(y.T), cost.code, float(cost.p),
+                        float(cost.scale), out)
+        return out
 
-        c = sum(_exp_blocks(M, _vec(f), _vec(g), float(reg), _cut(np.float64), select))
-        return r, c, float(r.sum()), idx, val
+    def pc_lse_rows(self, x, y, cost, g, reg):
+        n, m = x.shape[0], y.shape[0]
+        yT, h, out = np.ascontiguousarray(y.T), _vec(g), np.empty(n)
+        args = (cost.code, float(cost.p), float(cost.scale), h, 1.0 / float(reg), _LSE_CUT)
+
+        def lse(rows, P, state):
+            top = out[rows]
+            cloud.shifted_exponent_rows(x[rows], yT, *args, P, top)
+            np.exp(P, out=P)
+            with np.errstate(divide="ignore"):
+                top += np.log(P.sum(axis=1))  # rows of -inf stay -inf
+
+        _row_blocks(n, m, lse)
+        return out
+
+    def pc_dense_pass(self, x, y, cost, f, g, reg, k):
+        return _select_top_k(x.shape[0], y.shape[0], _cloud_exponent(x, y, cost, float(reg)), f, g, k)
 
     def ell_matvec(self, idx, val, x):
         if idx.size < SERIAL_BELOW:

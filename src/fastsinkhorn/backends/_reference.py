@@ -92,6 +92,26 @@ class ReferenceBackend:
         val[val <= SELECT_FLOOR * P.max(axis=1, keepdims=True)] = 0.0
         return r, c, float(r.sum()), idx, val
 
+    # -- point clouds -----------------------------------------------------
+    def pc_cost_rows(self, x, y, cost, start, stop):
+        """Rows ``start:stop`` of the cost ``C_ij = cost(x_i, y_j)``, float64.
+
+        ``x`` (n, d), ``y`` (m, d) float64; ``cost`` a
+        :class:`~fastsinkhorn.backends._contract.CostSpec`.
+        """
+        return cost_matrix(x[start:stop], y, cost)
+
+    def pc_lse_rows(self, x, y, cost, g, reg):
+        """:meth:`lse_rows` of the cost ``C_ij = cost(x_i, y_j)``, never stored
+        (this oracle does store it). ``pc_lse_rows(y, x, cost, f, reg)`` is the
+        column-wise ``lse_cols``."""
+        return self.lse_rows(cost_matrix(x, y, cost), g, reg)
+
+    def pc_dense_pass(self, x, y, cost, f, g, reg, k):
+        """:meth:`dense_pass` of the cost ``C_ij = cost(x_i, y_j)``."""
+        return self.dense_pass(cost_matrix(x, y, cost), f, g, reg, k)
+
+    # -- row-wise sparse products -----------------------------------------
     def ell_matvec(self, idx, val, x):
         """``S @ x`` for the row-wise sparse ``S`` given as (idx, val)."""
         return (val * x[idx]).sum(axis=1)
@@ -99,6 +119,17 @@ class ReferenceBackend:
     def ell_rmatvec(self, idx, val, y, m):
         """``S.T @ y`` (length ``m``) for the sparse ``S`` given as (idx, val)."""
         return np.bincount(idx.ravel(), weights=(val * y[:, None]).ravel(), minlength=m)
+
+
+def cost_matrix(x, y, cost):
+    """Dense ``C_ij = cost(x_i, y_j)`` in float64 by direct differences (no
+    ``|x|^2 + |y|^2 - 2 x.y`` expansion, whose cancellation would make the
+    oracle less exact than the kernels it checks)."""
+    diff = np.abs(np.asarray(x, np.float64)[:, None, :] - np.asarray(y, np.float64)[None, :, :])
+    if cost.kind == "minkowski":
+        return cost.scale * (diff ** cost.p).sum(axis=2) ** (1.0 / cost.p)
+    sq = (diff * diff).sum(axis=2)
+    return cost.scale * (np.sqrt(sq) if cost.kind == "euclidean" else sq)
 
 
 def _logsumexp(x, axis):

@@ -1,0 +1,112 @@
+"""Point-cloud geometries: a cost given by coordinates, never stored.
+
+``solve(PointCloud(x, y), a, b, reg=...)`` runs the same solvers as a dense
+cost, with every O(nm) pass computing the cost of each pair from ``x`` and
+``y`` as it goes: memory is O((n + m) d) for Sinkhorn and O((n + m) d + n k)
+for SNS (its sparse Hessian rows), and the result's plan is a
+:class:`~fastsinkhorn.LazyPlan`.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from ._arrays import array_library
+from .backends._contract import COST_KINDS, CostSpec
+
+
+class PointCloud:
+    """The cost ``C_ij = cost(x_i, y_j)`` between two point clouds.
+
+    Parameters
+    ----------
+    x : array_like (n, d)
+        Source points (NumPy or CuPy).
+    y : array_like (m, d)
+        Target points, same ``d`` and array library as ``x``.
+    cost : {"sqeuclidean", "euclidean", "minkowski"}
+        ``scale * |x - y|_2^2``, ``scale * |x - y|_2`` or ``scale * |x - y|_p``.
+    p : float
+        Exponent of the ``"minkowski"`` cost (``p >= 1``).
+    scale : float
+        Positive factor applied to the cost (e.g. ``1 / max cost``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsinkhorn
+    >>> x = np.array([[0.0, 0.0], [1.0, 0.0]]); y = np.array([[0.0, 1.0], [1.0, 1.0]])
+    >>> fastsinkhorn.PointCloud(x, y).cost_matrix().tolist()
+    [[1.0, 2.0], [2.0, 1.0]]
+    """
+
+    def __init__(self, x, y, cost="sqeuclidean", p=2.0, scale=1.0):
+        self.library = array_library(x=x, y=y)
+        xp = _namespace(self.library)
+        self.x, self.y = _as_points(xp, x, "x"), _as_points(xp, y, "y")
+        if self.x.shape[1] != self.y.shape[1]:
+            raise ValueError(f"x and y must have the same number of coordinates (d), "
+                             f"got x.shape={self.x.shape} and y.shape={self.y.shape}")
+        if cost not in COST_KINDS:
+            raise ValueError(f"cost must be one of {tuple(COST_KINDS)}, got {cost!r}")
+        if cost == "minkowski" and not (_real(p) and p >= 1):
+            raise ValueError(f"p must be a finite number >= 1, got {p!r}")
+        if not (_real(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+        self.spec = CostSpec(cost, float(p) if cost == "minkowski" else 2.0, float(scale))
+
+    @property
+    def shape(self):
+        """``(n, m)``: the shape of the (never stored) cost matrix."""
+        return (self.x.shape[0], self.y.shape[0])
+
+    def cost_matrix(self):
+        """The dense ``(n, m)`` cost, float64 (for small problems and checks)."""
+        from .backends import get_backend
+
+        be = get_backend("gpu" if self.library == "cupy" else "cpu")
+        return be.pc_cost_rows(self.x, self.y, self.spec, 0, self.shape[0])
+
+    def cost_range_bound(self):
+        """An upper bound of ``max C - min C`` from the bounding box of both
+        clouds (O((n + m) d)); scales ``reg`` in the ``method="auto"`` rule."""
+        xp = _namespace(self.library)
+        lo = xp.minimum(self.x.min(axis=0), self.y.min(axis=0))
+        hi = xp.maximum(self.x.max(axis=0), self.y.max(axis=0))
+        width = hi - lo
+        spec = self.spec
+        if spec.kind == "minkowski":
+            diameter = float((width ** spec.p).sum()) ** (1.0 / spec.p)
+        else:
+            diameter = math.sqrt(float((width * width).sum()))
+        return spec.scale * (diameter ** 2 if spec.kind == "sqeuclidean" else diameter)
+
+    def __repr__(self):
+        n, m = self.shape
+        return f"PointCloud({n} x {m} points in {self.x.shape[1]}-D, cost={self.spec.kind!r})"
+
+
+def _real(v):
+    return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
+
+
+def _namespace(library):
+    if library == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def _as_points(xp, x, name):
+    x = xp.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"{name} must be a non-empty (n, d) array of points, got shape {x.shape}")
+    x = xp.ascontiguousarray(x, dtype=np.float64)  # a float64 copy only when needed
+    if not bool(xp.isfinite(x).all()):
+        raise ValueError(f"{name} must not contain NaN or inf")
+    return x

@@ -63,8 +63,9 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
         ``"auto"``: see :func:`choose_method`.
     tol : float, optional
         Bound on the L1 marginal error ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of
-        the returned plan. Default 1e-9 (float64) or 1e-5 (float32); raised
-        with a warning to what the dtype can reach.
+        the returned plan. Default ``DEFAULT_TOL`` of the dtype (1e-9 for
+        float64, 1e-5 for float32); raised with a warning to what the dtype
+        can reach.
     max_iter : int, optional
         Cap on iterations (Sinkhorn iterations plus Newton steps); 10000 by default.
     warm_start : tuple of arrays, optional

@@ -88,6 +88,11 @@ def read_kernel_source(filename):
 
 
 def _import_cupy():
+    """:mod:`cupy`, or ``ImportError`` / ``RuntimeError`` saying what is missing.
+
+    The one probe for CuPy and a CUDA device: :func:`cuda_available`, the
+    tests and the benchmarks all ask it.
+    """
     try:
         import cupy
     except ImportError as exc:  # pragma: no cover - depends on the machine
@@ -99,6 +104,15 @@ def _import_cupy():
     if not available:
         raise RuntimeError(_INSTALL_HINT + "; CuPy found no usable CUDA device")
     return cupy
+
+
+def cuda_available():
+    """Whether ``backend="gpu"`` can run here: CuPy imports and sees a CUDA device."""
+    try:
+        _import_cupy()
+    except (ImportError, RuntimeError):
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)

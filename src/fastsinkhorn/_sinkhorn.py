@@ -2,14 +2,16 @@
 
 The iterate is kept as potentials ``(f, g)`` plus scalings ``(u, v)`` on the
 stored kernel ``K = exp((f_i + g_j - M_ij) / reg)``; the plan is
-``diag(u) K diag(v)``. Iterations are plain scalings (no exp, one fused pass
-over ``K`` each); when a scaling leaves ``[1/t, t]`` it is folded into the
+``diag(u) K diag(v)``. Iterations are plain scalings, no exp: one
+``scaling_pass`` over ``K`` each (a single read of ``K`` on the CPU; two, ``K v``
+then ``K^T u``, on the GPU and in the reference backend); when a scaling
+leaves ``[1/t, t]`` it is folded into the
 potentials and ``K`` recomputed (one exp pass). The first half-step is done
 in the log domain, so every row of ``K`` holds mass whatever ``reg``, the cost
 scale or the warm start (columns that would not trigger one full log-domain
 iteration).
 
-Each fused pass performs the row half-step and returns the column sums of the
+Each scaling pass performs the row half-step and returns the column sums of the
 row-normalised plan, so the marginal error of that iterate (rows exact,
 columns off by ``v * colsum - b``) costs O(m) and no extra pass: the iterate
 that is returned is exactly the one whose error was checked.

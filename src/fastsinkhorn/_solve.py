@@ -71,11 +71,18 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
     warm_start : tuple of arrays, optional
         Potentials ``(f, g)`` from an earlier solve (``result.potentials``).
     callback : callable, optional
-        ``callback(state)`` at each convergence check (``state.iteration``,
-        ``state.error``, ``state.phase``, ``state.elapsed``); raising
+        ``callback(state)`` at each convergence check (every iteration on the
+        CPU, every ``check_every``-th, 10 by default, on the GPU; every Newton
+        step) whose error is still above the tolerance: not at the check that
+        meets it, nor at one that ends an SNS warm-up or annealing stage on
+        its own threshold. ``state`` is an
+        :class:`~fastsinkhorn._monitor.IterationState`: ``iteration``,
+        ``error`` (the checked L1 marginal error), ``phase`` (``"sinkhorn"``
+        or ``"newton"``), ``elapsed`` (seconds) and ``extra`` (Newton checks:
+        ``cg_iterations``, ``nnz``, ``step``, ``solver``, ``reg``). Raising
         ``StopIteration`` stops the solve cleanly.
     verbose : bool
-        Print one line per convergence check.
+        Print one line per convergence check (all of them, the last included).
     backend : {"auto", "cpu", "gpu", "reference"}
         ``"auto"`` follows the arrays (CuPy -> ``"gpu"``, else ``"cpu"``).
     **options

@@ -52,7 +52,8 @@ class ReferenceBackend:
         return out
 
     def scaling_pass(self, K, v, a, u):
-        """One fused Sinkhorn iteration over ``K``.
+        """One Sinkhorn iteration over ``K`` (here two products; the CPU backend
+        fuses them into a single read of ``K``).
 
         Row half-step ``u_i = a_i / (K v)_i`` (``u_i = 1`` where ``a_i == 0``,
         whose row of ``K`` is zero), written into ``u``; returns the column

@@ -111,13 +111,13 @@ __global__ void scale_kernel(const T* A, long long R, long long C, const double*
 // Matrix-vector products (scaling iterations)
 // ---------------------------------------------------------------------------
 
-// s_r = sum_c A[r, c] x[c]; one warp per row.  With update != 0, stores the
-// scaling update a_r / s_r (1 where a_r == 0) instead of s_r, fusing the
-// row half-step of Sinkhorn into the product (`a` is unused otherwise).
+// s_r = sum_c A[r, c] x[c]; one warp per row.  Stores the scaling update
+// a_r / s_r (1 where a_r == 0) instead of s_r: the row half-step of Sinkhorn
+// fused into the product.
 template <typename T>
 __global__ void matvec_rows_kernel(const T* __restrict__ A, long long R, long long C,
                                    const double* __restrict__ x, const double* __restrict__ a,
-                                   int update, double* __restrict__ out) {
+                                   double* __restrict__ out) {
     const int lane = threadIdx.x % FS_WARP;
     const long long warps = (long long)gridDim.x * (blockDim.x / FS_WARP);
     for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / FS_WARP; r < R; r += warps) {
@@ -125,7 +125,7 @@ __global__ void matvec_rows_kernel(const T* __restrict__ A, long long R, long lo
         double s = 0.0;
         for (long long c = lane; c < C; c += FS_WARP) s += (double)row[c] * x[c];
         s = fs_warp_sum(s);
-        if (lane == 0) out[r] = update ? fs::scaling_update(a[r], s) : s;
+        if (lane == 0) out[r] = fs::scaling_update(a[r], s);
     }
 }
 
@@ -143,14 +143,6 @@ __global__ void matvec_cols_kernel(const T* __restrict__ A, long long R, long lo
 #pragma unroll 4
     for (long long r = r0; r < r1; ++r) s += (double)A[r * C + c] * y[r];
     atomicAdd(out + c, s);
-}
-
-// u = a / s where a > 0, 1 elsewhere (row half-step when s came from a
-// column-shaped kernel, i.e. F-ordered K).
-__global__ void scaling_update_kernel(const double* __restrict__ a, const double* __restrict__ s,
-                                      long long n, double* __restrict__ u) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) u[i] = fs::scaling_update(a[i], s[i]);
 }
 
 // ---------------------------------------------------------------------------

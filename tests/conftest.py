@@ -5,6 +5,8 @@ import zlib
 import numpy as np
 import pytest
 
+from fastsinkhorn.backends._gpu import _import_cupy
+
 
 @pytest.fixture
 def rng(request):
@@ -16,13 +18,6 @@ def rng(request):
 def cp():
     """CuPy, or a skip with the reason when it or a CUDA device is missing."""
     try:
-        import cupy
-    except ImportError:
-        pytest.skip("CuPy is not installed (pip install fastsinkhorn[gpu])")
-    try:
-        available = cupy.cuda.is_available()
-    except Exception:
-        available = False
-    if not available:
-        pytest.skip("no CUDA device available")
-    return cupy
+        return _import_cupy()
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(str(exc))

@@ -47,3 +47,15 @@ def test_mixed_numpy_and_cupy_is_a_type_error(cp):
     p = make_problem("cloud", 20, seed=4)
     with pytest.raises(TypeError, match="cannot mix"):
         fs.solve(cp.asarray(p.M), p.a, p.b, reg=1e-2)
+
+
+@pytest.mark.parametrize("method", ["sinkhorn", "sns"])
+def test_gpu_f_ordered_cost_is_solved_transposed(cp, method):
+    """The backend only takes C-contiguous matrices: an F-ordered cost reaches
+    it transposed (no copy) and gives the same plan, F-ordered."""
+    p = make_problem("rect", 300, seed=3)
+    cpu = fs.solve(p.M, p.a, p.b, reg=1e-2, method=method, tol=1e-10)
+    gpu = fs.solve(cp.asfortranarray(cp.asarray(p.M)), cp.asarray(p.a), cp.asarray(p.b), reg=1e-2,
+                   method=method, tol=1e-10)
+    assert gpu.converged and gpu.plan.flags.f_contiguous
+    assert np.abs(cp.asnumpy(gpu.plan) - cpu.plan).sum() <= 1e-9

@@ -2,9 +2,10 @@
 
 ``GPUBackend`` is run with ``xp = numpy`` and each CUDA kernel replaced by a
 NumPy model of what the kernel computes in its own (R, C) frame.  This checks
-what the CUDA code cannot check by itself: the C/F-layout handling (a
-transposed view with row and column roles swapped), argument order, output
-strides and launch grids that cover the whole matrix.  The kernel bodies are
+what the CUDA code cannot check by itself: that the wrapper only ever hands
+the kernels C-contiguous matrices (an F-ordered cost reaches it transposed by
+``prepare_problem``), argument order, output strides and launch grids that
+cover the whole matrix.  The kernel bodies are
 tested on a device by tests/test_gpu_kernels.py.
 """
 
@@ -76,23 +77,17 @@ def _scale(grid, block, args):
 
 
 def _matvec_rows(grid, block, args):
-    A, R, C, x, a, update, out = args
+    A, R, C, x, a, out = args
     _check_rows(grid, block, A)
     s = A.astype(np.float64) @ x
     with np.errstate(divide="ignore", invalid="ignore"):
-        out[:] = np.where(a > 0, a / s, 1.0) if update else s
+        out[:] = np.where(a > 0, a / s, 1.0)
 
 
 def _matvec_cols(grid, block, args):
     A, R, C, y, chunk, out = args
     _check_cols(grid, block, A, R, C, chunk)
     out += A.astype(np.float64).T @ y
-
-
-def _scaling_update(grid, block, args):
-    a, s, n, u = args
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u[:] = np.where(a > 0, a / s, 1.0)
 
 
 def _marginals(grid, block, args):
@@ -129,7 +124,6 @@ MODELS = {
     "scale_kernel": _scale,
     "matvec_rows_kernel": _matvec_rows,
     "matvec_cols_kernel": _matvec_cols,
-    "scaling_update_kernel": _scaling_update,
     "marginals_kernel": _marginals,
     "topk_rows_kernel": _topk,
     "ell_matvec_kernel": _ell_matvec,
@@ -142,30 +136,30 @@ def test_models_cover_every_kernel():
     assert listed == set(MODELS)
 
 
+def _model_kernel(name, dtype=None):
+    """``GPUBackend._kernel`` with each CUDA kernel replaced by its NumPy model."""
+    if dtype is not None:
+        assert np.dtype(dtype) in (np.float32, np.float64)
+    model = MODELS[name]
+
+    def launch(grid, block, args):
+        assert all(not isinstance(a, int) for a in args), "pass numpy scalars, not Python ints"
+        model(grid, block, args)
+
+    return launch
+
+
 @pytest.fixture
 def be():
     backend = object.__new__(GPUBackend)  # skip the CuPy/device check
     backend.xp = np
-
-    def kernel(name, dtype=None):
-        if dtype is not None:
-            assert np.dtype(dtype) in (np.float32, np.float64)
-        model = MODELS[name]
-
-        def launch(grid, block, args):
-            assert all(not isinstance(a, int) for a in args), "pass numpy scalars, not Python ints"
-            model(grid, block, args)
-
-        return launch
-
-    backend._kernel = kernel
+    backend._kernel = _model_kernel
     return backend
 
 
 SHAPES = [(1, 1), (3, 5), (5, 3), (1, 300), (300, 1), (257, 130), (2, 3000)]
 cases = pytest.mark.parametrize(
-    "shape,dtype,order",
-    [(s, d, o) for s in SHAPES for d in (np.float32, np.float64) for o in ("C", "F", "strided")],
+    "shape,dtype,order", [(s, d, "C") for s in SHAPES for d in (np.float32, np.float64)],
 )
 
 
@@ -194,7 +188,7 @@ def test_wrapper_matches_reference(be, shape, dtype, order):
         out = np.zeros(shape, dtype, order=out_order)
         assert be.plan(M, f, g, REG, out) is out
         np.testing.assert_allclose(out, ref.plan(M, f, g, REG, np.empty(shape, dtype)), rtol=1e-6)
-    K = np.require(ref.plan(M, f, g, REG, np.empty(shape, dtype)), requirements=order if order != "strided" else "C")
+    K = ref.plan(M, f, g, REG, np.empty(shape, dtype))
     v = np.linspace(0.5, 2, m)
     a = np.where(np.isfinite(f), np.linspace(0.1, 1, n), 0.0)  # zero rows have zero mass
     u, u0 = np.empty(n), np.empty(n)
@@ -214,3 +208,46 @@ def test_wrapper_matches_reference(be, shape, dtype, order):
         x, y = np.linspace(-1, 1, m), np.linspace(2, 3, n)
         np.testing.assert_allclose(be.ell_matvec(idx, val, x), ref.ell_matvec(idx, val, x))
         np.testing.assert_allclose(be.ell_rmatvec(idx, val, y, m), ref.ell_rmatvec(idx, val, y, m))
+
+
+@pytest.mark.parametrize("order", ["F", "strided"])
+def test_wrapper_refuses_what_validation_never_passes(be, order):
+    """No layout handling of its own: a matrix that is not C-contiguous is an
+    error (prepare_problem never hands one over), not a transposed view or a copy."""
+    M, f, g = _problem((5, 7), np.float64, order, 21)
+    assert not M.flags.c_contiguous
+    a, out = np.full(5, 0.2), np.empty((5, 7))
+    for call in (lambda: be.lse_rows(M, g, REG), lambda: be.lse_cols(M, f, REG),
+                 lambda: be.plan(M, f, g, REG, out), lambda: be.scaling_pass(M, np.ones(7), a, np.empty(5)),
+                 lambda: be.scale(M, a, np.ones(7), out), lambda: be.dense_pass(M, f, g, REG, 3)):
+        with pytest.raises(ValueError, match="C-contiguous"):
+            call()
+
+
+@pytest.fixture
+def model_gpu(monkeypatch):
+    """``backend="gpu"`` resolved to a GPUBackend on NumPy with the kernel models."""
+    from fastsinkhorn.backends import _gpu, get_backend
+
+    monkeypatch.setattr(_gpu, "_import_cupy", lambda: np)
+    monkeypatch.setattr(GPUBackend, "_kernel", lambda self, name, dtype=None: _model_kernel(name, dtype))
+    get_backend.cache_clear()
+    yield
+    get_backend.cache_clear()
+
+
+@pytest.mark.parametrize("method", ["sinkhorn", "sns"])
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+def test_solve_through_the_wrapper_in_every_layout(model_gpu, method, order):
+    """Any caller layout reaches the kernels C-contiguous and gives the reference's plan."""
+    import fastsinkhorn as fs
+
+    M, _, _ = _problem((40, 30), np.float64, order, 22)
+    rng = np.random.default_rng(23)
+    a, b = rng.random(40) + 0.1, rng.random(30) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    got = fs.solve(M, a, b, reg=0.05, method=method, backend="gpu", tol=1e-10)
+    want = fs.solve(np.ascontiguousarray(M), a, b, reg=0.05, method=method, backend="reference", tol=1e-10)
+    assert got.backend == "gpu" and got.converged
+    np.testing.assert_allclose(got.plan, want.plan, rtol=1e-7, atol=1e-14)
+    assert got.plan.flags.f_contiguous == (order == "F")  # an F-ordered cost gives an F-ordered plan

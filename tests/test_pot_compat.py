@@ -139,3 +139,202 @@ def test_sns_stops_on_pots_norm():
     assert log["err"][-1] <= 1e-7 < log["err"][-2]
     l1 = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", tol=1e-7)
     assert log["niter"] <= l1.n_iter
+
+
+# -- POT's knobs (warn, verbose, print_period, log, tau, ...) on every method --------------------
+
+ALL_METHODS = POT_NAMES + ["sinkhorn_knopp", "sns"]
+#: The keys each of POT's variants puts in its log (POT 0.9).
+POT_LOG_KEYS = {
+    "sinkhorn": {"err", "niter", "u", "v"},
+    "sinkhorn_log": {"err", "niter", "u", "v", "log_u", "log_v"},
+    "sinkhorn_stabilized": {"err", "n_iter", "logu", "logv", "alpha", "beta", "warmstart"},
+    "sinkhorn_epsilon_scaling": {"err", "niter", "alpha", "beta", "warmstart"},
+    "greenkhorn": {"n_iter", "u", "v"},
+}
+
+
+def _pot_message(fn, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn(*args, **kwargs)
+    return [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("two_d", [False, True], ids=["b1d", "b2d"])
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_warn_on_every_method(rng, method, two_d):
+    M, a, b = random_problem(rng, 30, 20)
+    if two_d:
+        b = np.stack([b, b[::-1]], axis=1)
+    pot_text = _pot_message(ot.sinkhorn, a, b, M, 1e-3, numItermax=3)
+    assert len(pot_text) == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fs.sinkhorn(a, b, M, 1e-3, method=method, numItermax=3)
+    assert [str(w.message) for w in caught] == pot_text  # POT's text, once even for 2-D b
+    assert issubclass(caught[0].category, fs.ConvergenceWarning)
+    for call in (lambda: fs.sinkhorn(a, b, M, 1e-3, method=method, numItermax=3, warn=False),
+                 lambda: fs.sinkhorn2(a, b, M, 1e-3, method=method, numItermax=3),  # warn=False default
+                 lambda: fs.sinkhorn(a, b, M, 0.5, method=method, warn=True)):      # converges
+        assert _pot_message(call) == []
+
+
+def _table(text):
+    """(header lines, [(iteration, error)]) of POT's verbose output."""
+    lines = text.splitlines()
+    rows = [(int(line.split("|")[0]), float(line.split("|")[1])) for line in lines if line.endswith("|")]
+    return [line for line in lines if not line.endswith("|")], rows
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_verbose_prints_pots_table(rng, capsys, method):
+    M, a, b = random_problem(rng, 30, 20)
+    ot.sinkhorn(a, b, M, 0.05, verbose=True, stopThr=1e-3)
+    pot_header, _ = _table(capsys.readouterr().out)
+    for period in (None, 7):
+        extra = {} if period is None else {"print_period": period}
+        _, log = fs.sinkhorn(a, b, M, 0.05, method=method, verbose=True, log=True, stopThr=1e-8, **extra)
+        header, rows = _table(capsys.readouterr().out)
+        assert header == pot_header[:2]
+        step = period or (20 if method == "sinkhorn_stabilized" else 10)
+        # every print_period-th iteration (0-based, as POT's niter), then the last check
+        assert [i for i, _ in rows[:-1]] == list(range(0, step * (len(rows) - 1), step))
+        assert rows[-1] == (log["niter"], pytest.approx(log["err"][-1], rel=1e-6)) and rows[-1][1] < 1e-8
+        history = log["result"].history
+        checked = dict(zip(history["iteration"], history["error"]))
+        for i, err in rows:
+            assert err == pytest.approx(checked[i + 1], rel=1e-6)
+    fs.sinkhorn(a, b, M, 0.05, method=method, stopThr=1e-8)
+    assert capsys.readouterr().out == ""
+
+
+def test_verbose_with_two_d_b_prints_one_table_per_histogram(rng, capsys):
+    M, a, b = random_problem(rng, 30, 20)
+    fs.sinkhorn(a, np.stack([b, b[::-1], b], axis=1), M, 0.05, verbose=True)
+    _, rows = _table(capsys.readouterr().out)
+    assert [i for i, _ in rows].count(0) == 3
+
+
+@pytest.mark.parametrize("method", POT_NAMES)
+def test_log_values_match_pot(rng, method):
+    M, a, b = random_problem(rng, 30, 20)
+    reg = 0.1
+    P, log = fs.sinkhorn(a, b, M, reg, method=method, log=True, stopThr=1e-12)
+    P_pot, pot = ot.sinkhorn(a, b, M, reg, method=method, log=True, stopThr=1e-12,
+                             numItermax=100 if method == "sinkhorn_epsilon_scaling" else 100_000)
+    assert POT_LOG_KEYS[method] <= set(pot) and set(pot) <= set(log)
+    np.testing.assert_allclose(P, P_pot, rtol=1e-6, atol=1e-12)
+    # scalings and potentials are defined up to a constant: compare what fixes the plan
+    if "u" in pot:
+        np.testing.assert_allclose(np.outer(log["u"], log["v"]), np.outer(pot["u"], pot["v"]), rtol=1e-6)
+    if "log_u" in pot:
+        np.testing.assert_allclose(np.add.outer(log["log_u"], log["log_v"]),
+                                   np.add.outer(pot["log_u"], pot["log_v"]), rtol=1e-8, atol=1e-8)
+    if "logu" in pot:
+        np.testing.assert_allclose(np.add.outer(log["logu"], log["logv"]),
+                                   np.add.outer(pot["logu"], pot["logv"]), rtol=1e-8, atol=1e-8)
+    if "alpha" in pot:
+        np.testing.assert_allclose(np.add.outer(log["alpha"], log["beta"]),
+                                   np.add.outer(pot["alpha"], pot["beta"]), rtol=1e-8, atol=1e-10)
+        assert log["warmstart"][0] is log["alpha"] and log["warmstart"][1] is log["beta"]
+    # niter / n_iter: POT's 0-based index of the last iteration
+    assert log["niter"] == log["n_iter"] == log["result"].n_iter - 1
+    # err: POT's stopping quantity (L2 column violation, rows exact) at each check
+    assert all(type(e) is float for e in log["err"])
+    assert log["err"][-1] == pytest.approx(np.linalg.norm(P.sum(0) - b), rel=1e-6)
+    assert log["err"][-1] < 1e-12 <= log["err"][-2]
+
+
+def test_log_of_two_d_b(rng):
+    M, a, _ = random_problem(rng, 30, 20)
+    B = rng.random((20, 3))
+    B /= B.sum(0)
+    losses, log = fs.sinkhorn(a, B, M, 0.1, log=True, stopThr=1e-10)
+    _, pot = ot.sinkhorn(a, B, M, 0.1, log=True, stopThr=1e-10)
+    assert set(pot) <= set(log)
+    for k in range(3):
+        np.testing.assert_allclose(np.outer(log["u"][:, k], log["v"][:, k]),
+                                   np.outer(pot["u"][:, k], pot["v"][:, k]), rtol=1e-6)
+        plan = log["u"][:, k, None] * np.exp(-M / 0.1) * log["v"][None, :, k]
+        assert losses[k] == pytest.approx((M * plan).sum(), rel=1e-9)
+    results = log["result"]
+    assert log["niter"] == max(r.n_iter for r in results) - 1
+    # err: one list of floats, the norm of all k column violations (POT's joint criterion)
+    final = [np.linalg.norm(r.plan.sum(0) - B[:, k]) for k, r in enumerate(results)]
+    assert all(type(e) is float for e in log["err"])
+    assert log["err"][-1] == pytest.approx(np.sqrt(np.sum(np.square(final))), rel=1e-6)
+    assert len(log["err"]) == max(len(r.history["error"]) for r in results)
+
+
+@pytest.mark.parametrize("method", POT_NAMES + ["sinkhorn_knopp"])
+def test_stopthr_is_pots_criterion_on_every_method(rng, method):
+    M, a, b = random_problem(rng, 60, 40)
+    P, log = fs.sinkhorn(a, b, M, 1e-2, method=method, stopThr=1e-6, log=True)
+    np.testing.assert_allclose(P.sum(1), a, rtol=1e-12)  # rows exact, as after POT's row update
+    assert np.linalg.norm(P.sum(0) - b) == pytest.approx(log["err"][-1], rel=1e-6)
+    assert log["err"][-1] < 1e-6 <= log["err"][-2] and log["converged"]
+
+
+def _count_kernel_evaluations(monkeypatch):
+    from fastsinkhorn.backends import get_backend
+
+    be, calls = get_backend("cpu"), []
+    original = be.plan
+    monkeypatch.setattr(be, "plan", lambda *args: calls.append(1) or original(*args))
+    return calls
+
+
+@pytest.mark.parametrize("method", ["sinkhorn", "sinkhorn_stabilized", "sns"])
+def test_tau_is_the_absorption_threshold(rng, monkeypatch, method):
+    """tau bounds the scalings: each absorption recomputes the kernel (one ``plan`` call)."""
+    M, a, b = random_problem(rng, 40, 30)
+    calls = _count_kernel_evaluations(monkeypatch)
+    P_default = fs.sinkhorn(a, b, M, 1e-2, method=method, stopThr=1e-10, numItermax=20_000)
+    default = len(calls)
+    P_tau = fs.sinkhorn(a, b, M, 1e-2, method=method, stopThr=1e-10, numItermax=20_000, tau=1.5)
+    assert len(calls) - default > default + 5  # many more absorptions with tau = 1.5
+    np.testing.assert_allclose(P_tau, P_default, rtol=1e-6, atol=1e-14)
+    with pytest.raises(TypeError, match="tau"):
+        fs.sinkhorn(a, b, M, 1e-2, method=method, tau=10.0, absorb_threshold=10.0)
+
+
+@pytest.mark.parametrize("name,default", [("epsilon0", 1e4), ("numInnerItermax", 100)])
+def test_epsilon_scaling_keywords_raise_unless_default(rng, name, default):
+    M, a, b = random_problem(rng, 20, 10)
+    with pytest.raises(NotImplementedError, match=name):
+        fs.sinkhorn(a, b, M, 0.1, method="sinkhorn_epsilon_scaling", **{name: 2 * default})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        P = fs.sinkhorn(a, b, M, 0.1, method="sinkhorn_epsilon_scaling", **{name: default})
+    np.testing.assert_array_equal(P, fs.sinkhorn(a, b, M, 0.1, method="sinkhorn_epsilon_scaling"))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_print_period_must_be_a_positive_int(rng, bad):
+    M, a, b = random_problem(rng, 5, 4)
+    with pytest.raises(ValueError, match="print_period"):
+        fs.sinkhorn(a, b, M, 0.1, verbose=True, print_period=bad)
+
+
+def test_dist_knobs(rng):
+    from scipy.spatial.distance import cdist
+
+    x, y = rng.random((20, 3)), rng.random((15, 3))
+    for metric in ("sqeuclidean", "euclidean", "cityblock"):
+        ours = fs.dist(x, y, metric=metric, backend="scipy")
+        np.testing.assert_array_equal(ours, cdist(x, y, metric=metric))
+        np.testing.assert_array_equal(ours, ot.dist(x, y, metric=metric, backend="scipy"))
+    # the default path is the expansion |x|^2 + |y|^2 - 2 x.y, not cdist
+    assert not np.array_equal(fs.dist(x, y), cdist(x, y, "sqeuclidean"))
+    np.testing.assert_array_equal(fs.dist(x, y, nx=ot.backend.NumpyBackend()), fs.dist(x, y))
+    np.testing.assert_array_equal(fs.dist(x, y, metric="cityblock", use_tensor=True),
+                                  fs.dist(x, y, metric="cityblock"))
+
+    class Torchish:
+        __name__ = "torch"
+
+    with pytest.raises(NotImplementedError, match="nx"):
+        fs.dist(x, y, nx=Torchish())
+    with pytest.raises(NotImplementedError, match="backend"):
+        fs.dist(x, y, backend="jax")

@@ -8,6 +8,7 @@ import pytest
 from ot_testing import plan_error, random_problem
 
 import fastsinkhorn as fs
+from fastsinkhorn._options import SNSOptions
 from fastsinkhorn.problems import FAMILIES, make_problem
 
 BACKENDS = ["cpu", "reference"]
@@ -173,6 +174,32 @@ def test_callback_sees_errors_and_can_stop(rng):
     res = fs.solve(M, a, b, reg=1e-3, method="sinkhorn", callback=callback)
     assert len(seen) == 5 and res.n_iter == 5 and res.status is fs.Status.CALLBACK
     assert res.history["error"] == seen and not res.converged
+
+
+@pytest.mark.parametrize("method", ["sinkhorn", "sns"])
+def test_callback_sees_every_check_but_the_converging_one(rng, method):
+    """As ``solve``'s docstring says: every check whose error is above tol,
+    with the Newton details in ``state.extra``; not the check that meets tol."""
+    M, a, b = random_problem(rng, 40, 30)
+    states = []
+    res = fs.solve(M, a, b, reg=1e-2, method=method, tol=1e-9, callback=states.append)
+    h = res.history
+    assert res.converged and h["error"][-1] <= 1e-9
+    skipped, j = [], 0  # the states are the history's checks, in order, less some
+    for k, check in enumerate(zip(h["iteration"], h["error"], h["phase"])):
+        if j < len(states) and (states[j].iteration, states[j].error, states[j].phase) == check:
+            j += 1
+        else:
+            skipped.append(k)
+    assert j == len(states)
+    # skipped: the converging check, and for SNS the one ending the warm-up at switch_tol
+    switch = [k for k in skipped[:-1] if h["phase"][k] == "sinkhorn" and h["phase"][k + 1] == "newton"
+              and h["error"][k] <= SNSOptions().switch_tol]
+    assert skipped == switch + [len(h["iteration"]) - 1] and len(switch) == (method == "sns")
+    for s in states:
+        assert s.phase in ("sinkhorn", "newton") and s.elapsed >= 0
+        assert set(s.extra) == ({"cg_iterations", "nnz", "step", "solver", "reg"} if s.phase == "newton" else set())
+    assert any(s.phase == "newton" for s in states) == (method == "sns")
 
 
 def test_history_and_verbose(rng, capsys):

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from . import solve
+from ._validation import default_tol
 from .problems import FAMILIES, make_problem
 
 
@@ -42,7 +43,7 @@ def main(argv=None):
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--reg", type=float, nargs="+", default=[1e-2, 1e-3])
     parser.add_argument("--method", default="auto")
-    parser.add_argument("--tol", type=float, default=1e-9)
+    parser.add_argument("--tol", type=float, default=default_tol(np.float64))
     parser.add_argument("--no-pot", action="store_true", help="skip the POT comparison")
     args = parser.parse_args(argv)
 

@@ -25,7 +25,9 @@ class Monitor:
     tol : float
         Stop once the checked error is ``<= tol``.
     callback : callable or None
-        Called with an :class:`IterationState`; ``StopIteration`` stops.
+        Called with an :class:`IterationState` at each check that does not
+        meet its tolerance (never at the one that does); ``StopIteration``
+        stops.
     verbose : bool
         Print one line per check.
     """

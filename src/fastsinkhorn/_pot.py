@@ -25,14 +25,21 @@ POT_METHODS = {
     "greenkhorn": ("sinkhorn", False),
     "sns": ("sns", False),
 }
-#: POT solver-tuning keywords that have no meaning here (accepted, ignored).
-_POT_ONLY_KWARGS = {"tau", "print_period", "numInnerItermax", "epsilon0", "stopThr_inner"}
+#: POT's default ``stopThr`` (an L2 criterion; not the L1 ``tol`` of :func:`solve`).
+POT_STOP_THR = 1e-9
+#: POT's ``print_period`` per method (``sinkhorn_knopp`` and ``sinkhorn_log``
+#: print every 10th iteration and have no such keyword).
+_PRINT_PERIOD = {"sinkhorn_stabilized": 20}
+_DEFAULT_PRINT_PERIOD = 10
+#: Keywords only POT's epsilon-scaling solver reads, with POT's defaults. We do
+#: not epsilon-scale, so any other value raises ``NotImplementedError``.
+_EPSILON_SCALING_KWARGS = {"epsilon0": 1e4, "numInnerItermax": 100}
 
 _NOT_CONVERGED = ("Sinkhorn did not converge. You might want to increase the number "
                   "of iterations `numItermax` or the regularization parameter `reg`.")
 
 
-def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=1e-9,
+def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_THR,
              verbose=False, log=False, warn=True, warmstart=None, **kwargs):
     r"""Entropic OT plan, a drop-in for ``ot.sinkhorn``.
 
@@ -68,18 +75,29 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=1e-9,
         Stop when the L2 norm of the column-marginal violation (POT's
         criterion) is below this.
     verbose : bool
-        Print progress.
+        Print POT's progress table (``It.  |Err``): the stopping error at the
+        first check of every ``print_period`` iterations, and at the last.
     log : bool
-        Also return a dict with POT's keys (``err``, ``niter``, ``u``, ``v``,
-        ``log_u``, ``log_v``, ``alpha``, ``beta``, ...).
+        Also return a dict with POT's keys: ``err`` (stopping error at each
+        check), ``niter`` / ``n_iter`` (POT's convention: 0-based index of the
+        last iteration), scalings ``u``, ``v``, their logs ``log_u``,
+        ``log_v`` (also as ``logu``, ``logv``), potentials ``alpha``,
+        ``beta`` and ``warmstart = (alpha, beta)``; plus ``converged``,
+        ``marginal_error`` and the :class:`~fastsinkhorn.OTResult`\ (s) as ``result``.
     warn : bool
-        Warn (``ConvergenceWarning``, a ``UserWarning``) if not converged.
+        Warn (``ConvergenceWarning``, a ``UserWarning``, POT's text) if not
+        converged; once for a 2-D ``b``.
     warmstart : tuple of arrays, optional
         POT's dual initialization: ``(log_u, log_v)``, or ``(alpha, beta)``
-        for ``"sinkhorn_stabilized"``.
+        for ``"sinkhorn_stabilized"`` and ``"sinkhorn_epsilon_scaling"``.
     **kwargs
-        POT's solver-tuning keywords are accepted and ignored; for
-        ``method="sns"``, options of :class:`~fastsinkhorn._options.SNSOptions`.
+        POT's ``tau`` (absorb the scalings into the potentials when they
+        leave ``[1/tau, tau]``; our ``absorb_threshold``) and ``print_period``
+        are honoured on every method. ``epsilon0`` and ``numInnerItermax``
+        (epsilon scaling, which is not implemented) raise
+        ``NotImplementedError`` unless given POT's defaults. Other names are
+        options of :class:`~fastsinkhorn._options.SinkhornOptions` or, for
+        ``method="sns"``, :class:`~fastsinkhorn._options.SNSOptions`.
 
     Returns
     -------
@@ -96,7 +114,7 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=1e-9,
                      warmstart, kwargs, loss_only=False)
 
 
-def sinkhorn2(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=1e-9,
+def sinkhorn2(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_THR,
               verbose=False, log=False, warn=False, warmstart=None, **kwargs):
     r"""Entropic OT loss ``<M, P>`` (without the entropy), a drop-in for ``ot.sinkhorn2``.
 
@@ -119,29 +137,86 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     if not isinstance(method, str) or method.lower() not in POT_METHODS:
         raise ValueError(f"method must be one of {tuple(POT_METHODS)}, got {method!r}")
     ours, warmstart_is_potential = POT_METHODS[method.lower()]
-    options = {k: v for k, v in kwargs.items() if k not in _POT_ONLY_KWARGS}
+    options = _options(dict(kwargs))
+    print_period = options.pop("print_period", None) or _PRINT_PERIOD.get(method.lower(),
+                                                                          _DEFAULT_PRINT_PERIOD)
     xp = _namespace(M=M, a=a, b=b)
     b = xp.asarray(b) if b is not None else b
     M = xp.asarray(M)
     n_hists = b.shape[1] if b is not None and b.ndim == 2 else 0
 
     def one(b_k, ws):
+        table = _ProgressTable(print_period) if verbose else None
         res = _solve(M, a, b_k, reg=reg, method=ours, tol=stopThr, max_iter=numItermax,
                      warm_start=_to_potentials(ws, reg, warmstart_is_potential),
-                     callback=None, verbose=verbose, backend="auto", options=options,
+                     callback=table, verbose=False, backend="auto", options=options,
                      norm="l2", warn=False)
-        if warn and not res.converged:
-            warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=4)
+        if table is not None:
+            table.finish(res)
         return res
 
     if n_hists:
         results = [one(b[:, k], None if warmstart is None else (warmstart[0][:, k], warmstart[1][:, k]))
                    for k in range(n_hists)]
-        losses = xp.asarray([r.value_linear for r in results])
-        return (losses, _log(results, reg, stacked=True)) if log else losses
-    res = one(b, warmstart)
-    out = xp.asarray(res.value_linear)[()] if loss_only else res.plan
-    return (out, _log([res], reg, stacked=False)) if log else out
+    else:
+        results = [one(b, warmstart)]
+    if warn and not all(r.converged for r in results):
+        warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=3)
+    if n_hists:
+        out = xp.asarray([r.value_linear for r in results])
+    else:
+        out = xp.asarray(results[0].value_linear)[()] if loss_only else results[0].plan
+    return (out, _log(results, reg, stacked=bool(n_hists))) if log else out
+
+
+def _options(kwargs):
+    """POT's tuning keywords -> our options; unsupported values raise."""
+    for name, default in _EPSILON_SCALING_KWARGS.items():
+        if name in kwargs and kwargs.pop(name) != default:
+            raise NotImplementedError(
+                f"{name}: fastsinkhorn does not do epsilon scaling (every method runs the "
+                f"stable solver at reg directly); only POT's default {name}={default:g} is accepted")
+    if "tau" in kwargs:
+        if "absorb_threshold" in kwargs:
+            raise TypeError("give tau (POT's name) or absorb_threshold, not both")
+        kwargs["absorb_threshold"] = kwargs.pop("tau")
+    period = kwargs.get("print_period")
+    if period is not None and (isinstance(period, bool) or not isinstance(period, int) or period < 1):
+        raise ValueError(f"print_period must be a positive int, got {period!r}")
+    return kwargs
+
+
+class _ProgressTable:
+    """``verbose=True``: POT's progress table, fed by the solver's callback.
+
+    POT prints ``{iteration:5d}|{error:8e}|`` every ``print_period``
+    iterations (0-based, as its ``niter``) and repeats the header every 20
+    lines. Our checks may fall between multiples of the period (the GPU checks
+    every 10th iteration), so the first check at or after each multiple is
+    printed, and the last check always is.
+    """
+
+    def __init__(self, period):
+        self.period, self.due, self.lines, self.last = period, 0, 0, None
+
+    def __call__(self, state):
+        self._row(state.iteration - 1, state.error)
+
+    def _row(self, index, error):
+        if index < self.due or index == self.last:
+            return
+        if self.lines % 20 == 0:
+            print("{:5s}|{:12s}".format("It.", "Err") + "\n" + "-" * 19)
+        print("{:5d}|{:8e}|".format(index, error))
+        self.lines, self.last = self.lines + 1, index
+        self.due = (index // self.period + 1) * self.period
+
+    def finish(self, result):
+        """Print the check that stopped the solve (the callback does not see it)."""
+        h = result.history
+        if h["iteration"]:
+            self.due = 0
+            self._row(h["iteration"][-1] - 1, h["error"][-1])
 
 
 def _namespace(**arrays):
@@ -160,24 +235,32 @@ def _to_potentials(warmstart, reg, is_potential):
                  for x in warmstart)
 
 
+def _joint_errors(histories):
+    """POT's ``err`` for a 2-D ``b``: the Frobenius norm of all ``k`` violations
+    at each check, a finished solve counting with its final error."""
+    lengths = [len(h) for h in histories]
+    return [float(np.sqrt(sum(h[min(i, len(h) - 1)] ** 2 for h in histories if h)))
+            for i in range(max(lengths, default=0))]
+
+
 def _log(results, reg, stacked):
     """POT's log dict (union of the keys POT's Sinkhorn variants return)."""
-    first = results[0]
-    xp = np if isinstance(first.plan, np.ndarray) else __import__("cupy")
+    xp = _namespace(plan=results[0].plan)
     join = (lambda arrs: xp.stack(arrs, axis=1)) if stacked else (lambda arrs: arrs[0])
     f = join([r.potentials[0].astype(np.float64) for r in results])
     g = join([r.potentials[1].astype(np.float64) for r in results])
     with np.errstate(over="ignore"):
         u, v = xp.exp(f / reg), xp.exp(g / reg)  # POT's scalings: may overflow at small reg
-    niter = first.n_iter if not stacked else [r.n_iter for r in results]
+    niter = max(r.n_iter for r in results) - 1  # POT's niter: 0-based index of the last iteration
+    errors = [r.history["error"] for r in results]
     return {
-        "err": first.history["error"] if not stacked else [r.history["error"] for r in results],
+        "err": _joint_errors(errors) if stacked else list(errors[0]),
         "niter": niter, "n_iter": niter,
         "u": u, "v": v, "log_u": f / reg, "log_v": g / reg, "logu": f / reg, "logv": g / reg,
         "alpha": f, "beta": g, "warmstart": (f, g),
         "converged": all(r.converged for r in results),
-        "marginal_error": first.marginal_error if not stacked else [r.marginal_error for r in results],
-        "result": first if not stacked else results,
+        "marginal_error": [r.marginal_error for r in results] if stacked else results[0].marginal_error,
+        "result": results if stacked else results[0],
     }
 
 
@@ -195,8 +278,14 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
         :func:`scipy.spatial.distance.cdist` with ``p`` and ``w``.
     p, w : optional
         Minkowski order and weights, passed to ``cdist``.
-    backend, nx, use_tensor
-        Accepted for POT compatibility; ignored.
+    backend : {"auto", "scipy"}
+        ``"scipy"`` computes every metric with ``cdist`` on the host, as POT.
+    nx : POT backend, optional
+        Accepted when it names the input's array library (``nx.__name__`` is
+        ``"numpy"`` or ``"cupy"``); other backends raise ``NotImplementedError``.
+    use_tensor : bool
+        POT's memory/speed trade-off for ``"cityblock"`` and ``"minkowski"``;
+        the values do not depend on it (we never build the 3-D tensor).
 
     Returns
     -------
@@ -209,11 +298,16 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
     [[0.0, 2.0], [2.0, 0.0]]
     """
     same = x2 is None
+    library = array_library(x1=x1, x2=x2)
+    if backend not in ("auto", "scipy"):
+        raise NotImplementedError(f"backend={backend!r}: only 'auto' and 'scipy' are supported")
+    if nx is not None and getattr(nx, "__name__", None) != library:
+        raise NotImplementedError(f"nx={nx!r}: only the input's own array library ({library}) is supported")
     xp = _namespace(x1=x1, x2=x2)
     x1 = xp.asarray(x1)
     x1 = x1.astype(np.float64) if x1.dtype.kind != "f" else x1
     x2 = x1 if same else xp.asarray(x2, dtype=x1.dtype)
-    if metric in ("sqeuclidean", "euclidean"):
+    if metric in ("sqeuclidean", "euclidean") and backend == "auto":
         sq1, sq2 = (x1 * x1).sum(axis=1), (x2 * x2).sum(axis=1)
         D = xp.maximum(sq1[:, None] + sq2[None, :] - 2 * (x1 @ x2.T), 0)
         if same:

@@ -6,9 +6,10 @@ iteration does depends on the geometry:
 * Dense costs (:class:`_ScalingIterate`): the iterate is kept as potentials
   ``(f, g)`` plus scalings ``(u, v)`` on the stored kernel
   ``K = exp((f_i + g_j - M_ij) / reg)``; the plan is ``diag(u) K diag(v)``.
-  Iterations are plain scalings (no exp, one fused pass over ``K`` on the
-  CPU); when a scaling leaves ``[1/t, t]`` it is folded into the potentials
-  and ``K`` recomputed (one exp pass). The first half-step is done in the
+  Iterations are plain scalings, no exp: one ``scaling_pass`` over ``K``
+  each (a single read of ``K`` on the CPU; two, ``K v`` then ``K^T u``, on
+  the GPU and in the reference backend); when a scaling leaves ``[1/t, t]``
+  it is folded into the potentials and ``K`` recomputed (one exp pass). The first half-step is done in the
   log domain, so every row of ``K`` holds mass whatever ``reg``, the cost
   scale or the warm start.
 * Lazy costs (:class:`_LogIterate`, point clouds): nothing n x m is stored,

@@ -1,8 +1,10 @@
 """Sinkhorn-Newton-Sparse (Tang et al., ICLR 2024), written once for every backend.
 
 1. Warm-up: Sinkhorn (absorbed scaling) until the L1 marginal error is below
-   ``switch_tol``, or after ``warmup_iter`` iterations, or once 100 iterations
-   gain less than 0.1% (Sinkhorn has stalled: Newton's globalised steps do better).
+   ``switch_tol``, or after ``warmup_iter`` iterations, or once the error fell
+   by less than 0.1% over 100 convergence checks (100 iterations on the CPU,
+   which checks every iteration; 1000 on the GPU, which checks every 10th;
+   see ``check_every``): Sinkhorn has stalled, Newton's globalised steps do better.
 2. Newton on the concave dual ``L(f, g) = <a,f> + <b,g> - reg sum P(f, g)``:
    the Hessian ``-(1/reg) [[diag r, P], [P^T, diag c]]`` is sparsified to the
    ``k`` largest entries of each row of ``P`` (selection rule: per-row top-k,
@@ -18,7 +20,7 @@
 Each line-search trial is one dense pass over ``M`` that also returns
 ``r``, ``c`` and the sparsified rows at the trial point, so the accepted
 trial hands the next Newton step everything it needs: a full step reads
-``M`` once. Near machine accuracy ``L`` changes by less than its rounding, so
+``M`` once (on the GPU the per-row selection then re-reads rows, mostly from L2). Near machine accuracy ``L`` changes by less than its rounding, so
 a trial is also accepted when it lowers the marginal error. When the solve or
 the line search fails, a few Sinkhorn iterations are taken and the density
 doubles; the best iterate seen is what is returned.

@@ -67,18 +67,26 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
         ``"auto"``: see :func:`choose_method`.
     tol : float, optional
         Bound on the L1 marginal error ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of
-        the returned plan. Default 1e-9 (float64) or 1e-5 (float32); raised
-        with a warning to what the dtype can reach.
+        the returned plan. Default ``DEFAULT_TOL`` of the dtype (1e-9 for
+        float64, 1e-5 for float32); raised with a warning to what the dtype
+        can reach.
     max_iter : int, optional
         Cap on iterations (Sinkhorn iterations plus Newton steps); 10000 by default.
     warm_start : tuple of arrays, optional
         Potentials ``(f, g)`` from an earlier solve (``result.potentials``).
     callback : callable, optional
-        ``callback(state)`` at each convergence check (``state.iteration``,
-        ``state.error``, ``state.phase``, ``state.elapsed``); raising
+        ``callback(state)`` at each convergence check (every iteration on the
+        CPU, every ``check_every``-th, 10 by default, on the GPU; every Newton
+        step) whose error is still above the tolerance: not at the check that
+        meets it, nor at one that ends an SNS warm-up or annealing stage on
+        its own threshold. ``state`` is an
+        :class:`~fastsinkhorn._monitor.IterationState`: ``iteration``,
+        ``error`` (the checked L1 marginal error), ``phase`` (``"sinkhorn"``
+        or ``"newton"``), ``elapsed`` (seconds) and ``extra`` (Newton checks:
+        ``cg_iterations``, ``nnz``, ``step``, ``solver``, ``reg``). Raising
         ``StopIteration`` stops the solve cleanly.
     verbose : bool
-        Print one line per convergence check.
+        Print one line per convergence check (all of them, the last included).
     backend : {"auto", "cpu", "gpu", "reference"}
         ``"auto"`` follows the arrays (CuPy -> ``"gpu"``, else ``"cpu"``).
     **options

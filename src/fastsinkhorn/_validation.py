@@ -174,10 +174,20 @@ def tolerance_floor(dtype, shape):
     return 10 * eps * math.sqrt(max(shape))
 
 
+#: Default ``tol`` (L1 marginal error) per dtype name of the cost: the one
+#: definition that ``solve``, the demo and the benchmarks use.
+DEFAULT_TOL = {"float64": 1e-9, "float32": 1e-5}
+
+
+def default_tol(dtype):
+    """:data:`DEFAULT_TOL` for ``dtype`` (a dtype or its name)."""
+    return DEFAULT_TOL[np.dtype(dtype).name]
+
+
 def effective_tol(tol, dtype, shape):
     """Default ``tol`` per dtype, raised to :func:`tolerance_floor` with a warning."""
     if tol is None:
-        tol = 1e-5 if dtype == np.float32 else 1e-9
+        tol = default_tol(dtype)
     if not (isinstance(tol, numbers.Real) and tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive finite number, got {tol!r}")
     floor = tolerance_floor(dtype, shape)

@@ -8,11 +8,11 @@ Nothing of size n x m ever leaves the device; O(n) vector work is CuPy.
 
 Layouts
 -------
-Every kernel reads a C-contiguous (R, C) view ``A``: ``M`` itself when it is
-C-ordered, ``M.T`` when it is F-ordered (no copy), with the roles of rows and
-columns swapped in the Python wrapper.  Other strided inputs are copied to C
-order once per call.  ``dense_pass`` needs whole rows for its per-row top-k,
-so it copies an F-ordered ``M`` to C order once per call.
+Every kernel reads ``M`` / ``K`` as a C-contiguous (n, m) matrix, which
+:func:`~fastsinkhorn._validation.prepare_problem` guarantees (an F-ordered
+cost is solved as the transposed problem, without a copy); anything else is a
+``ValueError``, never a silent copy.  ``plan`` and ``scale`` write ``out``
+through its own strides, whatever its layout.
 
 Memory traffic per call
 -----------------------
@@ -54,7 +54,6 @@ KERNEL_SOURCES = {
         ),
         "plain": (
             "lse_cols_finish_kernel",
-            "scaling_update_kernel",
             "ell_matvec_kernel",
             "ell_rmatvec_kernel",
         ),
@@ -88,6 +87,11 @@ def read_kernel_source(filename):
 
 
 def _import_cupy():
+    """:mod:`cupy`, or ``ImportError`` / ``RuntimeError`` saying what is missing.
+
+    The one probe for CuPy and a CUDA device: :func:`cuda_available`, the
+    tests and the benchmarks all ask it.
+    """
     try:
         import cupy
     except ImportError as exc:  # pragma: no cover - depends on the machine
@@ -99,6 +103,15 @@ def _import_cupy():
     if not available:
         raise RuntimeError(_INSTALL_HINT + "; CuPy found no usable CUDA device")
     return cupy
+
+
+def cuda_available():
+    """Whether ``backend="gpu"`` can run here: CuPy imports and sees a CUDA device."""
+    try:
+        _import_cupy()
+    except (ImportError, RuntimeError):
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,24 +167,17 @@ class GPUBackend:
         """``x`` as a C-contiguous float64 device vector (no copy if it is one)."""
         return self.xp.ascontiguousarray(x, dtype=self.xp.float64)
 
-    def _view(self, M):
-        """``(A, trans)``: a C-contiguous 2-D view with ``A = M.T if trans else M``.
-
-        An F-ordered ``M`` gives its transpose for free.  A matrix that is both
-        C- and F-contiguous (one row or one column) is oriented with the longer
-        axis contiguous so the kernels' warps stay busy.
-        """
-        c, f = M.flags.c_contiguous, M.flags.f_contiguous
-        if c and not (f and M.shape[1] < M.shape[0]):
-            return M, False
-        if f:
-            return M.T, True
-        return self.xp.ascontiguousarray(M), False
+    @staticmethod
+    def _rows(M):
+        """``M`` itself, checked C-contiguous: the kernels index ``M[i, j]`` as ``i * m + j``."""
+        if not M.flags.c_contiguous:
+            raise ValueError("backend='gpu' kernels need a C-contiguous matrix (prepare_problem "
+                             "solves an F-ordered cost as its transpose)")
+        return M
 
     @staticmethod
-    def _elem_strides(out, trans):
-        s0, s1 = (st // out.itemsize for st in out.strides)
-        return (np.int64(s1), np.int64(s0)) if trans else (np.int64(s0), np.int64(s1))
+    def _elem_strides(out):
+        return tuple(np.int64(st // out.itemsize) for st in out.strides)
 
     def _col_grid(self, R, C):
         """Grid and row-chunk length for the column-shaped kernels."""
@@ -214,35 +220,22 @@ class GPUBackend:
         """Launch ``plan``/``scale``: row_vec indexes rows of M, col_vec columns."""
         if out.shape != M.shape or out.dtype != M.dtype:
             raise ValueError(f"out must have shape {M.shape} and dtype {M.dtype}")
-        A, trans = self._view(M)
-        if trans:
-            row_vec, col_vec = col_vec, row_vec
-        R, C = A.shape
+        R, C = M.shape
         grid = (max(1, -(-C // _BLOCK)), max(1, min(R, _MAX_GRID_Y)))
-        args = (A, np.int64(R), np.int64(C), row_vec, col_vec) + scalars
-        self._kernel(name, M.dtype)(grid, (_BLOCK,), args + (out,) + self._elem_strides(out, trans))
+        args = (self._rows(M), np.int64(R), np.int64(C), row_vec, col_vec) + scalars
+        self._kernel(name, M.dtype)(grid, (_BLOCK,), args + (out,) + self._elem_strides(out))
         return out
 
     # -- log-domain half-steps ----------------------------------------------
     def lse_rows(self, M, g, reg):
         """``out_i = log sum_j exp((g_j - M_ij) / reg)``, float64 (n,)."""
-        A, trans = self._view(M)
-        g = self._vec(g)
-        if trans:
-            return self._lse_cols(A, g, reg)
         out = self.xp.empty(M.shape[0], self.xp.float64)
-        self._run_rows("lse_rows_kernel", A, g, np.float64(reg), out)
+        self._run_rows("lse_rows_kernel", self._rows(M), self._vec(g), np.float64(reg), out)
         return out
 
     def lse_cols(self, M, f, reg):
         """``out_j = log sum_i exp((f_i - M_ij) / reg)``, float64 (m,)."""
-        A, trans = self._view(M)
-        f = self._vec(f)
-        if not trans:
-            return self._lse_cols(A, f, reg)
-        out = self.xp.empty(M.shape[1], self.xp.float64)
-        self._run_rows("lse_rows_kernel", A, f, np.float64(reg), out)
-        return out
+        return self._lse_cols(self._rows(M), self._vec(f), reg)
 
     # -- absorbed scaling ---------------------------------------------------
     def plan(self, M, f, g, reg, out):
@@ -255,21 +248,12 @@ class GPUBackend:
         ``u`` must be a float64 device vector; it is written in place.
         """
         xp = self.xp
-        A, trans = self._view(K)
+        K = self._rows(K)
         v, a = self._vec(v), self._vec(a)
         direct = u.flags.c_contiguous and u.dtype == xp.float64
         u_buf = u if direct else xp.empty(K.shape[0], xp.float64)
-        if not trans:  # rows of K are contiguous: fused K v and u update
-            self._run_rows("matvec_rows_kernel", A, v, a, np.int32(1), u_buf)
-            colsum = self._matvec_cols(A, u_buf)
-        else:  # A = K^T: K v is a column product, K^T u a row product
-            s = self._matvec_cols(A, v)
-            n = K.shape[0]
-            self._kernel("scaling_update_kernel")(
-                (max(1, -(-n // _BLOCK)),), (_BLOCK,), (a, s, np.int64(n), u_buf)
-            )
-            colsum = xp.empty(K.shape[1], xp.float64)
-            self._run_rows("matvec_rows_kernel", A, u_buf, u_buf, np.int32(0), colsum)
+        self._run_rows("matvec_rows_kernel", K, v, a, u_buf)  # K v and the u update, fused
+        colsum = self._matvec_cols(K, u_buf)
         if not direct:
             u[...] = u_buf
         return colsum
@@ -285,13 +269,11 @@ class GPUBackend:
         Returns ``(r, c, total, idx, val)`` as the reference does, except that
         ``total`` is a 0-d float64 device array (``float(total)`` syncs);
         ``idx`` is int64 (n, k), ``val`` float64 (n, k), ``k = min(k, m)``.
-        An F-ordered ``M`` is copied to C order once (the selection needs
-        contiguous rows).
         """
         xp = self.xp
         n, m = M.shape
         k = max(0, min(int(k), m))
-        A = M if M.flags.c_contiguous else xp.ascontiguousarray(M)
+        A = self._rows(M)
         f, g = self._vec(f), self._vec(g)
         r = xp.zeros(n, xp.float64)
         c = xp.zeros(m, xp.float64)

@@ -6,8 +6,9 @@ signatures and semantics; the solvers in ``fastsinkhorn._sinkhorn`` and
 
 Conventions shared by all kernels
 ---------------------------------
-* ``M`` is the (n, m) cost in the problem dtype (float32 or float64), C- or
-  F-ordered. ``K`` / ``out`` buffers are (n, m) arrays of the problem dtype.
+* ``M`` is the (n, m) cost in the problem dtype (float32 or float64),
+  C-contiguous (``prepare_problem`` solves an F-ordered cost as its
+  transpose). ``K`` / ``out`` buffers are (n, m) arrays of the problem dtype.
 * Potentials ``f`` (n,), ``g`` (m,), scalings ``u``, ``v``, masses ``a``, ``b``
   and every returned O(n) vector are float64: O(n) work is cheap, and float64
   keeps the marginal error meaningful for float32 problems.
@@ -52,7 +53,8 @@ class ReferenceBackend:
         return out
 
     def scaling_pass(self, K, v, a, u):
-        """One fused Sinkhorn iteration over ``K``.
+        """One Sinkhorn iteration over ``K`` (here two products; the CPU backend
+        fuses them into a single read of ``K``).
 
         Row half-step ``u_i = a_i / (K v)_i`` (``u_i = 1`` where ``a_i == 0``,
         whose row of ``K`` is zero), written into ``u``; returns the column

@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 
+from .._validation import DEFAULT_TOL
 from ..problems import DEFAULT_FAMILIES, FAMILIES
 from ._report import add_ratios, format_machine, format_table, machine_info, write_json
 from ._runner import run_suite
@@ -36,8 +37,8 @@ def build_parser():
                    help=f"from {','.join(PEERS)} or module:attr (default: all available; "
                         "empty: none)")
     p.add_argument("--backend", default="auto", help="fastsinkhorn backend (auto, cpu, reference, gpu)")
-    p.add_argument("--tol", type=float, help="target L1 marginal error (default 1e-9 float64, "
-                                             "1e-5 float32)")
+    p.add_argument("--tol", type=float, help="target L1 marginal error (default "
+                                             + ", ".join(f"{v:g} {k}" for k, v in DEFAULT_TOL.items()) + ")")
     p.add_argument("--timeout", type=float, help="cap per timed solve in seconds (default 60)")
     p.add_argument("--repeats", type=int, help="timed runs per solver, median reported (default 3)")
     p.add_argument("--max-iter", type=int, default=100_000, help="iteration cap for every solver")

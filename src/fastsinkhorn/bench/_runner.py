@@ -24,6 +24,7 @@ import traceback
 import numpy as np
 
 from .._marginals import marginal_error as _l1
+from .._validation import default_tol
 from ..problems import make_problem
 from ._solvers import _synchronize, get_solver
 
@@ -228,7 +229,7 @@ def run_suite(solvers, families, sizes, regs, dtypes, *, tol=None, timeout=60.0,
     families, sizes, regs, dtypes : lists
         The cases: their Cartesian product, problems seeded by ``seed``.
     tol : float or dict or None
-        Target L1 marginal error; ``None`` means 1e-9 (float64) / 1e-5 (float32).
+        Target L1 marginal error; ``None`` means ``DEFAULT_TOL`` of the dtype.
     timeout : float
         Cap in seconds on each timed solve; a solve over it is a miss.
     repeats : int
@@ -265,7 +266,7 @@ def run_suite(solvers, families, sizes, regs, dtypes, *, tol=None, timeout=60.0,
 
 def _tolerance(tol, dtype):
     if tol is None:
-        return 1e-5 if dtype == "float32" else 1e-9
+        return default_tol(dtype)
     return float(tol[dtype]) if isinstance(tol, dict) else float(tol)
 
 

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..backends._gpu import cuda_available
+
 
 @dataclass
 class Outcome:
@@ -106,7 +108,7 @@ class Solver:
         try:
             for module in self.requires:
                 importlib.import_module(module)
-            return not self.needs_gpu or _cuda_available()
+            return not self.needs_gpu or cuda_available()
         except Exception:  # an optional peer may fail to import in many ways
             return False
 
@@ -258,15 +260,6 @@ def get_solver(name):
         obj = getattr(importlib.import_module(module), attr)
         return obj if isinstance(obj, Solver) else Solver(name, obj)
     raise ValueError(f"unknown solver {name!r}; choose from {sorted(SOLVERS)} or 'module:attr'")
-
-
-def _cuda_available():
-    try:
-        import cupy
-
-        return cupy.cuda.is_available()
-    except Exception:
-        return False
 
 
 def _synchronize(array):

@@ -89,11 +89,21 @@ class DenseGeometry(_Geometry):
     def dense_pass(self, f, g, reg, k):
         return self.backend.dense_pass(self.M, f, g, reg, k)
 
+    @property
+    def batched(self):
+        return self.M.ndim == 3
+
     def linear_cost(self, P):
-        """``<M, P>`` in float64, by row blocks: no n x m float64 temporary, and no
-        BLAS call (a large ``vdot`` wakes OpenBLAS's threads, whose busy-waiting
-        then slows the solver's own threads by up to 2x on a 2-core machine)."""
+        """``<M, P>`` in float64 (an array of B values for a batch), by row
+        blocks: no n x m float64 temporary, and no BLAS call (a large ``vdot``
+        wakes OpenBLAS's threads, whose busy-waiting then slows the solver's
+        own threads by up to 2x on a 2-core machine)."""
         M = self.M
+        if self.batched:  # by blocks of whole problems
+            step = max(1, (1 << 18) // (M.shape[1] * M.shape[2]))
+            return self.backend.xp.concatenate([
+                (M[p:p + step].astype(np.float64, copy=False) * P[p:p + step]).sum(axis=(1, 2))
+                for p in range(0, M.shape[0], step)])
         rows = max(1, (1 << 18) // M.shape[1])
         return float(sum(float((M[i:i + rows].astype(np.float64, copy=False) * P[i:i + rows]).sum())
                          for i in range(0, M.shape[0], rows)))

@@ -32,9 +32,13 @@ class OTResult:
 
     Attributes
     ----------
-    plan : array (n, m)
+    plan : array (n, m), LazyPlan, or array (B, n, m)
         Transport plan ``P_ij = exp((f_i + g_j - M_ij) / reg)``, same array
-        library and dtype as the input cost.
+        library and dtype as the input cost; a :class:`~fastsinkhorn.LazyPlan`
+        for a point-cloud cost. For a batch (``M`` of shape ``(B, n, m)``)
+        every field that describes one problem has the batch axis first:
+        ``potentials`` ``(B, n)``, ``(B, m)``; ``value``, ``value_linear``,
+        ``marginal_error`` and ``converged`` arrays of length ``B``.
     potentials : tuple of arrays
         Dual potentials ``(f, g)`` (``-inf`` where a mass is zero).
     value : float
@@ -86,12 +90,22 @@ class OTResult:
         return {"err": self.history["error"], "niter": self.n_iter,
                 "potentials": self.potentials}
 
+    @property
+    def batched(self):
+        """Whether this is the result of a batch (array-valued fields)."""
+        return getattr(self.plan, "ndim", 2) == 3
+
     def __repr__(self):
         shape = "x".join(str(s) for s in getattr(self.plan, "shape", ()))
+        if self.batched:
+            errors = f"max marginal_error={float(self.marginal_error.max()):.3e}"
+            values = f"{int(self.converged.sum())} of {len(self.converged)} problems converged"
+        else:
+            errors = f"marginal_error={self.marginal_error:.3e}"
+            values = f"value={self.value:.10g}, value_linear={self.value_linear:.10g}"
         return (
             f"OTResult({self.message}\n"
             f"  method={self.method!r}, backend={self.backend!r}, plan {shape}\n"
-            f"  n_iter={self.n_iter} {self.n_iter_phases}, "
-            f"marginal_error={self.marginal_error:.3e} (tol {self.tol:.1e})\n"
-            f"  value={self.value:.10g}, value_linear={self.value_linear:.10g})"
+            f"  n_iter={self.n_iter} {self.n_iter_phases}, {errors} (tol {self.tol:.1e})\n"
+            f"  {values})"
         )

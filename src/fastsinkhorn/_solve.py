@@ -1,6 +1,5 @@
 """``solve``: the native entry point, the method registry and the result."""
 
-import math
 import warnings
 
 import numpy as np
@@ -167,14 +166,16 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     arrays = (M.x, a, b) if isinstance(M, PointCloud) else (M, a, b)
     host_input = not any(is_cupy_array(x) for x in arrays)
     prob = prepare_problem(M, a, b, reg, backend)
-    xp, (n, m) = prob.xp, prob.shape
-    tol = effective_tol(tol, prob.dtype, (n, m))
+    batched = len(prob.shape) == 3
+    tol = effective_tol(tol, prob.dtype, prob.shape[-2:])
     if method == "auto":
-        method = choose_method(prob.reg, prob.cost_range, tol)
+        method = "sinkhorn" if batched else choose_method(prob.reg, prob.cost_range, tol)
         if method == "sns":  # and keep Sinkhorn where it is measured to be faster
             options = {"sinkhorn_hedge": True, **options}
     if method not in METHODS:
         raise ValueError(f"method must be one of {('auto',) + tuple(METHODS)}, got {method!r}")
+    if batched and method != "sinkhorn":
+        raise NotImplementedError(f"method={method!r} does not solve batches (a 3-D M); use method='sinkhorn'")
     opts_cls, runner, default_max_iter = METHODS[method]
     opts = parse_options(opts_cls, method, options)
     if max_iter is None:
@@ -190,19 +191,26 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
         if not isinstance(result.plan, LazyPlan):
             result.plan = to_numpy(result.plan)
         result.potentials = tuple(to_numpy(p) for p in result.potentials)
-    if warn and not result.converged and status is not Status.CALLBACK:
+    if warn and not bool(xp_all(result.converged)) and status is not Status.CALLBACK:
+        which = f" on {int((~result.converged).sum())} of {len(result.converged)} problems" if batched else ""
         warnings.warn(
-            f"{method} did not reach tol={tol:.1e} in {result.n_iter} iterations "
-            f"(marginal error {result.marginal_error:.2e}); increase max_iter or reg",
+            f"{method} did not reach tol={tol:.1e} in {result.n_iter} iterations{which} "
+            f"(marginal error {float(result.marginal_error.max() if batched else result.marginal_error):.2e}); "
+            "increase max_iter or reg",
             ConvergenceWarning, stacklevel=3,
         )
     return result
 
 
+def xp_all(flags):
+    """``all`` of a bool or an array of bools (NumPy or CuPy)."""
+    return flags.all() if hasattr(flags, "all") else flags
+
+
 def _warm_start(prob, warm_start):
-    xp, (n, m) = prob.xp, prob.shape
+    xp, (*batch, n, m) = prob.xp, prob.shape
     if warm_start is None:
-        return xp.zeros(n), xp.zeros(m)
+        return xp.zeros((*batch, n)), xp.zeros((*batch, m))
     try:
         f, g = warm_start
     except (TypeError, ValueError):
@@ -211,9 +219,10 @@ def _warm_start(prob, warm_start):
         f, g = g, f
     out = []
     for name, x, size in (("warm_start[0]", f, n), ("warm_start[1]", g, m)):
-        x = xp.asarray(x, dtype=np.float64).ravel()
-        if x.shape != (size,):
-            raise ValueError(f"{name} must have shape ({size},), got {x.shape}")
+        x = xp.asarray(x, dtype=np.float64)
+        x = x if batch else x.ravel()
+        if x.shape != (*batch, size):
+            raise ValueError(f"{name} must have shape {(*batch, size)}, got {x.shape}")
         if bool(xp.isnan(x).any()):
             raise ValueError(f"{name} must not contain NaN")
         out.append(xp.where(xp.isfinite(x), x, 0.0))  # -inf of zero masses: recomputed
@@ -230,20 +239,22 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
     if plan is None:
         r, c, linear = prob.geom.summary(f, g, reg)
         plan = LazyPlan(prob.geom, f, g, reg)
-    else:
-        r = plan.sum(axis=1, dtype=np.float64)
-        c = plan.sum(axis=0, dtype=np.float64)
+    else:  # axes counted from the end: a batch has its problems first
+        r = plan.sum(axis=-1, dtype=np.float64)
+        c = plan.sum(axis=-2, dtype=np.float64)
         linear = prob.geom.linear_cost(plan)
     error = marginal_error(xp, r, c, prob.a, prob.b)
     # sum P (log P - 1) from the potentials: log P_ij = (f_i + g_j - M_ij) / reg
-    fr = xp.where(xp.isfinite(f), f, 0.0) @ r
-    gc = xp.where(xp.isfinite(g), g, 0.0) @ c
-    value = float(fr + gc - reg * r.sum())
-    if not math.isfinite(error):
+    fr = (xp.where(xp.isfinite(f), f, 0.0) * r).sum(axis=-1)
+    gc = (xp.where(xp.isfinite(g), g, 0.0) * c).sum(axis=-1)
+    value = fr + gc - reg * r.sum(axis=-1)
+    value = float(value) if value.ndim == 0 else value
+    if not bool(xp.isfinite(xp.asarray(error)).all()):
         status = Status.STALLED
     # POT's criterion ("l2"): the column violation of the row-normalised plan
-    converged = (error if norm == "l1" else float(xp.linalg.norm(c - prob.b))) <= tol
-    if converged and status is Status.MAX_ITER:
+    converged = (error if norm == "l1" else xp.sqrt(((c - prob.b) ** 2).sum(axis=-1))) <= tol
+    converged = bool(converged) if xp.ndim(converged) == 0 else converged
+    if bool(xp_all(converged)) and status is Status.MAX_ITER:
         status = Status.CONVERGED
     if prob.transposed:
         plan, f, g = plan.T, g, f
@@ -256,7 +267,7 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
         n_iter=sum(phases.values()),
         n_iter_phases=phases,
         converged=converged,
-        status=status if not (status is Status.CONVERGED and not converged) else Status.STALLED,
+        status=status if not (status is Status.CONVERGED and not bool(xp_all(converged))) else Status.STALLED,
         history=monitor.history,
         backend=prob.backend.name,
         method=method,

@@ -111,31 +111,38 @@ def prepare_problem(M, a, b, reg, backend="auto"):
     else:
         cost, cost_range = _as_cost(xp, M)
         geom, transposed = DenseGeometry.from_array(cost, be, cost_range)
-        against = ("M.shape[0]", "M.shape[1]")
-    n, m = geom.shape[::-1] if transposed else geom.shape
-    a = _as_mass(xp, a, n, "a", against[0])
-    b = _as_mass(xp, b, m, "b", against[1])
-    sa, sb = float(a.sum()), float(b.sum())
-    if abs(sa - sb) > np.sqrt(np.finfo(geom.dtype).eps) * max(sa, sb):
-        raise ValueError(f"a and b must have equal sums, got sum(a)={sa!r} and sum(b)={sb!r}")
-    b = b * (sa / sb)  # remove the rounding-level mismatch so tol is reachable
+        against = ("M.shape[-2]", "M.shape[-1]") if cost.ndim == 3 else ("M.shape[0]", "M.shape[1]")
+    *batch, n, m = geom.shape
+    if transposed:
+        n, m = m, n
+    a = _as_mass(xp, a, batch, n, "a", against[0])
+    b = _as_mass(xp, b, batch, m, "b", against[1])
+    sa, sb = a.sum(axis=-1), b.sum(axis=-1)
+    mismatch = xp.abs(sa - sb) > np.sqrt(np.finfo(geom.dtype).eps) * xp.maximum(sa, sb)
+    if bool(mismatch.any()):
+        where = f" in problem {int(xp.argmax(mismatch))}" if batch else ""
+        i = int(xp.argmax(mismatch)) if batch else ()
+        raise ValueError(f"a and b must have equal sums{where}, got sum(a)={float(sa[i])!r} "
+                         f"and sum(b)={float(sb[i])!r}")
+    b = b * (sa / sb)[..., None]  # remove the rounding-level mismatch so tol is reachable
     if transposed:  # F-ordered: solve the transposed problem, no copy
         a, b = b, a
     return PreparedProblem(geom=geom, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed)
 
 
 def _as_cost(xp, M):
-    """``(M, cost_range)``: a float32/float64 C- or F-contiguous cost, checked."""
+    """``(M, cost_range)``: a float32/float64 cost, checked; a 2-D cost C- or
+    F-contiguous, a batch ``(B, n, m)`` of costs C-contiguous."""
     if M is None:
-        raise ValueError("M must be a 2-D array, got None")
+        raise ValueError("M must be a 2-D array (or a 3-D batch), got None")
     M = xp.asarray(M)
     if M.dtype.kind not in "fiub":
         raise TypeError(f"M must hold real numbers, got dtype {M.dtype}")
     if M.dtype not in (np.float32, np.float64):
         M = M.astype(np.float64)
-    if M.ndim != 2 or 0 in M.shape:
-        raise ValueError(f"M must be a non-empty 2-D array, got shape {M.shape}")
-    if not (M.flags.c_contiguous or M.flags.f_contiguous):
+    if M.ndim not in (2, 3) or 0 in M.shape:
+        raise ValueError(f"M must be a non-empty 2-D array (or a 3-D batch of them), got shape {M.shape}")
+    if not (M.flags.c_contiguous or (M.ndim == 2 and M.flags.f_contiguous)):
         M = xp.ascontiguousarray(M)
     # min and max propagate NaN and inf: two reductions, no n x m mask
     lo, hi = float(M.min()), float(M.max())
@@ -144,22 +151,26 @@ def _as_cost(xp, M):
     return M, hi - lo
 
 
-def _as_mass(xp, w, size, name, against):
+def _as_mass(xp, w, batch, size, name, against):
+    """Masses as a fresh float64 ``(size,)`` array, or ``(B, size)`` for a batch
+    (one row per problem; a 1-D ``w`` is shared by every problem)."""
+    shape = (*batch, size)
     if w is None or (hasattr(w, "__len__") and len(w) == 0):
-        return xp.full(size, 1.0 / size)
+        return xp.full(shape, 1.0 / size)
     w = xp.asarray(w)
     if w.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {w.dtype}")
     w = w.astype(np.float64)  # always a fresh float64 copy
-    if w.ndim != 1 or w.shape[0] != size:
-        raise ValueError(f"{name} must have shape ({size},) to match {against}, got {w.shape}")
+    if w.shape not in ((size,), shape):
+        want = f"({size},)" + (f" or {shape}" if batch else "")
+        raise ValueError(f"{name} must have shape {want} to match {against}, got {w.shape}")
     if not bool(xp.isfinite(w).all()):
         raise ValueError(f"{name} must not contain NaN or inf")
     if bool((w < 0).any()):
         raise ValueError(f"{name} must be non-negative (masses), got min {float(w.min())!r}")
-    if not float(w.sum()) > 0:
-        raise ValueError(f"{name} must have a positive sum")
-    return w
+    if not bool((w.sum(axis=-1) > 0).all()):
+        raise ValueError(f"{name} must have a positive sum" + (" in every problem" if batch else ""))
+    return xp.ascontiguousarray(xp.broadcast_to(w, shape))
 
 
 def tolerance_floor(dtype, shape):

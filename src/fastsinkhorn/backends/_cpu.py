@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 from numba import get_num_threads
 
+from . import _cpu_batch_kernels as batch
 from . import _cpu_cloud_kernels as cloud
 from . import _cpu_kernels as kern
 
@@ -136,13 +137,22 @@ class CPUBackend:
     xp = np
     check_every = 1  # the convergence check is O(n) and needs no sync
 
+    # Dense members take a leading batch axis ((B, n, m) matrices, (B, n)
+    # vectors): one parallel pass over all problems (_cpu_batch_kernels).
     def lse_rows(self, M, g, reg):
+        if M.ndim == 3:
+            return batch.lse_rows(M, _vec(g), float(reg))
         return kern.lse_rows(M, _vec(g), float(reg))
 
     def lse_cols(self, M, f, reg):
+        if M.ndim == 3:
+            return batch.lse_cols(M, _vec(f), float(reg))
         return kern.lse_cols(M, _vec(f), float(reg), get_num_threads())
 
     def plan(self, M, f, g, reg, out):
+        if M.ndim == 3:
+            return batch.plan(M, _vec(f), _vec(g), float(reg), _cut(out.dtype), out)
+
         def store(rows, P, state):
             out[rows] = P
 
@@ -150,11 +160,15 @@ class CPUBackend:
         return out
 
     def scaling_pass(self, K, v, a, u):
+        if K.ndim == 3:
+            return batch.scaling_pass(K, _vec(v), _vec(a), u)
         if K.size < SERIAL_BELOW:
             return kern.scaling_pass_serial(K, _vec(v), _vec(a), u, 1)
         return kern.scaling_pass(K, _vec(v), _vec(a), u, get_num_threads())
 
     def scale(self, K, u, v, out):
+        if K.ndim == 3:
+            return batch.scale(K, _vec(u), _vec(v), out)
         scale = kern.scale_serial if K.size < SERIAL_BELOW else kern.scale
         return scale(K, _vec(u), _vec(v), out)
 

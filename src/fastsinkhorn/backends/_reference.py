@@ -15,9 +15,30 @@ Conventions shared by all kernels
 * Arithmetic on each entry is done in float64; only stores into (n, m)
   buffers round to the problem dtype.
 * ``-inf`` potentials (zero masses) are legal inputs and give exact zeros.
+* Batches: the dense log-domain and scaling members (``lse_rows``,
+  ``lse_cols``, ``plan``, ``scaling_pass``, ``scale``) also take a leading
+  batch axis on every array, ``(B, n, m)`` matrices and ``(B, n)`` vectors,
+  and then do the same for each problem.
 """
 
+import functools
+
 import numpy as np
+
+def _per_problem(member):
+    """Run ``member`` once per problem when its first argument is a batch
+    (``ndim == 3``); every array argument then has the batch axis first."""
+
+    @functools.wraps(member)
+    def run(self, first, *args):
+        if first.ndim == 2:
+            return member(self, first, *args)
+        outs = [member(self, first[p], *(x[p] if isinstance(x, np.ndarray) else x for x in args))
+                for p in range(first.shape[0])]
+        return np.stack(outs)
+
+    return run
+
 
 #: Relative threshold below which selected plan entries count as zero.
 SELECT_FLOOR = 1e-12
@@ -32,6 +53,7 @@ class ReferenceBackend:
     check_every = 1
 
     # -- log-domain half-steps --------------------------------------------
+    @_per_problem
     def lse_rows(self, M, g, reg):
         """``out_i = log sum_j exp((g_j - M_ij) / reg)``, float64 (n,).
 
@@ -40,11 +62,13 @@ class ReferenceBackend:
         """
         return _logsumexp((g[None, :] - np.asarray(M, np.float64)) / reg, axis=1)
 
+    @_per_problem
     def lse_cols(self, M, f, reg):
         """``out_j = log sum_i exp((f_i - M_ij) / reg)``, float64 (m,)."""
         return _logsumexp((f[:, None] - np.asarray(M, np.float64)) / reg, axis=0)
 
     # -- absorbed scaling -------------------------------------------------
+    @_per_problem
     def plan(self, M, f, g, reg, out):
         """Write ``exp((f_i + g_j - M_ij) / reg)`` into ``out`` and return it."""
         with np.errstate(invalid="ignore"):
@@ -52,6 +76,7 @@ class ReferenceBackend:
         out[...] = np.exp(np.where(np.isnan(x), -np.inf, x))
         return out
 
+    @_per_problem
     def scaling_pass(self, K, v, a, u):
         """One Sinkhorn iteration over ``K`` (here two products; the CPU backend
         fuses them into a single read of ``K``).
@@ -66,6 +91,7 @@ class ReferenceBackend:
             u[...] = np.where(a > 0, a / s, 1.0)
         return K64.T @ u
 
+    @_per_problem
     def scale(self, K, u, v, out):
         """Write ``u_i * K_ij * v_j`` into ``out`` (may be ``K``) and return it."""
         out[...] = u[:, None] * np.asarray(K, np.float64) * v[None, :]

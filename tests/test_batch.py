@@ -1,0 +1,105 @@
+"""Batches of dense problems: a (B, n, m) cost solved in one call."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fastsinkhorn as fs
+
+BACKENDS = ["cpu", "reference"]
+
+
+def _batch(rng, B, n, m, shared_b=False, zeros=False):
+    M = rng.random((B, n, m))
+    a = rng.random((B, n)) + 0.05
+    b = rng.random(m) + 0.05 if shared_b else rng.random((B, m)) + 0.05
+    if zeros:
+        a[0, 0] = 0.0
+        b[..., -1] = 0.0
+    return M, a / a.sum(-1, keepdims=True), b / b.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 12, 9), (5, 9, 12), (40, 16, 16)])
+def test_batch_iterates_equal_single_solves(rng, backend, shape):
+    """Run for a fixed number of iterations (unreachable tol): problem p of the
+    batch is exactly the single solve of problem p (same iterate, whatever
+    the other problems do; absorption only moves rounding)."""
+    M, a, b = _batch(rng, *shape, zeros=min(shape[1:]) > 1)
+    iters = 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fs.ConvergenceWarning)
+        res = fs.solve(M, a, b, reg=0.03, method="sinkhorn", backend=backend, tol=1e-14, max_iter=iters)
+        singles = [fs.solve(M[p], a[p], b[p], reg=0.03, method="sinkhorn", backend=backend, tol=1e-14,
+                            max_iter=iters) for p in range(shape[0])]
+    assert res.plan.shape == shape and res.n_iter == max(one.n_iter for one in singles)
+    assert res.n_iter == (1 if shape == (1, 1, 1) else iters)
+    for p, one in enumerate(singles):
+        np.testing.assert_allclose(res.plan[p], one.plan, rtol=1e-10, atol=1e-15)
+        for fb, f1 in zip(res.potentials, one.potentials):
+            finite = np.isfinite(f1)
+            assert np.array_equal(finite, np.isfinite(fb[p]))
+            np.testing.assert_allclose(fb[p][finite], f1[finite], rtol=1e-9, atol=1e-11)
+        assert res.value[p] == pytest.approx(one.value, rel=1e-10, abs=1e-13)
+        assert res.value_linear[p] == pytest.approx(one.value_linear, rel=1e-10)
+        assert res.marginal_error[p] == pytest.approx(one.marginal_error, rel=1e-6, abs=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_converges_every_problem_to_tol(rng, backend):
+    M, a, b = _batch(rng, 30, 20, 25, shared_b=True)
+    M[3] *= 20  # a harder problem: the batch runs until it has converged too
+    res = fs.solve(M, a, b, reg=0.05, backend=backend)
+    assert res.method == "sinkhorn" and res.batched
+    assert res.converged.dtype == bool and res.converged.all()
+    P = res.plan
+    errors = np.abs(P.sum(2) - a).sum(1) + np.abs(P.sum(1) - b).sum(1)
+    np.testing.assert_allclose(res.marginal_error, errors, rtol=1e-6, atol=1e-14)
+    assert (errors <= 1e-9).all()
+    np.testing.assert_allclose(res.value_linear, (M * P).sum((1, 2)), rtol=1e-12)
+    # each problem's value against its own single solve (both to 1e-9)
+    one = fs.solve(M[3], a[3], b, reg=0.05, method="sinkhorn", backend=backend)
+    assert res.value[3] == pytest.approx(one.value, rel=1e-7)
+
+
+def test_batch_reports_each_problem_that_did_not_converge(rng):
+    M, a, b = _batch(rng, 4, 10, 10)
+    M[2] *= 100  # needs far more iterations than the others
+    with pytest.warns(fs.ConvergenceWarning, match="on 1 of 4 problems"):
+        res = fs.solve(M, a, b, reg=0.1, method="sinkhorn", max_iter=100)
+    assert res.converged.tolist() == [True, True, False, True]
+    assert res.status is fs.Status.MAX_ITER
+    assert "3 of 4 problems converged" in repr(res)
+
+
+def test_batch_warm_start_shapes_and_float32(rng):
+    M, a, b = _batch(rng, 6, 8, 11)
+    first = fs.solve(M.astype(np.float32), a, b, reg=0.05)
+    assert first.plan.dtype == np.float32 and first.converged.all()
+    again = fs.solve(M, a, b, reg=0.05, warm_start=first.potentials, tol=1e-9)
+    assert again.converged.all() and again.n_iter < fs.solve(M, a, b, reg=0.05).n_iter
+    with pytest.raises(ValueError, match=r"warm_start\[0\] must have shape \(6, 8\)"):
+        fs.solve(M, a, b, reg=0.05, warm_start=(np.zeros(8), np.zeros(11)))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"a": np.ones((5, 8)) / 8}, ValueError, r"a must have shape \(8,\) or \(6, 8\) to match M.shape\[-2\]"),
+    ({"b": np.ones((6, 10)) / 10}, ValueError, r"b must have shape \(11,\) or \(6, 11\)"),
+    ({"a": np.ones(8) / 4}, ValueError, "equal sums in problem 0"),
+    ({"M": np.ones((6, 8, 11, 2))}, ValueError, "M must be a non-empty 2-D array"),
+    ({"method": "sns"}, NotImplementedError, "method='sns' does not solve batches"),
+])
+def test_bad_batch_input_names_the_argument(rng, kwargs, error, match):
+    M, a, b = _batch(rng, 6, 8, 11)
+    args = {"M": M, "a": a, "b": b, **kwargs}
+    with pytest.raises(error, match=match):
+        fs.solve(args.pop("M"), args.pop("a"), args.pop("b"), reg=0.05, **args)
+
+
+def test_batch_inputs_are_not_modified(rng):
+    M, a, b = _batch(rng, 3, 5, 4)
+    copies = [x.copy() for x in (M, a, b)]
+    fs.solve(M, a, b, reg=0.05)
+    for x, c in zip((M, a, b), copies):
+        np.testing.assert_array_equal(x, c)

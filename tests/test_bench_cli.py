@@ -122,3 +122,27 @@ def test_peak_memory_of_the_run_is_recorded(fake_solvers):
     # Sinkhorn's one n x m buffer (the plan it returns), little else
     assert 400 * 400 * 8 * 0.9 <= ours["peak_memory"] < 8 * 400 * 400 * 8
     assert "peak MiB" in format_table(records)
+
+
+def test_latency_measures_empty_then_warm_cache(tmp_path, capsys):
+    """``--latency``: fresh processes on an empty, then a warm, Numba cache
+    (a temporary NUMBA_CACHE_DIR); small n so that it takes seconds."""
+    out = tmp_path / "out"
+    argv = ["--latency", "--sizes", "24", "--methods", "sinkhorn", "--repeats", "1",
+            "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "import + first [s]" in printed and "cloud-24" in printed
+
+    data = json.loads((out / "latency.json").read_text())
+    assert data["config"]["argv"] == argv
+    empty, warm = data["results"]
+    assert (empty["cache"], warm["cache"]) == ("empty", "warm")
+    for r in (empty, warm):
+        assert r["method"] == r["solved_by"] == "sinkhorn" and r["converged"]
+        assert 0 < r["import"] and 0 < r["again"] < r["first"]
+        assert r["total"] == pytest.approx(r["import"] + r["first"])
+    # the empty cache compiled (and NUMBA_CACHE_DIR was honoured: the kernels
+    # landed there); the warm process loaded them and compiled nothing
+    assert empty["compiled"] >= 3 and warm["compiled"] == 0
+    assert empty["first"] > warm["first"]

@@ -142,3 +142,14 @@ def test_parallel_ell_products(rng, n, m, k):
     # the backend's dispatch (parallel from 2**17 entries: the last case)
     assert_close(CPU.ell_matvec(idx, val, x), REF.ell_matvec(idx, val, x))
     assert_close(CPU.ell_rmatvec(idx, val, y, m), REF.ell_rmatvec(idx, val, y, m))
+
+
+def test_kth_largest_matches_partition(rng):
+    """The quickselect of ``select_rows`` against ``np.partition``, ties included."""
+    from fastsinkhorn.backends._cpu_kernels import _kth_largest
+
+    for size in (1, 2, 3, 10, 101):
+        for x in (rng.random(size), rng.integers(0, 3, size).astype(np.float64),
+                  np.arange(size, dtype=np.float64), np.full(size, 0.5)):
+            for k in sorted({1, min(2, size), max(1, size // 2), size}):
+                assert _kth_largest(x.copy(), k) == np.partition(x, size - k)[size - k]

@@ -27,16 +27,16 @@ null direction ``(1, -1)`` (adding t to f and -t to g leaves the plan alone).
 in, and by SuperLU (SciPy, a symmetric-mode LU with a fill-reducing ordering)
 when large and sparse; see :func:`factorize`. The solution is polished by one step of
 iterative refinement against the full sparsified system.
+
+SciPy is imported by the functions that use it, not by this module: ``import
+scipy.linalg`` alone takes ~0.15 s, more than half of ``import fastsinkhorn``,
+and most solves (Sinkhorn, SNS while PCG converges) never factorise.
 """
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
-import scipy.sparse.csgraph
-import scipy.sparse.linalg
 
 #: Schur complements up to this order are always factorised densely (LAPACK).
 DENSE_MAX_ORDER = 200
@@ -84,6 +84,9 @@ def envelope_flops(C):
     """Flops of a Cholesky factorisation confined to the envelope of ``C``
     after a reverse Cuthill-McKee ordering: an O(nnz) upper bound on the fill
     a sparse factorisation can suffer (minimum-degree orderings do better)."""
+    import scipy.sparse
+    import scipy.sparse.csgraph
+
     perm = scipy.sparse.csgraph.reverse_cuthill_mckee(C, symmetric_mode=True)
     lower = scipy.sparse.tril(C.tocsr()[perm][:, perm], format="csr")
     rows = np.repeat(np.arange(lower.shape[0]), np.diff(lower.indptr))
@@ -95,6 +98,8 @@ def envelope_flops(C):
 
 def _dense_cholesky(C):
     """LAPACK Cholesky of a dense array; returns ``solve``."""
+    import scipy.linalg
+
     factor = scipy.linalg.cho_factor(C, lower=True, check_finite=False)
     return lambda y: scipy.linalg.cho_solve(factor, y, check_finite=False)
 
@@ -102,6 +107,8 @@ def _dense_cholesky(C):
 def _sparse_lu(C):
     """SuperLU of a CSC matrix (minimum-degree ordering on ``C + C^T``, no
     pivoting: ``C`` is diagonally dominant); returns ``solve``."""
+    import scipy.sparse.linalg
+
     return scipy.sparse.linalg.splu(C, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
                                     options={"SymmetricMode": True}).solve
 
@@ -122,6 +129,8 @@ def factorize(C_offdiag, diag, kind=None):
     matrices, SuperLU (``MMD_AT_PLUS_A`` ordering, no pivoting: ``C`` is
     diagonally dominant) otherwise.
     """
+    import scipy.sparse
+
     order = diag.shape[0]
     C = (C_offdiag + scipy.sparse.diags(diag)).tocsc()
     if kind is None:
@@ -223,6 +232,8 @@ def factorize_newton_system(idx, val, r, c, mu, kind=None):
         C[np.diag_indices(nk)] += diag
         solve_kept, kind = _dense_cholesky(C), "dense"
     else:
+        import scipy.sparse
+
         off = scipy.sparse.csc_matrix((nk, nk))
         for j, l, value in chunks:
             off = off + scipy.sparse.csc_matrix((value, (j, l)), shape=(nk, nk))

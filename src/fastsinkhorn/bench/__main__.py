@@ -6,15 +6,20 @@ import sys
 
 from .._validation import DEFAULT_TOL
 from ..problems import DEFAULT_FAMILIES, FAMILIES
-from ._report import add_ratios, format_machine, format_table, machine_info, write_json
+from ._latency import latency_rows, run_latency
+from ._report import add_ratios, format_machine, format_rows, format_table, machine_info, write_json
 from ._runner import run_suite
 from ._solvers import METHODS, PEERS, SOLVERS
 
 #: ``--quick`` defaults: tiny cases that finish in seconds (CI smoke run).
 QUICK = {"families": ["cloud", "grid-w2"], "sizes": [64], "reg": [1e-2], "timeout": 20.0,
-         "repeats": 1}
+         "repeats": 1, "methods": ["sinkhorn", "sns"]}
 FULL = {"families": list(DEFAULT_FAMILIES), "sizes": [1000, 2000, 4000], "reg": [1e-2, 1e-3],
-        "timeout": 60.0, "repeats": 3}
+        "timeout": 60.0, "repeats": 3, "methods": ["sinkhorn", "sns"]}
+#: ``--latency`` defaults: a user's first ``solve`` (auto picks Sinkhorn at this
+#: reg) and the first SNS solve (which needs more kernels), n = 1000.
+LATENCY = {"families": ["cloud"], "sizes": [1000], "reg": [0.05], "timeout": 300.0,
+           "repeats": 3, "methods": ["auto", "sns"]}
 
 
 def _list(kind):
@@ -31,8 +36,9 @@ def build_parser():
     p.add_argument("--sizes", type=_list(int), help="comma list of n (default 1000,2000,4000)")
     p.add_argument("--reg", type=_list(float), help="comma list (default 1e-2,1e-3)")
     p.add_argument("--dtype", type=_list(str), default=["float64"], help="float64 and/or float32")
-    p.add_argument("--methods", type=_list(str), default=["sinkhorn", "sns"],
-                   help=f"fastsinkhorn methods, from {','.join(METHODS)} (empty: none)")
+    p.add_argument("--methods", type=_list(str),
+                   help=f"fastsinkhorn methods, from {','.join(METHODS)} (default sinkhorn,sns; "
+                        "empty: none)")
     p.add_argument("--peers", type=_list(str),
                    help=f"from {','.join(PEERS)} or module:attr (default: all available; "
                         "empty: none)")
@@ -44,6 +50,9 @@ def build_parser():
     p.add_argument("--max-iter", type=int, default=100_000, help="iteration cap for every solver")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny cases, short caps (CI smoke run)")
+    p.add_argument("--latency", action="store_true",
+                   help="instead of the table: import + first solve in fresh processes, Numba's "
+                        "cache empty then warm (default: cloud, n 1000, reg 0.05, methods auto,sns)")
     p.add_argument("--out", help="directory for results.json and convergence.png")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     return p
@@ -58,7 +67,7 @@ def main(argv=None):
         Arguments (default: ``sys.argv[1:]``).
     """
     args = build_parser().parse_args(argv)
-    defaults = QUICK if args.quick else FULL
+    defaults = LATENCY if args.latency else QUICK if args.quick else FULL
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -73,6 +82,8 @@ def main(argv=None):
     for name in args.peers:
         if name not in SOLVERS and ":" not in name:
             raise SystemExit(f"unknown peer {name!r}; choose from {PEERS} or module:attr")
+    if args.latency:
+        return _latency(args, argv)
     ours = [f"fastsinkhorn-{m}" for m in args.methods]
     solvers = ours + list(args.peers)
 
@@ -97,6 +108,27 @@ def main(argv=None):
 
         plot_convergence(records, os.path.join(args.out, "convergence.png"))
         print(f"# wrote {args.out}/results.json and convergence.png", file=sys.stderr)
+    return 0
+
+
+def _latency(args, argv):
+    """``--latency``: the first-call table (and ``latency.json`` with ``--out``)."""
+    machine = machine_info()
+    print(format_machine(machine), flush=True)
+    records = []
+    for family in args.families:
+        for n in args.sizes:
+            for reg in args.reg:
+                records += run_latency(args.methods, family, n, reg, repeats=args.repeats,
+                                       backend=args.backend, seed=args.seed, timeout=args.timeout)
+    print(format_rows(latency_rows(records), markdown=args.markdown))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        config = {k: getattr(args, k) for k in ("families", "sizes", "reg", "methods", "backend",
+                                                "repeats", "seed", "timeout")}
+        config["argv"] = list(sys.argv[1:] if argv is None else argv)
+        write_json(os.path.join(args.out, "latency.json"), machine, config, records)
+        print(f"# wrote {args.out}/latency.json", file=sys.stderr)
     return 0
 
 

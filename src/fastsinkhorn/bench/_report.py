@@ -97,12 +97,16 @@ COLUMNS = ("problem", "reg", "dtype", "solver", "time [s]", "iter", "L1 error", 
 
 def format_table(records, markdown=False):
     """The result table as text (aligned columns, or a Markdown table)."""
-    rows = [COLUMNS] + [_row(r) for r in records]
+    return format_rows([COLUMNS] + [_row(r) for r in records], markdown)
+
+
+def format_rows(rows, markdown=False):
+    """Rows of strings (header first) as aligned text or a Markdown table."""
     if markdown:
         lines = ["| " + " | ".join(row) + " |" for row in rows]
-        lines.insert(1, "|" + "|".join("---" for _ in COLUMNS) + "|")
+        lines.insert(1, "|" + "|".join("---" for _ in rows[0]) + "|")
         return "\n".join(lines)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

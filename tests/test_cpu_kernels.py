@@ -153,3 +153,21 @@ def test_kth_largest_matches_partition(rng):
                   np.arange(size, dtype=np.float64), np.full(size, 0.5)):
             for k in sorted({1, min(2, size), max(1, size // 2), size}):
                 assert _kth_largest(x.copy(), k) == np.partition(x, size - k)[size - k]
+
+
+def test_reference_computes_in_float64_whatever_the_cost_dtype(rng):
+    """The oracle's contract: float32 buffers are read as float64, arithmetic
+    is float64, only stores round (so it is exact where the CPU kernels are
+    only float32-accurate)."""
+    M, a, _ = random_problem(rng, 37, 23, dtype=np.float32)
+    M64 = M.astype(np.float64)
+    f, g = potentials(rng, 37, 23, 0)
+    np.testing.assert_array_equal(REF.lse_rows(M, g, 1e-3), REF.lse_rows(M64, g, 1e-3))
+    np.testing.assert_array_equal(REF.lse_cols(M, f, 1e-3), REF.lse_cols(M64, f, 1e-3))
+    K = np.exp(-M64 / 0.1).astype(np.float32)
+    v = rng.random(23) + 0.5
+    u32, u64 = np.empty(37), np.empty(37)
+    np.testing.assert_array_equal(REF.scaling_pass(K, v, a, u32), REF.scaling_pass(K.astype(np.float64), v, a, u64))
+    np.testing.assert_array_equal(u32, u64)
+    out = REF.scale(K, u64, v, np.empty((37, 23), np.float32))
+    np.testing.assert_array_equal(out, (u64[:, None] * K.astype(np.float64) * v[None, :]).astype(np.float32))

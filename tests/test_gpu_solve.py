@@ -31,16 +31,22 @@ def test_gpu_pot_drop_in_returns_cupy(cp):
     M, a, b = (cp.asarray(x) for x in (p.M, p.a, p.b))
     P = fs.sinkhorn(a, b, M, 1e-3, numItermax=10_000)
     assert isinstance(P, cp.ndarray)
+    assert plan_error(cp.asnumpy(P), p.a, p.b) <= 1e-7  # stopThr 1e-9 on the L2 column error, rows exact
     loss = fs.sinkhorn2(a, b, M, 1e-2)
     assert isinstance(loss, cp.ndarray) and loss.shape == ()
-    D = fs.dist(cp.asarray(np.random.default_rng(0).random((10, 2))))
+    assert float(loss) == pytest.approx(float(fs.sinkhorn2(p.a, p.b, p.M, 1e-2)), rel=1e-6)
+    x = np.random.default_rng(0).random((10, 2))
+    D = fs.dist(cp.asarray(x))
     assert isinstance(D, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(D), fs.dist(x), rtol=1e-10, atol=1e-12)
 
 
 def test_numpy_inputs_on_the_gpu_backend_return_numpy(cp):
     p = make_problem("cloud", 200, seed=3)
     res = fs.solve(p.M, p.a, p.b, reg=1e-2, backend="gpu")
     assert isinstance(res.plan, np.ndarray) and res.backend == "gpu" and res.converged
+    assert plan_error(res.plan, p.a, p.b) <= 1e-9
+    assert np.abs(res.plan - fs.solve(p.M, p.a, p.b, reg=1e-2).plan).sum() <= 1e-8
 
 
 def test_mixed_numpy_and_cupy_is_a_type_error(cp):

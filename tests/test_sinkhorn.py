@@ -102,11 +102,16 @@ def test_known_permutation_is_recovered():
 def test_zero_masses_give_zero_rows_and_columns(rng, backend):
     M, a, b = random_problem(rng, 30, 20, zeros=4)
     res = fs.solve(M, a, b, reg=1e-2, method="sinkhorn", backend=backend)
-    assert res.converged
-    assert not np.isnan(res.plan).any()
+    assert res.converged and plan_error(res.plan, a, b) <= 1e-9
     assert (res.plan[a == 0] == 0).all() and (res.plan[:, b == 0] == 0).all()
-    assert np.isneginf(res.potentials[0][a == 0]).all()
-    assert np.isfinite(res.value) and np.isfinite(res.value_linear)
+    assert np.isneginf(res.potentials[0][a == 0]).all() and np.isneginf(res.potentials[1][b == 0]).all()
+    # the rest is the solution of the problem without the empty rows and columns
+    rows, cols = np.ix_(a > 0, b > 0)
+    reduced = fs.solve(M[rows, cols], a[a > 0], b[b > 0], reg=1e-2, method="sinkhorn", backend="reference",
+                       tol=1e-12)
+    np.testing.assert_allclose(res.plan[rows, cols], reduced.plan, rtol=1e-6, atol=1e-9)
+    assert res.value == pytest.approx(reduced.value, rel=1e-7)
+    assert res.value_linear == pytest.approx(reduced.value_linear, rel=1e-7)
 
 
 @pytest.mark.parametrize("reg", [1e-2, 1e-3])
@@ -131,8 +136,12 @@ def test_fortran_ordered_cost(rng):
 
 def test_non_contiguous_and_integer_costs(rng):
     M = rng.integers(0, 5, size=(40, 60))
-    res = fs.solve(M[:, ::2], reg=0.5, method="sinkhorn")
+    res = fs.solve(M[:, ::2], reg=0.5, method="sinkhorn", tol=1e-12)
     assert res.converged and res.plan.shape == (40, 30) and res.plan.dtype == np.float64
+    dense = np.ascontiguousarray(M[:, ::2], dtype=np.float64)
+    want = fs.solve(dense, reg=0.5, method="sinkhorn", backend="reference", tol=1e-12).plan
+    np.testing.assert_allclose(res.plan, want, rtol=1e-9, atol=1e-15)
+    assert plan_error(res.plan, np.full(40, 1 / 40), np.full(30, 1 / 30)) <= 1e-12
 
 
 def test_tiny_reg_where_scaling_underflows(rng):
@@ -216,7 +225,11 @@ def test_tol_below_dtype_floor_is_raised_with_warning(rng):
     M, a, b = random_problem(rng, 20, 20, dtype=np.float32)
     with pytest.warns(UserWarning, match="below what float32"):
         res = fs.solve(M, a, b, reg=0.1, method="sinkhorn", tol=1e-12)
-    assert res.tol > 1e-7 and res.converged
+    assert res.tol == pytest.approx(10 * np.finfo(np.float32).eps, rel=1e-12) and res.converged
+    assert plan_error(res.plan, a, b) <= res.tol
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a tolerance above the floor is kept as given, silently
+        assert fs.solve(M, a, b, reg=0.1, method="sinkhorn", tol=1e-5).tol == 1e-5
 
 
 def test_inputs_are_not_modified(rng):
@@ -234,3 +247,40 @@ def test_inputs_are_not_modified(rng):
 def test_result_repr_leads_with_message(rng):
     M, a, b = random_problem(rng, 10, 10)
     assert repr(fs.solve(M, a, b, reg=0.1, method="sinkhorn")).startswith("OTResult(converged")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("check_every", [1, 3])
+def test_columns_that_lost_their_mass_are_recovered(rng, backend, check_every):
+    """A warm start that leaves columns without mass (their kernel underflows
+    to zero) makes a scaling infinite: the driver falls back to an exact
+    log-domain iteration from the last finite state (at a check, or when the
+    error turns non-finite between checks) and still finds the solution."""
+    M, a, b = random_problem(rng, 30, 20)
+    g = np.zeros(20)
+    g[[3, 7]] = -1e4  # exp(-1e6): columns 3 and 7 start empty
+    res = fs.solve(M, a, b, reg=1e-2, method="sinkhorn", tol=1e-12, backend=backend,
+                   warm_start=(np.zeros(30), g), check_every=check_every)
+    cold = fs.solve(M, a, b, reg=1e-2, method="sinkhorn", tol=1e-12, backend="reference")
+    assert res.converged and plan_error(res.plan, a, b) <= 1e-12
+    np.testing.assert_allclose(res.plan, cold.plan, rtol=1e-8, atol=1e-14)
+    assert np.isfinite(res.potentials[1]).all()
+    assert res.history["error"][0] > 0.1  # the start really was that far off
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_log_iteration_is_one_exact_sinkhorn_iteration(rng, backend):
+    """The fallback step: rows then columns in the log domain, so the plan's
+    column sums are exactly b afterwards, from any start (here, empty columns)."""
+    from fastsinkhorn._sinkhorn import log_iteration
+    from fastsinkhorn._validation import prepare_problem
+
+    M, a, b = random_problem(rng, 30, 20)
+    prob = prepare_problem(M, a, b, 1e-2, backend)
+    g0 = rng.normal(size=20)
+    g0[[3, 7]] = -1e4
+    f, g = log_iteration(prob, np.zeros(30), g0)
+    f_want = 1e-2 * (np.log(a) - np.log(np.exp((g0[None, :] - M) / 1e-2).sum(1)))
+    np.testing.assert_allclose(f, f_want, rtol=1e-12, atol=1e-14)
+    P = np.exp((f[:, None] + g[None, :] - M) / 1e-2)
+    np.testing.assert_allclose(P.sum(0), b, rtol=1e-12)

@@ -1,5 +1,7 @@
 """Bad input: clear errors naming the argument; no input is modified."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,10 @@ def test_mixed_array_libraries_is_a_type_error():
 
 def test_rounding_level_sum_mismatch_is_accepted():
     res = fs.solve(M, A, B * (1 + 1e-12), reg=0.1)
-    assert res.converged
+    assert res.converged and res.marginal_error <= 1e-9
+    # b is rescaled to a's sum, so the plan's marginals are a and b to the tolerance
+    assert np.abs(res.plan.sum(1) - A).sum() + np.abs(res.plan.sum(0) - B).sum() <= 1e-9
+    np.testing.assert_allclose(res.plan, fs.solve(M, A, B, reg=0.1).plan, rtol=1e-8)
 
 
 def test_import_does_not_load_cupy_or_compile():
@@ -78,3 +83,147 @@ def test_gpu_backend_without_cupy_or_device_is_a_clear_error():
         pytest.skip("a CUDA device is present: the error path cannot be exercised")
     with pytest.raises((ImportError, RuntimeError), match="CuPy"):
         fs.solve(M, A, B, reg=0.1, backend="gpu")
+
+
+# -- prepare_problem and the tolerance rules, checked value by value -------------------
+def test_prepared_problem_holds_checked_copies():
+    from fastsinkhorn._validation import prepare_problem
+
+    a, b = np.array([1.0, 3.0]), np.array([1.0, 1.0, 2.0 * (1 + 1e-12)])  # sums 4 and 4(1 + 5e-13)
+    prob = prepare_problem(M, a, b, 2)
+    assert prob.geom.M is M and not prob.transposed and prob.reg == 2.0 and type(prob.reg) is float
+    assert prob.cost_range == 2.0 and prob.backend.name == "cpu" and prob.xp is np
+    np.testing.assert_array_equal(prob.a, a)
+    assert prob.a is not a and prob.a.dtype == np.float64
+    assert prob.b.sum() == pytest.approx(4.0, rel=1e-15)  # rescaled to a's sum
+    np.testing.assert_allclose(prob.b, [1.0, 1.0, 2.0], rtol=1e-12)
+    with np.errstate(all="raise"):
+        logs = prepare_problem(M, np.array([0.0, 1.0]), None, 0.1).log_a
+    np.testing.assert_array_equal(logs, [-np.inf, 0.0])
+
+
+@pytest.mark.parametrize("empty", [None, [], np.array([])])
+def test_missing_masses_are_uniform(empty):
+    from fastsinkhorn._validation import prepare_problem
+
+    prob = prepare_problem(M, empty, empty, 0.1)
+    np.testing.assert_array_equal(prob.a, [0.5, 0.5])
+    np.testing.assert_allclose(prob.b, [1 / 3] * 3, rtol=1e-15)
+
+
+def test_fortran_cost_is_solved_transposed_without_a_copy():
+    from fastsinkhorn._validation import prepare_problem
+
+    MF = np.asfortranarray(M)
+    prob = prepare_problem(MF, A, B, 0.1)
+    assert prob.transposed and prob.geom.M.base is MF or prob.geom.M.base is MF.base
+    assert np.shares_memory(prob.geom.M, MF) and prob.geom.M.shape == (3, 2) and prob.geom.M.flags.c_contiguous
+    np.testing.assert_array_equal(prob.a, B)
+    np.testing.assert_array_equal(prob.b, A)
+
+
+@pytest.mark.parametrize("dtype, stored", [(np.float32, np.float32), (np.float64, np.float64),
+                                           (np.int64, np.float64), (np.float16, np.float64),
+                                           (np.bool_, np.float64)])
+def test_cost_dtypes(dtype, stored):
+    from fastsinkhorn._validation import prepare_problem
+
+    prob = prepare_problem(M.astype(dtype), A, B, 0.1)
+    assert prob.geom.M.dtype == stored and prob.dtype == stored
+    np.testing.assert_array_equal(prob.geom.M, M.astype(dtype).astype(stored))
+
+
+def test_strided_cost_is_made_contiguous():
+    from fastsinkhorn._validation import prepare_problem
+
+    big = np.arange(24.0).reshape(4, 6)
+    prob = prepare_problem(big[::2, ::2], A, B, 0.1)
+    assert prob.geom.M.flags.c_contiguous and not prob.transposed
+    np.testing.assert_array_equal(prob.geom.M, [[0.0, 2.0, 4.0], [12.0, 14.0, 16.0]])
+    assert prob.cost_range == 16.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"M": None}, "M must be a 2-D array (or a 3-D batch), got None"),
+    ({"M": np.ones((2, 0))}, "M must be a non-empty 2-D array (or a 3-D batch of them), got shape (2, 0)"),
+    ({"a": np.array([0.5, 0.25, 0.25])}, "a must have shape (2,) to match M.shape[0], got (3,)"),
+    ({"b": np.ones((3, 1))}, "b must have shape (3,) to match M.shape[1], got (3, 1)"),
+    ({"a": np.array([1.5, -0.5])}, "a must be non-negative (masses), got min -0.5"),
+    ({"a": np.array([np.inf, 0.5])}, "a must not contain NaN or inf"),
+    ({"b": np.array([0.2, 0.3, 0.6])}, "a and b must have equal sums, got sum(a)=1.0 and sum(b)=1.1"),
+    ({"a": np.zeros(2), "b": np.zeros(3)}, "a must have a positive sum"),
+    ({"reg": True}, "reg must be a positive finite number, got True"),
+    ({"reg": np.nan}, "reg must be a positive finite number, got nan"),
+    ({"backend": "tpu"}, "backend must be one of ('auto', 'reference', 'cpu', 'gpu'), got 'tpu'"),
+])
+def test_prepare_problem_messages(kwargs, message):
+    from fastsinkhorn._validation import prepare_problem
+
+    args = {"M": M, "a": A, "b": B, "reg": 0.1, **kwargs}
+    with pytest.raises(ValueError) as info:
+        prepare_problem(args["M"], args["a"], args["b"], args["reg"], args.get("backend", "auto"))
+    assert str(info.value) == message
+
+
+def test_masses_of_the_wrong_kind_are_type_errors():
+    from fastsinkhorn._validation import prepare_problem
+
+    with pytest.raises(TypeError, match=r"^b must hold real numbers, got dtype <U1$"):
+        prepare_problem(M, A, np.array(["x", "y", "z"]), 0.1)
+
+
+def test_sum_mismatch_is_judged_in_the_cost_dtype():
+    """Mismatch allowed: sqrt(eps) of the cost's dtype, relative."""
+    from fastsinkhorn._validation import prepare_problem
+
+    for rel, ok64, ok32 in [(1e-9, True, True), (1e-7, False, True), (1e-3, False, False)]:
+        b = B * (1 + rel)
+        for dtype, ok in ((np.float64, ok64), (np.float32, ok32)):
+            if ok:
+                prob = prepare_problem(M.astype(dtype), A, b, 0.1)
+                assert prob.b.sum() == pytest.approx(1.0, rel=1e-15)
+            else:
+                with pytest.raises(ValueError, match="equal sums"):
+                    prepare_problem(M.astype(dtype), A, b, 0.1)
+    # the larger sum sets the scale: the same mismatch both ways round
+    with pytest.raises(ValueError, match="equal sums"):
+        prepare_problem(M, A * (1 + 1e-7), B, 0.1)
+
+
+def test_resolve_backend():
+    from fastsinkhorn._validation import resolve_backend
+
+    assert resolve_backend("auto", "numpy") == "cpu"
+    assert resolve_backend("auto", "cupy") == "gpu"
+    assert resolve_backend("reference", "numpy") == "reference"
+    assert resolve_backend("gpu", "cupy") == "gpu"
+    with pytest.raises(TypeError) as info:
+        resolve_backend("cpu", "cupy")
+    assert str(info.value) == "backend='cpu' needs NumPy arrays, got CuPy arrays; use backend='gpu' or 'auto'"
+
+
+def test_tolerance_floor_and_default_tolerances():
+    from fastsinkhorn._validation import effective_tol, tolerance_floor
+
+    eps64, eps32 = np.finfo(np.float64).eps, np.finfo(np.float32).eps
+    assert tolerance_floor(np.float64, (100, 400)) == pytest.approx(10 * eps64 * 20, rel=1e-15)
+    assert tolerance_floor(np.float64, (900, 4)) == pytest.approx(10 * eps64 * 30, rel=1e-15)
+    assert tolerance_floor(np.float32, (10**6, 10**6)) == pytest.approx(10 * eps32, rel=1e-15)
+    assert effective_tol(None, np.float64, (10, 10)) == 1e-9
+    assert effective_tol(None, np.float32, (10, 10)) == 1e-5
+    assert effective_tol(3e-4, np.float32, (10, 10)) == 3e-4 and type(effective_tol(1, np.float64, (2, 2))) is float
+    for bad in (0.0, -1e-9, np.inf, np.nan, "1e-9"):
+        with pytest.raises(ValueError, match=r"^tol must be a positive finite number, got "):
+            effective_tol(bad, np.float64, (10, 10))
+
+
+def test_tolerance_below_the_floor_warns_at_the_callers_line():
+    with pytest.warns(UserWarning) as record:
+        res = fs.solve(M, A, B, reg=0.1, tol=1e-17)
+    floor = 10 * np.finfo(np.float64).eps * np.sqrt(3)
+    assert res.tol == pytest.approx(floor, rel=1e-15)
+    assert len(record) == 1
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampolines add a stack frame
+        assert record[0].filename == __file__
+    assert str(record[0].message) == (f"tol=1.0e-17 is below what float64 can reach for a 2x3 problem; "
+                                      f"using tol={floor:.1e}")

@@ -207,7 +207,7 @@ def effective_tol(tol, dtype, shape):
             f"tol={tol:.1e} is below what {np.dtype(dtype).name} can reach for a "
             f"{shape[0]}x{shape[1]} problem; using tol={floor:.1e}",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         tol = floor
     return float(tol)

@@ -66,6 +66,65 @@ FS_HD double lse_value(LSE s) {
 // Row half-step of the scaling iteration: u_i = a_i / s_i, 1 where a_i == 0.
 FS_HD double scaling_update(double a, double s) { return (a > 0.0) ? a / s : 1.0; }
 
+// ---------------------------------------------------------------------------
+// Costs
+// ---------------------------------------------------------------------------
+// The kernels read costs only through a cost functor: cost(r, c) is entry
+// (r, c) as a double, and cost.row(r) is a functor of c for one row (what the
+// row kernels hold while they walk a row).  DenseCost reads a stored
+// C-contiguous (R, C) array: row(r) is the row pointer, so a row kernel's
+// loads are exactly those of indexing the array directly.  CloudCost<KIND>
+// computes the cost of a pair from the coordinates x (R, d), y (C, d).
+
+// Kinds of point-cloud costs: the codes of _contract.COST_KINDS.
+enum CostKind { SQEUCLIDEAN = 0, EUCLIDEAN = 1, MINKOWSKI = 2 };
+
+template <typename T>
+struct DenseCost {
+    const T* A;
+    long long ld;  // elements between rows (C for a C-contiguous A)
+
+    struct Row {
+        const T* a;
+        FS_HD double operator()(long long c) const { return (double)a[c]; }
+    };
+    FS_HD Row row(long long r) const { return Row{A + r * ld}; }
+    FS_HD double operator()(long long r, long long c) const { return (double)A[r * ld + c]; }
+};
+
+// cost(a, b) for two points of d coordinates, in the operation order of the
+// NumPy reference (_reference.cost_matrix): sum over k of |a_k - b_k|^2 (or
+// ^p), then sqrt (or ^(1/p)), then times scale.
+template <int KIND>
+FS_HD double point_cost(const double* a, const double* b, int d, double p, double inv_p, double scale) {
+    double s = 0.0;
+    for (int k = 0; k < d; ++k) {
+        const double t = a[k] - b[k];
+        s += (KIND == MINKOWSKI) ? pow(fabs(t), p) : t * t;
+    }
+    if (KIND == EUCLIDEAN) s = sqrt(s);
+    if (KIND == MINKOWSKI) s = pow(s, inv_p);
+    return scale * s;
+}
+
+template <int KIND>
+struct CloudCost {
+    const double* x;  // (R, d), C-contiguous
+    const double* y;  // (C, d), C-contiguous
+    int d;
+    double p, inv_p, scale;
+
+    struct Row {
+        const double* xr;
+        CloudCost cost;
+        FS_HD double operator()(long long c) const {
+            return point_cost<KIND>(xr, cost.y + c * cost.d, cost.d, cost.p, cost.inv_p, cost.scale);
+        }
+    };
+    FS_HD Row row(long long r) const { return Row{x + r * d, *this}; }
+    FS_HD double operator()(long long r, long long c) const { return row(r)(c); }
+};
+
 // Order-preserving map double -> uint64 (larger double, larger key), used by
 // the radix selection of the per-row top-k.
 FS_HD unsigned long long order_key(double x) {

@@ -2,6 +2,18 @@
 //
 // Every matrix kernel sees a C-contiguous (R, C) array A: either the cost/plan
 // M itself (C order) or its transpose (an F-ordered M is a C-ordered M^T).
+//
+// The kernels that read a cost (log-sum-exp, the SNS dense pass, cost rows)
+// are written once, as __device__ bodies templated on a cost functor
+// (fs::DenseCost, fs::CloudCost in ot_math.cuh), with two families of thin
+// __global__ entry points:
+//   * name_kernel<T>: a stored (R, C) cost A of storage type T (the functor
+//     reads A[r * C + c]: the same loads as indexing A directly);
+//   * pc_name_kernel<KIND>: a point-cloud cost of kind KIND (fs::CostKind)
+//     computed from x (R, d) and y (C, d) as it goes (FS_CLOUD_PARAMS).
+// Entry points take plain pointers and scalars, so the host passes arrays
+// and NumPy scalars as for any kernel.
+//
 // Two reduction shapes cover the whole contract:
 //   * "row" kernels reduce along the contiguous axis: one warp per row;
 //   * "col" kernels reduce along the strided axis: a block of 256 threads
@@ -29,41 +41,95 @@ __device__ __forceinline__ fs::LSE fs_warp_lse(fs::LSE s) {
     return s;
 }
 
+// Leading parameters of the point-cloud entry points, and their cost functor.
+#define FS_CLOUD_PARAMS \
+    const double *__restrict__ x, const double *__restrict__ y, int d, double p, double scale
+#define FS_CLOUD_COST fs::CloudCost<KIND>{x, y, d, p, 1.0 / p, scale}
+
+// ---------------------------------------------------------------------------
+// Cost rows (point clouds): out = the (R, C) block of the cost, float64
+// ---------------------------------------------------------------------------
+// Thread per column, rows grid-strided in y (the elementwise launch shape).
+
+template <typename Cost>
+__device__ __forceinline__ void cost_rows_body(const Cost& cost, long long R, long long C,
+                                               double* __restrict__ out) {
+    const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (long long r = blockIdx.y; r < R; r += gridDim.y) out[r * C + c] = cost(r, c);
+}
+
+template <int KIND>
+__global__ void pc_cost_rows_kernel(FS_CLOUD_PARAMS, long long R, long long C, double* __restrict__ out) {
+    cost_rows_body(FS_CLOUD_COST, R, C, out);
+}
+
 // ---------------------------------------------------------------------------
 // Log-sum-exp half-steps
 // ---------------------------------------------------------------------------
 
-// out[r] = log sum_c exp((w[c] - A[r, c]) / reg); one warp per row.
-template <typename T>
-__global__ void lse_rows_kernel(const T* __restrict__ A, long long R, long long C,
-                                const double* __restrict__ w, double reg,
-                                double* __restrict__ out) {
+// out[r] = log sum_c exp((w[c] - cost(r, c)) / reg); one warp per row.
+template <typename Cost>
+__device__ __forceinline__ void lse_rows_body(const Cost& cost, long long R, long long C,
+                                              const double* __restrict__ w, double reg,
+                                              double* __restrict__ out) {
     const int lane = threadIdx.x % FS_WARP;
     const long long warps = (long long)gridDim.x * (blockDim.x / FS_WARP);
     for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / FS_WARP; r < R; r += warps) {
-        const T* a = A + r * C;
+        const auto row = cost.row(r);
         fs::LSE s = fs::lse_empty();
-        for (long long c = lane; c < C; c += FS_WARP) fs::lse_push(s, (w[c] - (double)a[c]) / reg);
+        for (long long c = lane; c < C; c += FS_WARP) fs::lse_push(s, (w[c] - row(c)) / reg);
         s = fs_warp_lse(s);
         if (lane == 0) out[r] = fs::lse_value(s);
     }
 }
 
+template <typename T>
+__global__ void lse_rows_kernel(const T* __restrict__ A, long long R, long long C,
+                                const double* __restrict__ w, double reg,
+                                double* __restrict__ out) {
+    lse_rows_body(fs::DenseCost<T>{A, C}, R, C, w, reg, out);
+}
+
+template <int KIND>
+__global__ void pc_lse_rows_kernel(FS_CLOUD_PARAMS, long long R, long long C,
+                                   const double* __restrict__ w, double reg, double* __restrict__ out) {
+    lse_rows_body(FS_CLOUD_COST, R, C, w, reg, out);
+}
+
 // Partial log-sum-exp over the strided axis: for column c and row chunk y
 // (rows [y * chunk, (y + 1) * chunk)), part_{max,sum}[y * C + c].
-template <typename T>
-__global__ void lse_cols_partial_kernel(const T* __restrict__ A, long long R, long long C,
-                                        const double* __restrict__ w, double reg, long long chunk,
-                                        double* __restrict__ part_max, double* __restrict__ part_sum) {
+template <typename Cost>
+__device__ __forceinline__ void lse_cols_partial_body(const Cost& cost, long long R, long long C,
+                                                      const double* __restrict__ w, double reg,
+                                                      long long chunk, double* __restrict__ part_max,
+                                                      double* __restrict__ part_sum) {
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const long long r0 = (long long)blockIdx.y * chunk;
     const long long r1 = min(R, r0 + chunk);
     fs::LSE s = fs::lse_empty();
 #pragma unroll 4
-    for (long long r = r0; r < r1; ++r) fs::lse_push(s, (w[r] - (double)A[r * C + c]) / reg);
+    for (long long r = r0; r < r1; ++r) fs::lse_push(s, (w[r] - cost(r, c)) / reg);
     part_max[blockIdx.y * C + c] = s.max;
     part_sum[blockIdx.y * C + c] = s.sum;
+}
+
+template <typename T>
+__global__ void lse_cols_partial_kernel(const T* __restrict__ A, long long R, long long C,
+                                        const double* __restrict__ w, double reg, long long chunk,
+                                        double* __restrict__ part_max, double* __restrict__ part_sum) {
+    lse_cols_partial_body(fs::DenseCost<T>{A, C}, R, C, w, reg, chunk, part_max, part_sum);
+}
+
+// The point-cloud log-sum-exp over rows when there are too few rows for a
+// warp each: called with the clouds swapped (x = the m targets, y = the n
+// sources), so its columns are the output rows.
+template <int KIND>
+__global__ void pc_lse_cols_partial_kernel(FS_CLOUD_PARAMS, long long R, long long C,
+                                           const double* __restrict__ w, double reg, long long chunk,
+                                           double* __restrict__ part_max, double* __restrict__ part_sum) {
+    lse_cols_partial_body(FS_CLOUD_COST, R, C, w, reg, chunk, part_max, part_sum);
 }
 
 // Combines the nchunks partials of each column into out[c].
@@ -149,14 +215,15 @@ __global__ void matvec_cols_kernel(const T* __restrict__ A, long long R, long lo
 // SNS dense pass: marginals of P in one read of A, then per-row top-k
 // ---------------------------------------------------------------------------
 
-// P = exp((fr_r + gc_c - A_rc) / reg).  rsum[r] += sum_c P, csum[c] += sum_r P
-// (both zeroed by the caller).  Block = 256 columns x one row chunk; row sums
-// are reduced per warp, gathered in shared memory for FS_ROW_FLUSH rows, then
-// flushed with one global atomic per row per block.
-template <typename T>
-__global__ void marginals_kernel(const T* __restrict__ A, long long R, long long C,
-                                 const double* __restrict__ fr, const double* __restrict__ gc, double reg,
-                                 long long chunk, double* __restrict__ rsum, double* __restrict__ csum) {
+// P = exp((fr_r + gc_c - cost(r, c)) / reg).  rsum[r] += sum_c P, csum[c] +=
+// sum_r P (both zeroed by the caller).  Block = 256 columns x one row chunk;
+// row sums are reduced per warp, gathered in shared memory for FS_ROW_FLUSH
+// rows, then flushed with one global atomic per row per block.
+template <typename Cost>
+__device__ __forceinline__ void marginals_body(const Cost& cost, long long R, long long C,
+                                               const double* __restrict__ fr, const double* __restrict__ gc,
+                                               double reg, long long chunk, double* __restrict__ rsum,
+                                               double* __restrict__ csum) {
     __shared__ double srow[FS_ROW_FLUSH];
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const bool active = c < C;
@@ -170,7 +237,7 @@ __global__ void marginals_kernel(const T* __restrict__ A, long long R, long long
         __syncthreads();
         for (long long k = 0; k < rn; ++k) {
             const long long r = rb + k;
-            const double p = active ? fs::plan_entry(fr[r], g, (double)A[r * C + c], reg) : 0.0;
+            const double p = active ? fs::plan_entry(fr[r], g, cost(r, c), reg) : 0.0;
             col += p;
             const double w = fs_warp_sum(p);
             if (threadIdx.x % FS_WARP == 0) atomicAdd(srow + k, w);
@@ -179,6 +246,20 @@ __global__ void marginals_kernel(const T* __restrict__ A, long long R, long long
         if (threadIdx.x < rn) atomicAdd(rsum + rb + threadIdx.x, srow[threadIdx.x]);
     }
     if (active) atomicAdd(csum + c, col);
+}
+
+template <typename T>
+__global__ void marginals_kernel(const T* __restrict__ A, long long R, long long C,
+                                 const double* __restrict__ fr, const double* __restrict__ gc, double reg,
+                                 long long chunk, double* __restrict__ rsum, double* __restrict__ csum) {
+    marginals_body(fs::DenseCost<T>{A, C}, R, C, fr, gc, reg, chunk, rsum, csum);
+}
+
+template <int KIND>
+__global__ void pc_marginals_kernel(FS_CLOUD_PARAMS, long long R, long long C,
+                                    const double* __restrict__ fr, const double* __restrict__ gc, double reg,
+                                    long long chunk, double* __restrict__ rsum, double* __restrict__ csum) {
+    marginals_body(FS_CLOUD_COST, R, C, fr, gc, reg, chunk, rsum, csum);
 }
 
 // Warp 0 finds, scanning the 256 bins from the top, the bin d that holds the
@@ -205,21 +286,23 @@ __device__ __forceinline__ void fs_find_bin(const unsigned int* hist, int need, 
     }
 }
 
-// Per-row top-k of P by radix selection on the exponent x = (f + g - M)/reg
+// Per-row top-k of P by radix selection on the exponent x = (f + g - C)/reg
 // (exp is monotone, so the k largest x are k largest P).  One block per row:
 // up to 8 histogram passes of 8 bits over an order-preserving 64-bit key; a
 // pass stops early once the bin holding the k-th key holds exactly the keys
 // still needed.  Then one gather pass writes exactly k (index, P) pairs: all
 // keys above the found prefix and the first `need` keys equal to it (ties in
-// arbitrary order).  Row passes after the first mostly hit L2.
-template <typename T>
-__global__ void topk_rows_kernel(const T* __restrict__ A, long long R, long long C,
-                                 const double* __restrict__ fr, const double* __restrict__ gc, double reg,
-                                 int k, long long* __restrict__ idx, double* __restrict__ val) {
+// arbitrary order).  Dense rows: passes after the first mostly hit L2; point
+// clouds recompute each cost (y stays in L2).
+template <typename Cost>
+__device__ __forceinline__ void topk_rows_body(const Cost& cost, long long R, long long C,
+                                               const double* __restrict__ fr, const double* __restrict__ gc,
+                                               double reg, int k, long long* __restrict__ idx,
+                                               double* __restrict__ val) {
     __shared__ unsigned int hist[256];
     __shared__ int s_bin, s_above, s_gt, s_eq;
     for (long long r = blockIdx.x; r < R; r += gridDim.x) {
-        const T* a = A + r * C;
+        const auto row = cost.row(r);
         const double f = fr[r];
         unsigned long long prefix = 0, mask = 0;
         int need = k;
@@ -227,7 +310,7 @@ __global__ void topk_rows_kernel(const T* __restrict__ A, long long R, long long
             for (int t = threadIdx.x; t < 256; t += blockDim.x) hist[t] = 0;
             __syncthreads();
             for (long long c = threadIdx.x; c < C; c += blockDim.x) {
-                const unsigned long long key = fs::order_key(fs::plan_exponent(f, gc[c], (double)a[c], reg));
+                const unsigned long long key = fs::order_key(fs::plan_exponent(f, gc[c], row(c), reg));
                 if ((key & mask) == prefix) atomicAdd(hist + ((key >> shift) & 255u), 1u);
             }
             __syncthreads();
@@ -244,7 +327,7 @@ __global__ void topk_rows_kernel(const T* __restrict__ A, long long R, long long
         if (threadIdx.x == 0) { s_gt = 0; s_eq = 0; }
         __syncthreads();
         for (long long c = threadIdx.x; c < C; c += blockDim.x) {
-            const double x = fs::plan_exponent(f, gc[c], (double)a[c], reg);
+            const double x = fs::plan_exponent(f, gc[c], row(c), reg);
             const unsigned long long km = fs::order_key(x) & mask;
             int slot = -1;
             if (km > prefix) {
@@ -260,6 +343,20 @@ __global__ void topk_rows_kernel(const T* __restrict__ A, long long R, long long
         }
         __syncthreads();
     }
+}
+
+template <typename T>
+__global__ void topk_rows_kernel(const T* __restrict__ A, long long R, long long C,
+                                 const double* __restrict__ fr, const double* __restrict__ gc, double reg,
+                                 int k, long long* __restrict__ idx, double* __restrict__ val) {
+    topk_rows_body(fs::DenseCost<T>{A, C}, R, C, fr, gc, reg, k, idx, val);
+}
+
+template <int KIND>
+__global__ void pc_topk_rows_kernel(FS_CLOUD_PARAMS, long long R, long long C,
+                                    const double* __restrict__ fr, const double* __restrict__ gc, double reg,
+                                    int k, long long* __restrict__ idx, double* __restrict__ val) {
+    topk_rows_body(FS_CLOUD_COST, R, C, fr, gc, reg, k, idx, val);
 }
 
 // ---------------------------------------------------------------------------

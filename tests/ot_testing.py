@@ -37,3 +37,17 @@ def assert_close(actual, expected, dtype=np.float64, scale=None):
 def plan_error(P, a, b):
     P = np.asarray(P, dtype=np.float64)
     return float(np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum())
+
+
+def random_clouds(rng, n, m, d):
+    """Points ``x`` (n, d), ``y`` (m, d) in the unit cube with ``x[0] == y[0]``
+    (a zero cost), and potentials ``f``, ``g`` with a ``-inf`` (zero mass)
+    each when there are more than two points."""
+    x, y = rng.random((n, d)), rng.random((m, d))
+    x[0] = y[0]
+    f, g = rng.normal(scale=0.1, size=n), rng.normal(scale=0.1, size=m)
+    if n > 2:
+        f[1] = -np.inf
+    if m > 2:
+        g[-1] = -np.inf
+    return x, y, f, g

@@ -2,11 +2,15 @@
 
 * Every ``kernels/*.cu`` is compiled with ``nvcc -cubin -arch=sm_90`` together
   with an explicit instantiation of every kernel the backend launches (for
-  float and double), taken from ``_gpu.KERNEL_SOURCES``: nvcc accepts a broken
-  template body that is never instantiated.
+  float and double, and for every point-cloud cost kind), taken from
+  ``_gpu.KERNEL_SOURCES``: nvcc accepts a broken template body that is never
+  instantiated.
+* In the PTX of every kernel that reads a cost through a cost functor, every
+  global load is a read-only (``ld.global.nc``) load, as when the kernels
+  index a ``const T* __restrict__`` parameter directly.
 * The ``__host__ __device__`` per-entry math of ``kernels/ot_math.cuh`` (the
-  plan entry, online log-sum-exp, scaling update, radix key) is compiled into
-  a host program and compared with NumPy.
+  plan entry, online log-sum-exp, scaling update, radix key, point-cloud
+  costs) is compiled into a host program and compared with NumPy.
 
 Skipped with a reason when nvcc is not on PATH.
 """
@@ -20,8 +24,9 @@ from importlib import resources
 import numpy as np
 import pytest
 
+from fastsinkhorn.backends._contract import COST_KINDS, CostSpec
 from fastsinkhorn.backends._gpu import _CTYPES, KERNEL_SOURCES, read_kernel_source
-from fastsinkhorn.backends._reference import _logsumexp
+from fastsinkhorn.backends._reference import _logsumexp, cost_matrix
 
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not on PATH")
@@ -31,6 +36,7 @@ KERNEL_DIR = resources.files("fastsinkhorn.kernels")
 def _instantiation_unit(filename, names):
     """Source that includes ``filename`` and takes the address of every kernel."""
     refs = [f"    (void*)&{k}<{t}>," for k in names["templated"] for t in _CTYPES.values()]
+    refs += [f"    (void*)&{k}<{code}>," for k in names.get("cloud", ()) for code in COST_KINDS.values()]
     refs += [f"    (void*)&{k}," for k in names.get("plain", ())]
     return f'#include "{filename}"\nvoid* fs_instances[] = {{\n' + "\n".join(refs) + "\n};\n"
 
@@ -39,11 +45,11 @@ def _nvcc(args, cwd):
     return subprocess.run([NVCC, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def _compile_cubin(tmp_path, filename, names, source_dir):
+def _compile_cubin(tmp_path, filename, names, source_dir, kind="cubin"):
     unit = tmp_path / f"inst_{filename}"
     unit.write_text(_instantiation_unit(filename, names))
-    cubin = tmp_path / (unit.stem + ".cubin")
-    proc = _nvcc(["-cubin", "-arch=sm_90", "-std=c++17", f"-I{source_dir}", "-o", str(cubin), str(unit)], tmp_path)
+    cubin = tmp_path / f"{unit.stem}.{kind}"
+    proc = _nvcc([f"-{kind}", "-arch=sm_90", "-std=c++17", f"-I{source_dir}", "-o", str(cubin), str(unit)], tmp_path)
     return proc, cubin
 
 
@@ -68,8 +74,40 @@ def test_kernels_compile_for_sm90(tmp_path, filename):
     for k in names["templated"]:
         for code in ("f", "d"):  # Itanium mangling of the template argument
             assert f"{len(k)}{k}I{code}E".encode() in blob, f"{k}<{code}> missing from cubin"
+    for k in names.get("cloud", ()):
+        for code in COST_KINDS.values():  # template <int KIND>: I Li<code>E E
+            assert f"{len(k)}{k}ILi{code}EE".encode() in blob, f"{k}<{code}> missing from cubin"
     for k in names.get("plain", ()):
         assert f"{len(k)}{k}".encode() in blob
+
+
+#: Kernels that read the cost through a cost functor (fs::DenseCost, fs::CloudCost).
+COST_READERS = ("lse_rows_kernel", "lse_cols_partial_kernel", "marginals_kernel", "topk_rows_kernel")
+
+
+def _ptx_entries(ptx):
+    """``{mangled name: body}`` of every kernel in a PTX listing."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"\.entry (\w+)\((.*?)\n\}\n", ptx, re.S)}
+
+
+@needs_nvcc
+def test_cost_functors_keep_read_only_loads(tmp_path):
+    """Reading ``A`` (or ``x``, ``y``) through a functor, not a ``__restrict__``
+    parameter, must not lose the read-only data path: a plain ``ld.global`` in
+    these kernels would mean every cost load goes through the coherent path."""
+    names = KERNEL_SOURCES["sinkhorn.cu"]
+    proc, ptx = _compile_cubin(tmp_path, "sinkhorn.cu", names, str(KERNEL_DIR), kind="ptx")
+    assert proc.returncode == 0, proc.stderr
+    entries = _ptx_entries(ptx.read_text())
+    readers = [k for k in (*COST_READERS, *names["cloud"]) if k in names["templated"] + names["cloud"]]
+    assert len(readers) == len(COST_READERS) + len(names["cloud"])
+    checked = 0
+    for mangled, body in entries.items():
+        if any(f"{len(k)}{k}I" in mangled for k in readers):
+            loads = re.findall(r"ld\.global(\.nc)?\.", body)
+            assert loads and all(loads), f"{mangled}: {loads.count('')} coherent global loads"
+            checked += 1
+    assert checked == 2 * len(COST_READERS) + len(COST_KINDS) * len(names["cloud"])
 
 
 @needs_nvcc
@@ -98,6 +136,28 @@ HARNESS = r"""
 //                        and lse_merge (both printed)
 //   U a s             -> scaling_update
 //   K x               -> order_key (hex)
+//   C kind n m d p scale x_11 .. x_nd y_11 .. y_md
+//                     -> the n x m cost of the clouds by CloudCost<kind>(r, c)
+//                        and by row(r)(c), then DenseCost over the first
+//                        matrix (all three printed, one row each)
+template <int KIND>
+void cloud_cost(int n, int m, int d, double p, double scale, const double* x, const double* y) {
+    const fs::CloudCost<KIND> cost{x, y, d, p, 1.0 / p, scale};
+    double* out = new double[n * m];
+    for (int r = 0; r < n; ++r)
+        for (int c = 0; c < m; ++c) out[r * m + c] = cost(r, c);
+    const fs::DenseCost<double> dense{out, m};
+    for (int r = 0; r < n * m; ++r) printf("%.17g ", out[r]);
+    printf("\n");
+    for (int r = 0; r < n; ++r)
+        for (int c = 0; c < m; ++c) printf("%.17g ", cost.row(r)(c));
+    printf("\n");
+    for (int r = 0; r < n; ++r)
+        for (int c = 0; c < m; ++c) printf("%.17g ", dense.row(r)(c) == dense(r, c) ? dense(r, c) : -1.0);
+    printf("\n");
+    delete[] out;
+}
+
 int main() {
     char op;
     while (scanf(" %c", &op) == 1) {
@@ -124,6 +184,16 @@ int main() {
             double x;
             scanf("%lf", &x);
             printf("%llx\n", fs::order_key(x));
+        } else if (op == 'C') {
+            int kind, n, m, d;
+            double p, scale;
+            scanf("%d %d %d %d %lf %lf", &kind, &n, &m, &d, &p, &scale);
+            double* xy = new double[(n + m) * d];
+            for (int i = 0; i < (n + m) * d; ++i) scanf("%lf", xy + i);
+            if (kind == fs::SQEUCLIDEAN) cloud_cost<fs::SQEUCLIDEAN>(n, m, d, p, scale, xy, xy + n * d);
+            if (kind == fs::EUCLIDEAN) cloud_cost<fs::EUCLIDEAN>(n, m, d, p, scale, xy, xy + n * d);
+            if (kind == fs::MINKOWSKI) cloud_cost<fs::MINKOWSKI>(n, m, d, p, scale, xy, xy + n * d);
+            delete[] xy;
         }
     }
     return 0;
@@ -208,3 +278,24 @@ def test_host_order_key_is_monotone(harness):
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     bits = struct.unpack("<Q", struct.pack("<d", 1.5))[0]
     assert int(harness(["K 1.5"])[0], 16) == bits | (1 << 63)
+
+
+@pytest.mark.parametrize("d", [1, 3])
+@pytest.mark.parametrize("cost", [CostSpec("sqeuclidean", scale=0.7), CostSpec("euclidean", scale=1.3),
+                                  CostSpec("minkowski", p=1.0), CostSpec("minkowski", p=1.5, scale=2.0),
+                                  CostSpec("minkowski", p=3.0)], ids=lambda c: f"{c.kind}-{c.p}")
+def test_host_cloud_cost_matches_reference(harness, cost, d):
+    """fs::CloudCost (entry and row accessors) and fs::DenseCost against the
+    NumPy cost matrix, for each kind; costs of distinct shapes (n != m) catch
+    a swapped stride."""
+    rng = np.random.default_rng(4)
+    n, m = 5, 7
+    x, y = rng.normal(size=(n, d)), rng.normal(size=(m, d))
+    x[0] = y[0]  # a zero cost
+    line = f"C {cost.code} {n} {m} {d} {cost.p!r} {cost.scale!r} " + " ".join(_fmt(v) for v in np.r_[x.ravel(), y.ravel()])
+    by_entry, by_row, dense = (np.array(row.split(), float).reshape(n, m) for row in harness([line]))
+    want = cost_matrix(x, y, cost)
+    np.testing.assert_allclose(by_entry, want, rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(by_row, by_entry)
+    np.testing.assert_array_equal(dense, by_entry)
+    assert by_entry[0, 0] == 0.0

@@ -65,3 +65,28 @@ def test_gpu_f_ordered_cost_is_solved_transposed(cp, method):
                    method=method, tol=1e-10)
     assert gpu.converged and gpu.plan.flags.f_contiguous
     assert np.abs(cp.asnumpy(gpu.plan) - cpu.plan).sum() <= 1e-9
+
+
+@pytest.mark.parametrize("method, reg", [("sinkhorn", 1e-2), ("sns", 2e-3)])
+@pytest.mark.parametrize("cost", ["sqeuclidean", "euclidean", "minkowski"])
+def test_gpu_point_cloud_solve_equals_cpu(cp, method, reg, cost):
+    """Point clouds on the GPU (costs computed on the fly by the kernels) give
+    the CPU's potentials and a plan with the right marginals."""
+    rng = np.random.default_rng(5)
+    x, y = rng.random((300, 2)), rng.random((200, 2))
+    a, b = rng.random(300) + 0.1, rng.random(200) + 0.1
+    a[:2], b[-2:] = 0.0, 0.0  # zero masses: -inf potentials
+    a, b = a / a.sum(), b / b.sum()
+    tol = 1e-9
+    cpu = fs.solve(fs.PointCloud(x, y, cost=cost, p=1.5), a, b, reg=reg, method=method, tol=tol)
+    cloud = fs.PointCloud(cp.asarray(x), cp.asarray(y), cost=cost, p=1.5)
+    gpu = fs.solve(cloud, cp.asarray(a), cp.asarray(b), reg=reg, method=method, tol=tol)
+    assert gpu.backend == "gpu" and gpu.converged and isinstance(gpu.plan, fs.LazyPlan)
+    P = cp.asnumpy(gpu.plan.to_dense())
+    assert plan_error(P, a, b) <= tol * 1.01
+    for pg, pc in zip(gpu.potentials, cpu.potentials):
+        pg = cp.asnumpy(pg)
+        finite = np.isfinite(pc)
+        assert np.array_equal(finite, np.isfinite(pg))
+        shift = np.mean(pg[finite] - pc[finite])  # potentials are defined up to f + t, g - t
+        np.testing.assert_allclose(pg[finite] - shift, pc[finite], atol=1e-6)

@@ -5,16 +5,22 @@ NumPy model of what the kernel computes in its own (R, C) frame.  This checks
 what the CUDA code cannot check by itself: that the wrapper only ever hands
 the kernels C-contiguous matrices (an F-ordered cost reaches it transposed by
 ``prepare_problem``), argument order, output strides and launch grids that
-cover the whole matrix.  The kernel bodies are
-tested on a device by tests/test_gpu_kernels.py.
+cover the whole matrix.  The point-cloud entry points (``pc_*_kernel<KIND>``)
+are modelled as their dense counterparts run on the cost matrix of the clouds
+they are given, so the tests check which clouds (swapped or not), rows,
+fields and kind the host passes.  The kernel bodies are tested on a device by
+tests/test_gpu_kernels.py.
 """
 
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import as_strided
+from ot_testing import random_clouds
 
+from fastsinkhorn.backends import _gpu
+from fastsinkhorn.backends._contract import COST_KINDS, CostSpec
 from fastsinkhorn.backends._gpu import _BLOCK, _ROWS_PER_BLOCK, KERNEL_SOURCES, GPUBackend
-from fastsinkhorn.backends._reference import ReferenceBackend, _logsumexp
+from fastsinkhorn.backends._reference import ReferenceBackend, _logsumexp, cost_matrix
 
 ref = ReferenceBackend()
 REG = 0.1
@@ -116,6 +122,36 @@ def _ell_rmatvec(grid, block, args):
     out += ref.ell_rmatvec(idx, val, y, out.size)
 
 
+def _pc_cost_rows(grid, block, args):
+    A, R, C, out = args
+    assert grid[0] * _BLOCK >= C and grid[1] == min(R, _gpu._MAX_GRID_Y)
+    assert out.shape == (R, C) and out.flags.c_contiguous and out.dtype == np.float64
+    out[...] = A
+
+
+def _cloud(dense_model, kind):
+    """Model of ``pc_<name>_kernel<kind>``: ``dense_model`` on the cost matrix
+    of the clouds ``(x, y, d, p, scale)`` that lead its arguments."""
+    def model(grid, block, args):
+        x, y, d, p, scale, R, C, *rest = args
+        assert isinstance(d, np.int32) and isinstance(p, np.float64) and isinstance(scale, np.float64)
+        for pts in (x, y):
+            assert pts.dtype == np.float64 and pts.flags.c_contiguous and pts.shape[1] == d
+        assert (R, C) == (x.shape[0], y.shape[0])
+        A = cost_matrix(x, y, CostSpec(kind, float(p), float(scale)))
+        dense_model(grid, block, (A, R, C, *rest))
+
+    return model
+
+
+CLOUD_MODELS = {
+    "pc_cost_rows_kernel": _pc_cost_rows,
+    "pc_lse_rows_kernel": _lse_rows,
+    "pc_lse_cols_partial_kernel": _lse_cols_partial,
+    "pc_marginals_kernel": _marginals,
+    "pc_topk_rows_kernel": _topk,
+}
+
 MODELS = {
     "lse_rows_kernel": _lse_rows,
     "lse_cols_partial_kernel": _lse_cols_partial,
@@ -133,14 +169,22 @@ MODELS = {
 
 def test_models_cover_every_kernel():
     listed = {k for names in KERNEL_SOURCES.values() for group in names.values() for k in group}
-    assert listed == set(MODELS)
+    assert listed == set(MODELS) | set(CLOUD_MODELS)
+
+
+_KINDS = {f"<{code}>": kind for kind, code in COST_KINDS.items()}
 
 
 def _model_kernel(name, dtype=None):
     """``GPUBackend._kernel`` with each CUDA kernel replaced by its NumPy model."""
     if dtype is not None:
         assert np.dtype(dtype) in (np.float32, np.float64)
-    model = MODELS[name]
+    if name.startswith("pc_"):  # a point-cloud entry point, name<code>
+        assert dtype is None
+        base, code = name[: name.index("<")], name[name.index("<") :]
+        model = _cloud(CLOUD_MODELS[base], _KINDS[code])
+    else:
+        model = MODELS[name]
 
     def launch(grid, block, args):
         assert all(not isinstance(a, int) for a in args), "pass numpy scalars, not Python ints"
@@ -251,3 +295,85 @@ def test_solve_through_the_wrapper_in_every_layout(model_gpu, method, order):
     assert got.backend == "gpu" and got.converged
     np.testing.assert_allclose(got.plan, want.plan, rtol=1e-7, atol=1e-14)
     assert got.plan.flags.f_contiguous == (order == "F")  # an F-ordered cost gives an F-ordered plan
+
+
+CLOUD_SHAPES = [(1, 1), (3, 5), (5, 3), (1, 300), (300, 1), (257, 130), (2, 3000)]
+COSTS = [CostSpec("sqeuclidean", scale=0.7), CostSpec("euclidean", scale=1.3), CostSpec("minkowski", p=1.5, scale=2.0)]
+
+
+def _cloud_problem(shape, seed, d=3, layout="C"):
+    x, y, f, g = random_clouds(np.random.default_rng(seed), *shape, d)
+    if layout == "F":  # not C-contiguous: the backend must make them so
+        x, y = np.asfortranarray(x), np.asfortranarray(y)
+    return x, y, f, g
+
+
+@pytest.mark.parametrize("cost", COSTS, ids=lambda c: c.kind)
+@pytest.mark.parametrize("shape", CLOUD_SHAPES)
+@pytest.mark.parametrize("row_warps", [1, 10**9], ids=["warp-per-row", "column-shaped"])
+def test_point_cloud_wrapper_matches_reference(be, monkeypatch, shape, cost, row_warps):
+    """``pc_`` members against the reference; ``row_warps`` forces each of the
+    two log-sum-exp launch shapes (a warp per row, or the column-shaped kernel
+    on the swapped clouds)."""
+    monkeypatch.setattr(_gpu, "_CLOUD_ROW_WARPS", row_warps)
+    n, m = shape
+    x, y, f, g = _cloud_problem(shape, 21, layout="F" if n % 2 else "C")
+    for start, stop in [(0, n), (n // 2, n), (0, 0)]:
+        got = be.pc_cost_rows(x, y, cost, start, stop)
+        assert got.shape == (stop - start, m) and got.dtype == np.float64
+        np.testing.assert_allclose(got, ref.pc_cost_rows(x, y, cost, start, stop), rtol=1e-14)
+    np.testing.assert_allclose(be.pc_lse_rows(x, y, cost, g, REG), ref.pc_lse_rows(x, y, cost, g, REG), rtol=1e-12)
+    np.testing.assert_allclose(be.pc_lse_rows(y, x, cost, f, REG), ref.pc_lse_rows(y, x, cost, f, REG), rtol=1e-12)
+    for k in (1, 4, m + 3):
+        r, c, total, idx, val = be.pc_dense_pass(x, y, cost, f, g, REG, k)
+        r0, c0, t0, idx0, val0 = ref.pc_dense_pass(x, y, cost, f, g, REG, k)
+        np.testing.assert_allclose(r, r0, rtol=1e-12)
+        np.testing.assert_allclose(c, c0, rtol=1e-12)
+        assert float(total) == pytest.approx(t0, rel=1e-12)
+        assert idx.dtype == np.int64 and idx.shape == idx0.shape
+        P = ref.plan(ref.pc_cost_rows(x, y, cost, 0, n), f, g, REG, np.empty(shape))
+        kept = val > 0
+        np.testing.assert_allclose(val[kept], np.take_along_axis(P, idx, axis=1)[kept], rtol=1e-12)
+        np.testing.assert_allclose(np.sort(val, axis=1), np.sort(val0, axis=1), rtol=1e-12)
+
+
+def test_point_cloud_lse_picks_the_launch_shape(be, monkeypatch):
+    """Enough rows: the warp-per-row kernel on (x, y); else the column-shaped
+    kernel on (y, x) and the finishing kernel."""
+    calls = []
+    kernel = be._kernel
+    monkeypatch.setattr(be, "_kernel", lambda name, dtype=None: calls.append(name) or kernel(name, dtype))
+    x, y, f, g = _cloud_problem((40, 30), 22)
+    cost = CostSpec("euclidean")
+    monkeypatch.setattr(_gpu, "_CLOUD_ROW_WARPS", 40)
+    be.pc_lse_rows(x, y, cost, g, REG)
+    assert calls == ["pc_lse_rows_kernel<1>"]
+    calls.clear()
+    be.pc_lse_rows(y, x, cost, f, REG)  # 30 rows < 40
+    assert calls == ["pc_lse_cols_partial_kernel<1>", "lse_cols_finish_kernel"]
+
+
+def test_point_cloud_mismatched_dimensions(be):
+    with pytest.raises(ValueError, match="same d"):
+        be.pc_lse_rows(np.zeros((3, 2)), np.zeros((4, 3)), CostSpec(), np.zeros(4), REG)
+
+
+@pytest.mark.parametrize("method, reg", [("sinkhorn", 0.05), ("sns", 0.01)])
+def test_point_cloud_solve_through_the_wrapper(be, monkeypatch, method, reg):
+    """``solve(PointCloud, backend="gpu")`` runs on the GPU backend's ``pc_``
+    members (the kernels modelled) and agrees with the CPU backend."""
+    import fastsinkhorn as fs
+    from fastsinkhorn import _validation
+
+    real = _validation.get_backend
+    monkeypatch.setattr(_validation, "get_backend", lambda name: be if name == "gpu" else real(name))
+    rng = np.random.default_rng(23)
+    x, y = rng.random((60, 2)), rng.random((45, 2))
+    a, b = rng.uniform(0.5, 1, 60), rng.uniform(0.5, 1, 45)
+    a, b = a / a.sum(), b / b.sum()
+    cloud = fs.PointCloud(x, y, cost="euclidean")
+    got = fs.solve(cloud, a, b, reg=reg, method=method, backend="gpu", tol=1e-9)
+    want = fs.solve(cloud, a, b, reg=reg, method=method, backend="cpu", tol=1e-9)
+    assert (got.backend, want.backend) == ("gpu", "cpu") and got.converged
+    for p, q in zip(got.potentials, want.potentials):
+        np.testing.assert_allclose(p - p.mean(), q - q.mean(), atol=1e-6)

@@ -6,6 +6,34 @@ All (n, m) work runs in the CUDA C kernels of ``kernels/sinkhorn.cu``
 double), compiled once per device by NVRTC through :class:`cupy.RawModule`.
 Nothing of size n x m ever leaves the device; O(n) vector work is CuPy.
 
+Cost functors: one source for dense and point-cloud costs
+---------------------------------------------------------
+The kernels that read a cost (row and column log-sum-exp, the SNS marginals
+and per-row top-k, cost rows) are ``__device__`` bodies templated on a cost
+functor (``kernels/ot_math.cuh``): ``cost(r, c)`` gives an entry as a double,
+``cost.row(r)`` a functor of ``c`` that row kernels hold while walking a row.
+
+* ``fs::DenseCost<T>`` reads a stored C-contiguous (R, C) array; its row
+  functor is the row pointer, so the dense kernels compile to the PTX of
+  indexing the array directly (read-only ``ld.global.nc`` loads;
+  tests/test_gpu_compile.py checks the load kind).
+* ``fs::CloudCost<KIND>`` computes ``cost(x_r, y_c)`` from the coordinates
+  (``x`` (R, d), ``y`` (C, d), float64), in the operation order of the
+  reference; the kind is a template parameter (one instantiation per code of
+  ``COST_KINDS``), so the squared-Euclidean loop carries no ``sqrt``/``pow``
+  and no per-entry branch.
+
+Each body has thin ``__global__`` entry points: ``name_kernel<T>`` with the
+dense signature ``(A, R, C, ...)`` and ``pc_name_kernel<KIND>`` with
+``(x, y, d, p, scale, R, C, ...)``; the arguments after ``(R, C)`` are the
+same, so the host code after the cost's leading arguments is shared.  Entry
+points take plain pointers and scalars (no structs cross the CuPy ABI).
+Column-wise point-cloud reductions are the row ones on the swapped clouds
+(every supported cost is symmetric).  The point-cloud log-sum-exp runs a
+warp per row when there are at least ``_CLOUD_ROW_WARPS`` rows, else the
+column-shaped kernel on the swapped clouds (plus the finishing kernel), so a
+short side still spreads over the whole device.
+
 Layouts
 -------
 Every kernel reads ``M`` / ``K`` as a C-contiguous (n, m) matrix, which
@@ -26,6 +54,9 @@ Memory traffic per call
 * ``dense_pass``: one read of ``M`` for ``r``, ``c`` and the total; the
   per-row selection then re-reads each row up to 8 more times (radix passes
   that stop early; mostly L2 hits, and with no ``exp``).
+* ``pc_*``: reads of ``x`` and ``y`` only (O((n + m) d), cached); the cost is
+  recomputed at each read of an entry (the top-k recomputes it up to 9 times
+  per entry instead of re-reading a row).
 """
 
 import functools
@@ -33,12 +64,14 @@ from importlib import resources
 
 import numpy as np
 
+from ._contract import COST_KINDS
 from ._reference import SELECT_FLOOR
 
 _INSTALL_HINT = "backend='gpu' needs CuPy (pip install fastsinkhorn[gpu]) and a CUDA device"
 
 #: CUDA sources in ``fastsinkhorn.kernels`` and the kernels each defines.
-#: ``templated`` kernels are instantiated for every type in ``_CTYPES``;
+#: ``templated`` kernels are instantiated for every type in ``_CTYPES``,
+#: ``cloud`` kernels for every point-cloud cost code in ``COST_KINDS``;
 #: tests/test_gpu_compile.py uses this table to instantiate them for nvcc.
 KERNEL_SOURCES = {
     "sinkhorn.cu": {
@@ -51,6 +84,13 @@ KERNEL_SOURCES = {
             "matvec_cols_kernel",
             "marginals_kernel",
             "topk_rows_kernel",
+        ),
+        "cloud": (
+            "pc_cost_rows_kernel",
+            "pc_lse_rows_kernel",
+            "pc_lse_cols_partial_kernel",
+            "pc_marginals_kernel",
+            "pc_topk_rows_kernel",
         ),
         "plain": (
             "lse_cols_finish_kernel",
@@ -66,6 +106,9 @@ _BLOCK = 256  # threads per block in every kernel (8 warps)
 _ROWS_PER_BLOCK = _BLOCK // 32  # row kernels: one warp per row
 _COL_BLOCKS = 2048  # column kernels: aim for this many blocks in all
 _MAX_GRID_Y = 65535
+#: Point-cloud log-sum-exp: fewer rows than this (a warp each) cannot fill a
+#: large GPU (an H100 holds 132 x 64 warps), so the column-shaped kernel runs.
+_CLOUD_ROW_WARPS = 8192
 
 
 def read_kernel_source(filename):
@@ -123,6 +166,7 @@ def _kernels(device_id):
     with cupy.cuda.Device(device_id):
         for filename, names in KERNEL_SOURCES.items():
             exprs = [f"{k}<{t}>" for k in names["templated"] for t in _CTYPES.values()]
+            exprs += [f"{k}<{code}>" for k in names.get("cloud", ()) for code in COST_KINDS.values()]
             exprs += list(names["plain"])
             module = cupy.RawModule(
                 code=read_kernel_source(filename), options=_NVRTC_OPTIONS, name_expressions=exprs
@@ -187,20 +231,39 @@ class GPUBackend:
         chunk = -(-R // nchunks)
         return (gx, -(-R // chunk)), chunk
 
+    def _cloud_head(self, x, y, cost):
+        """Leading arguments ``(x, y, d, p, scale)`` of the point-cloud entry
+        points (the fields of the kernels' cost functor ``fs::CloudCost``)."""
+        x = self.xp.ascontiguousarray(x, dtype=self.xp.float64)
+        y = self.xp.ascontiguousarray(y, dtype=self.xp.float64)
+        if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+            raise ValueError(f"x (n, d) and y (m, d) must have the same d, got {x.shape} and {y.shape}")
+        return (x, y, np.int32(x.shape[1]), np.float64(cost.p), np.float64(cost.scale))
+
+    def _cloud_kernel(self, name, cost):
+        """The entry point ``name<code>`` compiled for the kind of ``cost``."""
+        return self._kernel(f"{name}<{cost.code}>")
+
     def _run_rows(self, name, A, *args):
-        R = A.shape[0]
+        self._launch_rows(self._kernel(name, A.dtype), (A,), *A.shape, *args)
+
+    @staticmethod
+    def _launch_rows(kernel, head, R, C, *args):
+        """A row kernel (a warp per row) over an (R, C) cost given by ``head``."""
         grid = (max(1, -(-R // _ROWS_PER_BLOCK)),)
-        self._kernel(name, A.dtype)(grid, (_BLOCK,), (A, np.int64(R), np.int64(A.shape[1])) + args)
+        kernel(grid, (_BLOCK,), head + (np.int64(R), np.int64(C)) + args)
 
     def _lse_cols(self, A, w, reg):
+        return self._launch_lse_cols(self._kernel("lse_cols_partial_kernel", A.dtype), (A,), *A.shape, w, reg)
+
+    def _launch_lse_cols(self, partial, head, R, C, w, reg):
+        """Log-sum-exp over the rows of an (R, C) cost, for each column."""
         xp = self.xp
-        R, C = A.shape
         grid, chunk = self._col_grid(R, C)
         pmax = xp.empty((grid[1], C), xp.float64)
         psum = xp.empty((grid[1], C), xp.float64)
-        self._kernel("lse_cols_partial_kernel", A.dtype)(
-            grid, (_BLOCK,), (A, np.int64(R), np.int64(C), w, np.float64(reg), np.int64(chunk), pmax, psum)
-        )
+        args = (np.int64(R), np.int64(C), w, np.float64(reg), np.int64(chunk), pmax, psum)
+        partial(grid, (_BLOCK,), head + args)
         out = xp.empty(C, xp.float64)
         self._kernel("lse_cols_finish_kernel")(
             (grid[0],), (_BLOCK,), (pmax, psum, np.int64(grid[1]), np.int64(C), out)
@@ -270,29 +333,68 @@ class GPUBackend:
         ``total`` is a 0-d float64 device array (``float(total)`` syncs);
         ``idx`` is int64 (n, k), ``val`` float64 (n, k), ``k = min(k, m)``.
         """
-        xp = self.xp
-        n, m = M.shape
-        k = max(0, min(int(k), m))
         A = self._rows(M)
+        kernels = (self._kernel(name, A.dtype) for name in ("marginals_kernel", "topk_rows_kernel"))
+        return self._dense_pass(*kernels, (A,), *M.shape, f, g, reg, k)
+
+    def _dense_pass(self, marginals, topk, head, n, m, f, g, reg, k):
+        """``dense_pass`` of the (n, m) cost given by ``head`` (a matrix or point clouds)."""
+        xp = self.xp
+        k = max(0, min(int(k), m))
         f, g = self._vec(f), self._vec(g)
         r = xp.zeros(n, xp.float64)
         c = xp.zeros(m, xp.float64)
+        nm = (np.int64(n), np.int64(m))
         grid, chunk = self._col_grid(n, m)
-        self._kernel("marginals_kernel", A.dtype)(
-            grid, (_BLOCK,), (A, np.int64(n), np.int64(m), f, g, np.float64(reg), np.int64(chunk), r, c)
-        )
+        marginals(grid, (_BLOCK,), head + nm + (f, g, np.float64(reg), np.int64(chunk), r, c))
         idx = xp.empty((n, k), xp.int64)
         val = xp.empty((n, k), xp.float64)
         if k > 0 and n > 0:
-            self._kernel("topk_rows_kernel", A.dtype)(
-                (min(n, _MAX_GRID_Y),),
-                (_BLOCK,),
-                (A, np.int64(n), np.int64(m), f, g, np.float64(reg), np.int32(k), idx, val),
-            )
+            args = (f, g, np.float64(reg), np.int32(k), idx, val)
+            topk((min(n, _MAX_GRID_Y),), (_BLOCK,), head + nm + args)
             # entries negligible next to their row maximum count as zeros (contract)
             val[val <= SELECT_FLOOR * val.max(axis=1, keepdims=True)] = 0.0
         return r, c, r.sum(), idx, val
 
+    # -- point clouds: the kernels above with the cost functor CloudCost ------
+    def pc_cost_rows(self, x, y, cost, start, stop):
+        """Rows ``start:stop`` of the cost ``C_ij = cost(x_i, y_j)``, float64."""
+        x, y, *fields = self._cloud_head(x, y, cost)
+        x = x[start:stop]
+        R, C = x.shape[0], y.shape[0]
+        out = self.xp.empty((R, C), self.xp.float64)
+        if R and C:
+            grid = (-(-C // _BLOCK), min(R, _MAX_GRID_Y))
+            self._cloud_kernel("pc_cost_rows_kernel", cost)(
+                grid, (_BLOCK,), (x, y, *fields, np.int64(R), np.int64(C), out)
+            )
+        return out
+
+    def pc_lse_rows(self, x, y, cost, g, reg):
+        """``out_i = log sum_j exp((g_j - C_ij) / reg)`` with ``C_ij = cost(x_i, y_j)``,
+        float64 (n,); ``pc_lse_rows(y, x, cost, f, reg)`` is the column-wise one.
+
+        A warp per row when there are at least ``_CLOUD_ROW_WARPS`` rows; else
+        the column-shaped kernel on the swapped clouds (whose columns are the
+        rows of this cost), which spreads each row over many blocks.
+        """
+        g = self._vec(g)
+        n, m = x.shape[0], y.shape[0]
+        if n >= _CLOUD_ROW_WARPS:
+            out = self.xp.empty(n, self.xp.float64)
+            kernel = self._cloud_kernel("pc_lse_rows_kernel", cost)
+            self._launch_rows(kernel, self._cloud_head(x, y, cost), n, m, g, np.float64(reg), out)
+            return out
+        kernel = self._cloud_kernel("pc_lse_cols_partial_kernel", cost)
+        return self._launch_lse_cols(kernel, self._cloud_head(y, x, cost), m, n, g, reg)
+
+    def pc_dense_pass(self, x, y, cost, f, g, reg, k):
+        """:meth:`dense_pass` of the cost ``C_ij = cost(x_i, y_j)`` (nothing n x m stored)."""
+        kernels = (self._cloud_kernel(name, cost) for name in ("pc_marginals_kernel", "pc_topk_rows_kernel"))
+        head = self._cloud_head(x, y, cost)
+        return self._dense_pass(*kernels, head, x.shape[0], y.shape[0], f, g, reg, k)
+
+    # -- row-wise sparse products -------------------------------------------
     def ell_matvec(self, idx, val, x):
         """``S @ x`` for the row-wise sparse ``S`` given as (idx, val)."""
         xp = self.xp

@@ -103,3 +103,65 @@ def test_batch_inputs_are_not_modified(rng):
     fs.solve(M, a, b, reg=0.05)
     for x, c in zip((M, a, b), copies):
         np.testing.assert_array_equal(x, c)
+
+
+def test_batch_of_point_clouds_equals_its_dense_costs(rng):
+    x, y = rng.random((6, 9, 2)), rng.random((6, 7, 2))
+    cloud = fs.PointCloud(x, y, cost="euclidean")
+    assert cloud.batched and cloud.shape == (6, 9, 7)
+    C = cloud.cost_matrix()
+    np.testing.assert_allclose(C[4], np.sqrt(((x[4][:, None] - y[4][None]) ** 2).sum(-1)), rtol=1e-14)
+    res = fs.solve(cloud, reg=0.02)
+    want = fs.solve(C, reg=0.02)
+    assert res.converged.all()
+    np.testing.assert_array_equal(res.plan, want.plan)
+    with pytest.raises(ValueError, match="batches of the same size B"):
+        fs.PointCloud(x, y[:5])
+    with pytest.raises(ValueError, match="batches of the same size B"):
+        fs.PointCloud(x, y[0])
+
+
+def test_ragged_problems_padded_with_zero_mass_equal_their_own_solves(rng):
+    shapes = [(5, 8), (9, 3), (1, 1), (7, 7)]
+    costs = [rng.random(s) for s in shapes]
+    masses = [rng.random(s[0]) + 0.1 for s in shapes]
+    masses = [w / w.sum() for w in masses]
+    M, a, b = fs.batch.pad(costs, a=masses)
+    assert M.shape == (4, 9, 8) and (a[0, 5:] == 0).all() and b[1, 3:].sum() == 0
+    res = fs.solve(M, a, b, reg=0.05)
+    for p, (n, m) in enumerate(shapes):
+        one = fs.solve(costs[p], masses[p], None, reg=0.05)
+        P = res.plan[p]
+        assert (P[n:] == 0).all() and (P[:, m:] == 0).all()
+        np.testing.assert_allclose(P[:n, :m], one.plan, atol=2e-9)
+        assert res.value[p] == pytest.approx(one.value, rel=1e-7, abs=1e-9)
+    with pytest.raises(ValueError, match=r"a\[1\] must have shape \(9,\)"):
+        fs.batch.pad(costs, a=[masses[0], masses[0], masses[2], masses[3]])
+
+
+@pytest.mark.parametrize("reg_type", ["entropy", "kl"])
+def test_solve_batch_matches_pots_solve_batch(rng, reg_type):
+    from ot.batch import solve_batch
+
+    M, a, b = _batch(rng, 5, 12, 9)
+    ours = fs.batch.solve_batch(M, reg=0.1, a=a, b=b, tol=1e-12, max_iter=10_000, reg_type=reg_type)
+    theirs = solve_batch(M, reg=0.1, a=a, b=b, tol=1e-12, max_iter=10_000, reg_type=reg_type)
+    np.testing.assert_allclose(ours.plan, theirs.plan, atol=1e-11)
+    np.testing.assert_allclose(ours.value, theirs.value, rtol=1e-9)
+    np.testing.assert_allclose(ours.value_linear, theirs.value_linear, rtol=1e-9)
+    (f, g), (f0, g0) = ours.potentials, theirs.potentials  # log-scalings, up to a constant per problem
+    np.testing.assert_allclose(f[:, :, None] + g[:, None, :], f0[:, :, None] + g0[:, None, :], atol=1e-8)
+    assert ours.log["n_iter"] == ours.n_iter and ours.converged.all()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"reg": None}, NotImplementedError, "exact OT"),
+    ({"method": "proximal"}, NotImplementedError, "method='proximal'"),
+    ({"grad": "autodiff"}, NotImplementedError, "grad='autodiff'"),
+    ({"inner_iter": 5}, NotImplementedError, "inner_iter"),
+    ({"reg_type": "l2"}, ValueError, "reg_type must be one of"),
+])
+def test_solve_batch_refuses_what_it_does_not_honour(rng, kwargs, error, match):
+    M, a, b = _batch(rng, 2, 3, 3)
+    with pytest.raises(error, match=match):
+        fs.batch.solve_batch(M, **{"reg": 0.1, **kwargs})

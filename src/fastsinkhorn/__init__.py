@@ -8,10 +8,11 @@ starts from two samples. POT drop-ins:
 
 from ._pot import dist, sinkhorn, sinkhorn2
 from ._result import ConvergenceWarning, OTResult, Status
+from . import batch
 from ._lazy_plan import LazyPlan
 from ._solve import METHODS, choose_method, solve, solve_sample
 from .geometry import PointCloud
 
 __version__ = "0.1.0"
-__all__ = ["solve", "solve_sample", "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
+__all__ = ["solve", "solve_sample", "batch", "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
            "ConvergenceWarning", "METHODS", "choose_method", "__version__"]

@@ -155,18 +155,23 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
             table.finish(res)
         return res
 
+    if n_hists and ours == "sinkhorn":  # the k problems as one batch, iterated jointly as POT does
+        M = xp.ascontiguousarray(xp.broadcast_to(M, (n_hists,) + M.shape))
+        b = b.T
+        warmstart = None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
+        n_hists = 0
     if n_hists:
         results = [one(b[:, k], None if warmstart is None else (warmstart[0][:, k], warmstart[1][:, k]))
                    for k in range(n_hists)]
     else:
         results = [one(b, warmstart)]
-    if warn and not all(r.converged for r in results):
+    if warn and not all(bool(np.all(r.converged)) for r in results):
         warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=3)
-    if n_hists:
-        out = xp.asarray([r.value_linear for r in results])
+    if n_hists or results[0].batched:
+        out = xp.asarray([r.value_linear for r in results]) if n_hists else results[0].value_linear
     else:
         out = xp.asarray(results[0].value_linear)[()] if loss_only else results[0].plan
-    return (out, _log(results, reg, stacked=bool(n_hists))) if log else out
+    return (out, _log(results, reg)) if log else out
 
 
 def _options(kwargs):
@@ -243,24 +248,36 @@ def _joint_errors(histories):
             for i in range(max(lengths, default=0))]
 
 
-def _log(results, reg, stacked):
-    """POT's log dict (union of the keys POT's Sinkhorn variants return)."""
-    xp = _namespace(plan=results[0].plan)
-    join = (lambda arrs: xp.stack(arrs, axis=1)) if stacked else (lambda arrs: arrs[0])
-    f = join([r.potentials[0].astype(np.float64) for r in results])
-    g = join([r.potentials[1].astype(np.float64) for r in results])
+def _log(results, reg):
+    """POT's log dict (union of the keys POT's Sinkhorn variants return).
+
+    ``results``: one result, one batch result (a 2-D ``b`` iterated jointly)
+    or one result per histogram of a 2-D ``b`` (methods without batches).
+    """
+    first = results[0]
+    xp = _namespace(plan=first.plan)
+    if first.batched:  # potentials (k, n): POT's (n, k)
+        f, g = (p.astype(np.float64).T for p in first.potentials)
+        errors = list(first.history["error"])  # already the joint norm (the batch's stopping error)
+    elif len(results) > 1:
+        f, g = (xp.stack([r.potentials[i].astype(np.float64) for r in results], axis=1) for i in (0, 1))
+        errors = _joint_errors([r.history["error"] for r in results])
+    else:
+        f, g = (p.astype(np.float64) for p in first.potentials)
+        errors = list(first.history["error"])
     with np.errstate(over="ignore"):
         u, v = xp.exp(f / reg), xp.exp(g / reg)  # POT's scalings: may overflow at small reg
     niter = max(r.n_iter for r in results) - 1  # POT's niter: 0-based index of the last iteration
-    errors = [r.history["error"] for r in results]
+    stacked = first.batched or len(results) > 1
     return {
-        "err": _joint_errors(errors) if stacked else list(errors[0]),
+        "err": errors,
         "niter": niter, "n_iter": niter,
         "u": u, "v": v, "log_u": f / reg, "log_v": g / reg, "logu": f / reg, "logv": g / reg,
         "alpha": f, "beta": g, "warmstart": (f, g),
-        "converged": all(r.converged for r in results),
-        "marginal_error": [r.marginal_error for r in results] if stacked else results[0].marginal_error,
-        "result": results if stacked else results[0],
+        "converged": all(bool(np.all(r.converged)) for r in results),
+        "marginal_error": (list(first.marginal_error) if first.batched
+                           else [r.marginal_error for r in results] if stacked else first.marginal_error),
+        "result": results if len(results) > 1 else first,
     }
 
 

@@ -86,8 +86,10 @@ class OTResult:
 
     @property
     def log(self):
-        """POT-style dictionary view of the result."""
-        return {"err": self.history["error"], "niter": self.n_iter,
+        """POT-style dictionary view of the result: ``err`` (the error at each
+        check), ``n_iter`` (iterations run, as ``ot.batch``), ``niter`` (POT's
+        0-based index of the last iteration) and ``potentials``."""
+        return {"err": self.history["error"], "n_iter": self.n_iter, "niter": self.n_iter - 1,
                 "potentials": self.potentials}
 
     @property

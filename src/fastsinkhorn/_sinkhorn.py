@@ -147,11 +147,15 @@ class SinkhornOutcome:
 
 
 def marginal_errors(xp, c, b, norm):
-    """``(L1, stopping)`` errors of column marginals ``c`` against ``b``; for
-    a batch, those of its worst problem (the loop runs until all converge)."""
+    """``(L1, stopping)`` errors of column marginals ``c`` against ``b``.
+
+    For a batch: the L1 error of its worst problem (the loop runs until all
+    converge), and for ``norm="l2"`` the Frobenius norm of all the problems'
+    violations (POT's criterion for a 2-D ``b``, which bounds each problem's).
+    """
     diff = xp.abs(c - b)
     l1 = float(diff.sum(axis=-1).max())
-    return l1, (l1 if norm == "l1" else float(xp.sqrt((diff * diff).sum(axis=-1)).max()))
+    return l1, (l1 if norm == "l1" else float(xp.sqrt((diff * diff).sum())))
 
 
 def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",

@@ -93,6 +93,8 @@ def prepare_problem(M, a, b, reg, backend="auto"):
         ``reg`` not positive and finite, unknown backend.
     """
     cloud = M if isinstance(M, PointCloud) else None
+    if cloud is not None and cloud.batched:  # many small clouds: their dense costs, one batch
+        M, cloud = cloud.cost_matrix(), None
     if cloud is not None:
         library = array_library(x=cloud.x, y=cloud.y, a=a, b=b)
     else:

@@ -22,11 +22,21 @@
 //     combined with double atomics (sums) or a finishing kernel (log-sum-exp).
 // All arithmetic and accumulation is in double; T (float or double) is only
 // the storage type of the (R, C) arrays.
+//
+// Batches: the entry points of the dense log-domain and scaling kernels
+// (lse_rows, lse_cols_partial, plan, scale, matvec_rows, matvec_cols) take a
+// number of problems B before the shape (R, C) of each: A is a C-contiguous
+// (B, R, C) array, each vector a C-contiguous (B, R) or (B, C) array, and
+// problem p starts at p * R * C in A, at p * R or p * C in a vector.  The
+// problem is blockIdx.z, grid-strided (FS_EACH_PROBLEM), around the
+// unbatched body: one launch covers the whole batch (any B), and a single
+// (R, C) problem is B = 1, launched as before batches (gridDim.z = 1).
 #include "ot_math.cuh"
 
 #define FS_WARP 32
 #define FS_COL_THREADS 256
 #define FS_ROW_FLUSH 64  // rows per shared-memory row-sum flush (marginals)
+#define FS_EACH_PROBLEM(p, B) for (long long p = blockIdx.z; p < (B); p += gridDim.z)
 
 __device__ __forceinline__ double fs_warp_sum(double x) {
     for (int o = FS_WARP / 2; o > 0; o >>= 1) x += __shfl_down_sync(0xffffffffu, x, o);
@@ -85,10 +95,10 @@ __device__ __forceinline__ void lse_rows_body(const Cost& cost, long long R, lon
 }
 
 template <typename T>
-__global__ void lse_rows_kernel(const T* __restrict__ A, long long R, long long C,
+__global__ void lse_rows_kernel(const T* __restrict__ A, long long B, long long R, long long C,
                                 const double* __restrict__ w, double reg,
                                 double* __restrict__ out) {
-    lse_rows_body(fs::DenseCost<T>{A, C}, R, C, w, reg, out);
+    FS_EACH_PROBLEM(p, B) lse_rows_body(fs::DenseCost<T>{A + p * R * C, C}, R, C, w + p * C, reg, out + p * R);
 }
 
 template <int KIND>
@@ -98,11 +108,14 @@ __global__ void pc_lse_rows_kernel(FS_CLOUD_PARAMS, long long R, long long C,
 }
 
 // Partial log-sum-exp over the strided axis: for column c and row chunk y
-// (rows [y * chunk, (y + 1) * chunk)), part_{max,sum}[y * C + c].
+// (rows [y * chunk, (y + 1) * chunk)), part_{max,sum}[y * ld + c] (ld = C for
+// one problem; B * C for a batch, whose problem p writes from p * C on, so the
+// partials form an (nchunks, B * C) array that one finishing launch combines).
 template <typename Cost>
 __device__ __forceinline__ void lse_cols_partial_body(const Cost& cost, long long R, long long C,
                                                       const double* __restrict__ w, double reg,
-                                                      long long chunk, double* __restrict__ part_max,
+                                                      long long chunk, long long ld,
+                                                      double* __restrict__ part_max,
                                                       double* __restrict__ part_sum) {
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
@@ -111,15 +124,17 @@ __device__ __forceinline__ void lse_cols_partial_body(const Cost& cost, long lon
     fs::LSE s = fs::lse_empty();
 #pragma unroll 4
     for (long long r = r0; r < r1; ++r) fs::lse_push(s, (w[r] - cost(r, c)) / reg);
-    part_max[blockIdx.y * C + c] = s.max;
-    part_sum[blockIdx.y * C + c] = s.sum;
+    part_max[blockIdx.y * ld + c] = s.max;
+    part_sum[blockIdx.y * ld + c] = s.sum;
 }
 
 template <typename T>
-__global__ void lse_cols_partial_kernel(const T* __restrict__ A, long long R, long long C,
+__global__ void lse_cols_partial_kernel(const T* __restrict__ A, long long B, long long R, long long C,
                                         const double* __restrict__ w, double reg, long long chunk,
                                         double* __restrict__ part_max, double* __restrict__ part_sum) {
-    lse_cols_partial_body(fs::DenseCost<T>{A, C}, R, C, w, reg, chunk, part_max, part_sum);
+    FS_EACH_PROBLEM(p, B)
+        lse_cols_partial_body(fs::DenseCost<T>{A + p * R * C, C}, R, C, w + p * R, reg, chunk, B * C,
+                              part_max + p * C, part_sum + p * C);
 }
 
 // The point-cloud log-sum-exp over rows when there are too few rows for a
@@ -129,7 +144,7 @@ template <int KIND>
 __global__ void pc_lse_cols_partial_kernel(FS_CLOUD_PARAMS, long long R, long long C,
                                            const double* __restrict__ w, double reg, long long chunk,
                                            double* __restrict__ part_max, double* __restrict__ part_sum) {
-    lse_cols_partial_body(FS_CLOUD_COST, R, C, w, reg, chunk, part_max, part_sum);
+    lse_cols_partial_body(FS_CLOUD_COST, R, C, w, reg, chunk, C, part_max, part_sum);
 }
 
 // Combines the nchunks partials of each column into out[c].
@@ -148,12 +163,13 @@ __global__ void lse_cols_finish_kernel(const double* __restrict__ part_max,
 // ---------------------------------------------------------------------------
 // One block row of 256 threads per (row, column tile); rows grid-strided in y.
 // `out` is addressed with its own element strides (os_r, os_c) in the A frame,
-// so any output layout is correct (coalesced when it matches A).
+// so any output layout is correct (coalesced when it matches A); a batch adds
+// the problem stride os_p.
 
 template <typename T>
-__global__ void plan_kernel(const T* A, long long R, long long C,
-                            const double* __restrict__ fr, const double* __restrict__ gc, double reg,
-                            T* out, long long os_r, long long os_c) {
+__device__ __forceinline__ void plan_body(const T* A, long long R, long long C, const double* __restrict__ fr,
+                                          const double* __restrict__ gc, double reg, T* out, long long os_r,
+                                          long long os_c) {
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const double g = gc[c];
@@ -161,16 +177,30 @@ __global__ void plan_kernel(const T* A, long long R, long long C,
         out[r * os_r + c * os_c] = (T)fs::plan_entry(fr[r], g, (double)A[r * C + c], reg);
 }
 
+template <typename T>
+__global__ void plan_kernel(const T* A, long long B, long long R, long long C,
+                            const double* __restrict__ fr, const double* __restrict__ gc, double reg,
+                            T* out, long long os_p, long long os_r, long long os_c) {
+    FS_EACH_PROBLEM(p, B) plan_body(A + p * R * C, R, C, fr + p * R, gc + p * C, reg, out + p * os_p, os_r, os_c);
+}
+
 // out = diag(ur) A diag(vc); `out` may alias A (each entry is read, then written
 // by the same thread).
 template <typename T>
-__global__ void scale_kernel(const T* A, long long R, long long C, const double* __restrict__ ur,
-                             const double* __restrict__ vc, T* out, long long os_r, long long os_c) {
+__device__ __forceinline__ void scale_body(const T* A, long long R, long long C, const double* __restrict__ ur,
+                                           const double* __restrict__ vc, T* out, long long os_r, long long os_c) {
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const double v = vc[c];
     for (long long r = blockIdx.y; r < R; r += gridDim.y)
         out[r * os_r + c * os_c] = (T)((ur[r] * (double)A[r * C + c]) * v);
+}
+
+template <typename T>
+__global__ void scale_kernel(const T* A, long long B, long long R, long long C, const double* __restrict__ ur,
+                             const double* __restrict__ vc, T* out, long long os_p, long long os_r,
+                             long long os_c) {
+    FS_EACH_PROBLEM(p, B) scale_body(A + p * R * C, R, C, ur + p * R, vc + p * C, out + p * os_p, os_r, os_c);
 }
 
 // ---------------------------------------------------------------------------
@@ -181,9 +211,9 @@ __global__ void scale_kernel(const T* A, long long R, long long C, const double*
 // a_r / s_r (1 where a_r == 0) instead of s_r: the row half-step of Sinkhorn
 // fused into the product.
 template <typename T>
-__global__ void matvec_rows_kernel(const T* __restrict__ A, long long R, long long C,
-                                   const double* __restrict__ x, const double* __restrict__ a,
-                                   double* __restrict__ out) {
+__device__ __forceinline__ void matvec_rows_body(const T* __restrict__ A, long long R, long long C,
+                                                 const double* __restrict__ x, const double* __restrict__ a,
+                                                 double* __restrict__ out) {
     const int lane = threadIdx.x % FS_WARP;
     const long long warps = (long long)gridDim.x * (blockDim.x / FS_WARP);
     for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / FS_WARP; r < R; r += warps) {
@@ -195,12 +225,21 @@ __global__ void matvec_rows_kernel(const T* __restrict__ A, long long R, long lo
     }
 }
 
+// The launch bounds keep the 32 registers of the body alone (full occupancy
+// at 256 threads a block; the problem loop alone would take it to 37, no spills).
+template <typename T>
+__global__ void __launch_bounds__(FS_COL_THREADS, 8)
+    matvec_rows_kernel(const T* __restrict__ A, long long B, long long R, long long C,
+                       const double* __restrict__ x, const double* __restrict__ a, double* __restrict__ out) {
+    FS_EACH_PROBLEM(p, B) matvec_rows_body(A + p * R * C, R, C, x + p * C, a + p * R, out + p * R);
+}
+
 // out[c] += sum_r A[r, c] y[r] over one row chunk per blockIdx.y (out zeroed
 // by the caller; one double atomic per column per chunk).
 template <typename T>
-__global__ void matvec_cols_kernel(const T* __restrict__ A, long long R, long long C,
-                                   const double* __restrict__ y, long long chunk,
-                                   double* __restrict__ out) {
+__device__ __forceinline__ void matvec_cols_body(const T* __restrict__ A, long long R, long long C,
+                                                 const double* __restrict__ y, long long chunk,
+                                                 double* __restrict__ out) {
     const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     const long long r0 = (long long)blockIdx.y * chunk;
@@ -209,6 +248,13 @@ __global__ void matvec_cols_kernel(const T* __restrict__ A, long long R, long lo
 #pragma unroll 4
     for (long long r = r0; r < r1; ++r) s += (double)A[r * C + c] * y[r];
     atomicAdd(out + c, s);
+}
+
+template <typename T>
+__global__ void matvec_cols_kernel(const T* __restrict__ A, long long B, long long R, long long C,
+                                   const double* __restrict__ y, long long chunk,
+                                   double* __restrict__ out) {
+    FS_EACH_PROBLEM(p, B) matvec_cols_body(A + p * R * C, R, C, y + p * R, chunk, out + p * C);
 }
 
 // ---------------------------------------------------------------------------

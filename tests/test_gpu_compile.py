@@ -4,7 +4,8 @@
   with an explicit instantiation of every kernel the backend launches (for
   float and double, and for every point-cloud cost kind), taken from
   ``_gpu.KERNEL_SOURCES``: nvcc accepts a broken template body that is never
-  instantiated.
+  instantiated.  The mangled names also give each dense entry point's
+  leading parameters: ``(A, B, R, C)`` for the batched ones, else ``(A, R, C)``.
 * In the PTX of every kernel that reads a cost through a cost functor, every
   global load is a read-only (``ld.global.nc``) load, as when the kernels
   index a ``const T* __restrict__`` parameter directly.
@@ -71,9 +72,14 @@ def test_kernels_compile_for_sm90(tmp_path, filename):
     proc, cubin = _compile_cubin(tmp_path, filename, names, str(KERNEL_DIR))
     assert proc.returncode == 0, f"nvcc failed on {filename}:\n{proc.stderr}"
     blob = cubin.read_bytes()
+    assert set(names.get("batched", ())) <= set(names["templated"])
     for k in names["templated"]:
         for code in ("f", "d"):  # Itanium mangling of the template argument
             assert f"{len(k)}{k}I{code}E".encode() in blob, f"{k}<{code}> missing from cubin"
+            # the signature: const T* A, then (B, R, C) for a batched entry
+            # point, (R, C) for the others, as long longs (x), then a pointer
+            sizes = re.findall(rb"%d%sI%sEvPKT_(x+)P" % (len(k), k.encode(), code.encode()), blob)
+            assert sizes and set(sizes) == {b"x" * (3 if k in names.get("batched", ()) else 2)}, (k, sizes)
     for k in names.get("cloud", ()):
         for code in COST_KINDS.values():  # template <int KIND>: I Li<code>E E
             assert f"{len(k)}{k}ILi{code}EE".encode() in blob, f"{k}<{code}> missing from cubin"

@@ -1,6 +1,7 @@
 """Every GPU kernel against the NumPy float64 reference (needs CuPy + a GPU):
-dense costs (C and F layouts), then point-cloud costs (the same kernels with
-the cost functor ``fs::CloudCost``).
+dense costs (C and F layouts), batches of dense problems (one launch per
+pass over all problems), then point-cloud costs (the same kernels with the
+cost functor ``fs::CloudCost``).
 
 Skipped with a reason when CuPy is not importable or finds no CUDA device.
 """
@@ -184,6 +185,82 @@ def test_ell_products(cp, gpu, shape, k):
     got = gpu.ell_rmatvec(cp.asarray(idx), cp.asarray(val), cp.asarray(y), m)
     assert got.shape == (m,)
     _close(got, ref.ell_rmatvec(idx, val, y, m), 1e-12, 1e-13)
+
+
+# -- batches: the five dense members with a leading batch axis ---------------
+BATCH_SHAPES = [(1, 1, 1), (4, 3, 5), (3, 257, 130), (5, 1, 300), (4, 300, 1), (6, 64, 1000)]
+
+
+def _batch(rng, shape, dtype):
+    """A (B, n, m) batch of distinct problems, zero masses (-inf potentials)
+    in every other problem only."""
+    B, n, m = shape
+    problems = [_problem(rng, (n, m), dtype, "C", zero_masses=p % 2 == 0) for p in range(B)]
+    return tuple(np.stack(col) for col in zip(*problems))
+
+
+def _each(member, arrays, *scalars):
+    """The reference's ``member`` on each problem of the batched ``arrays``, stacked."""
+    return np.stack([getattr(ref, member)(*(x[p] for x in arrays), *scalars) for p in range(len(arrays[0]))])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BATCH_SHAPES)
+def test_batched_members(cp, gpu, shape, dtype):
+    """Each batched member: problem p of one batched call is the reference on problem p."""
+    rng = np.random.default_rng(20)
+    B, n, m = shape
+    M, f, g = _batch(rng, shape, dtype)
+    dM, df, dg = cp.asarray(M), cp.asarray(f), cp.asarray(g)
+    r, c = gpu.lse_rows(dM, dg, REG), gpu.lse_cols(dM, df, REG)
+    assert r.shape == (B, n) and c.shape == (B, m) and r.dtype == c.dtype == np.float64
+    _close(r, _each("lse_rows", (M, g), REG), RTOL64, 1e-12)
+    _close(c, _each("lse_cols", (M, f), REG), RTOL64, 1e-12)
+    P = np.stack([ref.plan(M[p], f[p], g[p], REG, np.empty((n, m), dtype)) for p in range(B)])
+    for out in (cp.empty(shape, dtype), cp.empty((n, m, B), dtype).transpose(2, 0, 1)):  # C, problems last
+        assert gpu.plan(dM, df, dg, REG, out) is out
+        _close(out, P, RTOL[dtype])
+    K = rng.uniform(0.1, 1.0, size=shape).astype(dtype)
+    v, a = rng.uniform(0.5, 2.0, size=(B, m)), rng.uniform(0.1, 1.0, size=(B, n))
+    if n > 2:
+        a[1, 0], K[1, 0] = 0.0, 0.0  # a zero-mass row (of K too) in problem 1 only
+    u_ref = np.empty((B, n))
+    col_ref = np.stack([ref.scaling_pass(K[p], v[p], a[p], u_ref[p]) for p in range(B)])
+    dK, u = cp.asarray(K), cp.empty((B, n))
+    col = gpu.scaling_pass(dK, cp.asarray(v), cp.asarray(a), u)
+    assert col.shape == (B, m) and col.dtype == np.float64
+    _close(u, u_ref, RTOL64)
+    _close(col, col_ref, RTOL64)
+    want = np.stack([ref.scale(K[p], u_ref[p], v[p], np.empty((n, m), dtype)) for p in range(B)])
+    assert gpu.scale(dK, cp.asarray(u_ref), cp.asarray(v), dK) is dK  # in place
+    _close(dK, want, RTOL[dtype] * 4)
+
+
+def test_batch_wider_than_the_grid(cp, gpu, monkeypatch):
+    """More problems than blocks in z, several row chunks per problem: the
+    kernels' loop over problems and the (chunk, problem) partials."""
+    from fastsinkhorn.backends import _gpu
+
+    monkeypatch.setattr(_gpu, "_MAX_GRID_Y", 3)
+    monkeypatch.setattr(_gpu, "_COL_BLOCKS", 16)
+    rng = np.random.default_rng(21)
+    B, n, m = 8, 70, 300
+    M, f, g = _batch(rng, (B, n, m), np.float64)
+    dM = cp.asarray(M)
+    _close(gpu.lse_rows(dM, cp.asarray(g), REG), _each("lse_rows", (M, g), REG), RTOL64, 1e-12)
+    _close(gpu.lse_cols(dM, cp.asarray(f), REG), _each("lse_cols", (M, f), REG), RTOL64, 1e-12)
+    out = cp.empty((B, n, m))
+    want = np.stack([ref.plan(M[p], f[p], g[p], REG, np.empty((n, m))) for p in range(B)])
+    _close(gpu.plan(dM, cp.asarray(f), cp.asarray(g), REG, out), want, RTOL[np.float64])
+    K, v, a = rng.uniform(0.1, 1, (B, n, m)), rng.uniform(0.5, 2, (B, m)), rng.uniform(0.1, 1, (B, n))
+    u_ref = np.empty((B, n))
+    col_ref = np.stack([ref.scaling_pass(K[p], v[p], a[p], u_ref[p]) for p in range(B)])
+    u = cp.empty((B, n))
+    _close(gpu.scaling_pass(cp.asarray(K), cp.asarray(v), cp.asarray(a), u), col_ref, RTOL64)
+    _close(u, u_ref, RTOL64)
+    want = np.stack([ref.scale(K[p], a[p], v[p], np.empty((n, m))) for p in range(B)])
+    dK = cp.asarray(K)
+    _close(gpu.scale(dK, cp.asarray(a), cp.asarray(v), dK), want, RTOL[np.float64] * 4)
 
 
 def test_missing_device_message():

@@ -24,23 +24,49 @@ functor (``kernels/ot_math.cuh``): ``cost(r, c)`` gives an entry as a double,
   and no per-entry branch.
 
 Each body has thin ``__global__`` entry points: ``name_kernel<T>`` with the
-dense signature ``(A, R, C, ...)`` and ``pc_name_kernel<KIND>`` with
-``(x, y, d, p, scale, R, C, ...)``; the arguments after ``(R, C)`` are the
-same, so the host code after the cost's leading arguments is shared.  Entry
-points take plain pointers and scalars (no structs cross the CuPy ABI).
+dense signature ``(A, B, R, C, ...)`` (``(A, R, C, ...)`` for the SNS
+kernels, which take no batch; see Batches) and ``pc_name_kernel<KIND>``
+with ``(x, y, d, p, scale, R, C, ...)``; the arguments after ``(R, C)`` are
+the same, so the host code after the cost's leading arguments ("head") is
+shared.  Entry points take plain pointers and scalars (no structs cross the
+CuPy ABI).
 Column-wise point-cloud reductions are the row ones on the swapped clouds
 (every supported cost is symmetric).  The point-cloud log-sum-exp runs a
 warp per row when there are at least ``_CLOUD_ROW_WARPS`` rows, else the
 column-shaped kernel on the swapped clouds (plus the finishing kernel), so a
 short side still spreads over the whole device.
 
+Batches
+-------
+The five dense members of the scaling and log-domain iterations
+(``lse_rows``, ``lse_cols``, ``plan``, ``scaling_pass``, ``scale``) also
+take a batch: a C-contiguous ``(B, n, m)`` matrix and ``(B, n)`` /
+``(B, m)`` vectors (``out`` of ``plan``/``scale`` in any layout).  Each
+pass is still one launch (two for ``lse_cols`` and ``scaling_pass``, as
+for one problem), whatever ``B``: the entry points take the number of
+problems ``B`` before ``(R, C)``, the problem is ``blockIdx.z`` (grid-strided,
+so more than 65535 problems loop) and problem ``p`` starts at ``p * R * C``
+in ``A`` and ``p * R`` / ``p * C`` in each vector (``p * os_p`` in ``out``).
+Within a problem the launch shape is that of a single problem: row kernels
+a warp per row, elementwise kernels rows in y; the column kernels aim for
+``_COL_BLOCKS`` blocks over the whole batch (fewer row chunks per problem),
+and the column log-sum-exp writes its partials as an ``(nchunks, B * m)``
+array, problem after problem, so one finishing launch combines all of them.
+A single problem is a batch of one with the launch of before (z = 1); the
+unbatched inner loops compile to the same PTX (``matvec_rows_kernel``
+carries launch bounds to keep its 32 registers).  A batch of problems
+smaller than a warp or a block leaves the same lanes idle as one such
+problem does.
+
 Layouts
 -------
-Every kernel reads ``M`` / ``K`` as a C-contiguous (n, m) matrix, which
-:func:`~fastsinkhorn._validation.prepare_problem` guarantees (an F-ordered
-cost is solved as the transposed problem, without a copy); anything else is a
-``ValueError``, never a silent copy.  ``plan`` and ``scale`` write ``out``
-through its own strides, whatever its layout.
+Every kernel reads ``M`` / ``K`` as a C-contiguous (n, m) matrix (or
+(B, n, m) batch), which :func:`~fastsinkhorn._validation.prepare_problem`
+guarantees (an F-ordered cost is solved as the transposed problem, without a
+copy; a batch is made C-contiguous); anything else is a ``ValueError``,
+never a silent copy.  ``plan`` and ``scale`` write ``out`` through its own
+strides, whatever its layout.  Vectors are made C-contiguous float64 and
+checked against the matrix's shape (the kernels index them unchecked).
 
 Memory traffic per call
 -----------------------
@@ -73,18 +99,20 @@ _INSTALL_HINT = "backend='gpu' needs CuPy (pip install fastsinkhorn[gpu]) and a 
 #: ``templated`` kernels are instantiated for every type in ``_CTYPES``,
 #: ``cloud`` kernels for every point-cloud cost code in ``COST_KINDS``;
 #: tests/test_gpu_compile.py uses this table to instantiate them for nvcc.
+#: ``batched`` names the templated kernels whose entry points take a batch,
+#: ``(A, B, R, C, ...)`` for a (B, R, C) array ``A`` (the others take
+#: ``(A, R, C, ...)``); the compile test checks those signatures.
+_BATCHED_KERNELS = (
+    "lse_rows_kernel",
+    "lse_cols_partial_kernel",
+    "plan_kernel",
+    "scale_kernel",
+    "matvec_rows_kernel",
+    "matvec_cols_kernel",
+)
 KERNEL_SOURCES = {
     "sinkhorn.cu": {
-        "templated": (
-            "lse_rows_kernel",
-            "lse_cols_partial_kernel",
-            "plan_kernel",
-            "scale_kernel",
-            "matvec_rows_kernel",
-            "matvec_cols_kernel",
-            "marginals_kernel",
-            "topk_rows_kernel",
-        ),
+        "templated": _BATCHED_KERNELS + ("marginals_kernel", "topk_rows_kernel"),
         "cloud": (
             "pc_cost_rows_kernel",
             "pc_lse_rows_kernel",
@@ -97,6 +125,7 @@ KERNEL_SOURCES = {
             "ell_matvec_kernel",
             "ell_rmatvec_kernel",
         ),
+        "batched": _BATCHED_KERNELS,
     },
 }
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -105,7 +134,7 @@ _NVRTC_OPTIONS = ("-std=c++17",)
 _BLOCK = 256  # threads per block in every kernel (8 warps)
 _ROWS_PER_BLOCK = _BLOCK // 32  # row kernels: one warp per row
 _COL_BLOCKS = 2048  # column kernels: aim for this many blocks in all
-_MAX_GRID_Y = 65535
+_MAX_GRID_Y = 65535  # also the limit of gridDim.z (problems of a batch, grid-strided)
 #: Point-cloud log-sum-exp: fewer rows than this (a warp each) cannot fill a
 #: large GPU (an H100 holds 132 x 64 warps), so the column-shaped kernel runs.
 _CLOUD_ROW_WARPS = 8192
@@ -207,9 +236,13 @@ class GPUBackend:
         except KeyError:
             raise TypeError(f"backend='gpu' supports float32 and float64 matrices, got {dtype}") from None
 
-    def _vec(self, x):
-        """``x`` as a C-contiguous float64 device vector (no copy if it is one)."""
-        return self.xp.ascontiguousarray(x, dtype=self.xp.float64)
+    def _vec(self, x, shape=None):
+        """``x`` as a C-contiguous float64 device array (no copy if it is one),
+        checked to have ``shape`` if given: the kernels index it unchecked."""
+        x = self.xp.ascontiguousarray(x, dtype=self.xp.float64)
+        if shape is not None and x.shape != shape:
+            raise ValueError(f"expected a vector (or batch of vectors) of shape {shape}, got {x.shape}")
+        return x
 
     @staticmethod
     def _rows(M):
@@ -219,17 +252,29 @@ class GPUBackend:
                              "solves an F-ordered cost as its transpose)")
         return M
 
+    @classmethod
+    def _dense(cls, M):
+        """``(head, B, R, C)`` of a C-contiguous (R, C) matrix or (B, R, C) batch:
+        ``head = (M, B)`` leads the arguments of the batched dense entry
+        points (a single matrix is a batch of one)."""
+        *batch, R, C = cls._rows(M).shape
+        B = batch[0] if batch else 1
+        return (M, np.int64(B)), B, R, C
+
     @staticmethod
     def _elem_strides(out):
-        return tuple(np.int64(st // out.itemsize) for st in out.strides)
+        """Element strides ``(os_p, os_r, os_c)`` of an (R, C) or (B, R, C) ``out`` (os_p = 0 for one)."""
+        strides = tuple(np.int64(st // out.itemsize) for st in out.strides)
+        return (np.int64(0),) * (3 - len(strides)) + strides
 
-    def _col_grid(self, R, C):
-        """Grid and row-chunk length for the column-shaped kernels."""
+    def _col_grid(self, R, C, problems=1):
+        """Grid and row-chunk length for the column-shaped kernels: columns in
+        x, row chunks in y, problems in z (fewer chunks each when there are many)."""
         R = max(R, 1)
         gx = max(1, -(-C // _BLOCK))
-        nchunks = max(1, min(R, -(-_COL_BLOCKS // gx)))
+        nchunks = max(1, min(R, -(-_COL_BLOCKS // (gx * problems))))
         chunk = -(-R // nchunks)
-        return (gx, -(-R // chunk)), chunk
+        return (gx, -(-R // chunk), min(problems, _MAX_GRID_Y)), chunk
 
     def _cloud_head(self, x, y, cost):
         """Leading arguments ``(x, y, d, p, scale)`` of the point-cloud entry
@@ -244,86 +289,94 @@ class GPUBackend:
         """The entry point ``name<code>`` compiled for the kind of ``cost``."""
         return self._kernel(f"{name}<{cost.code}>")
 
-    def _run_rows(self, name, A, *args):
-        self._launch_rows(self._kernel(name, A.dtype), (A,), *A.shape, *args)
-
     @staticmethod
-    def _launch_rows(kernel, head, R, C, *args):
-        """A row kernel (a warp per row) over an (R, C) cost given by ``head``."""
-        grid = (max(1, -(-R // _ROWS_PER_BLOCK)),)
+    def _launch_rows(kernel, head, R, C, *args, problems=1):
+        """A row kernel (a warp per row) over an (R, C) cost given by ``head``,
+        for each of ``problems`` problems (in z)."""
+        grid = (max(1, -(-R // _ROWS_PER_BLOCK)), 1, min(problems, _MAX_GRID_Y))
         kernel(grid, (_BLOCK,), head + (np.int64(R), np.int64(C)) + args)
 
-    def _lse_cols(self, A, w, reg):
-        return self._launch_lse_cols(self._kernel("lse_cols_partial_kernel", A.dtype), (A,), *A.shape, w, reg)
+    def _launch_lse_cols(self, partial, head, R, C, w, reg, problems=1):
+        """Log-sum-exp over the rows of an (R, C) cost, for each column (of each
+        of ``problems`` problems: then (B * C,), problem after problem).
 
-    def _launch_lse_cols(self, partial, head, R, C, w, reg):
-        """Log-sum-exp over the rows of an (R, C) cost, for each column."""
+        The partials are an (nchunks, B * C) array, problem p in columns
+        ``p * C:(p + 1) * C``, so one finishing launch combines them all."""
         xp = self.xp
-        grid, chunk = self._col_grid(R, C)
-        pmax = xp.empty((grid[1], C), xp.float64)
-        psum = xp.empty((grid[1], C), xp.float64)
+        grid, chunk = self._col_grid(R, C, problems)
+        cols = problems * C
+        pmax = xp.empty((grid[1], cols), xp.float64)
+        psum = xp.empty((grid[1], cols), xp.float64)
         args = (np.int64(R), np.int64(C), w, np.float64(reg), np.int64(chunk), pmax, psum)
         partial(grid, (_BLOCK,), head + args)
-        out = xp.empty(C, xp.float64)
+        out = xp.empty(cols, xp.float64)
         self._kernel("lse_cols_finish_kernel")(
-            (grid[0],), (_BLOCK,), (pmax, psum, np.int64(grid[1]), np.int64(C), out)
+            (max(1, -(-cols // _BLOCK)),), (_BLOCK,), (pmax, psum, np.int64(grid[1]), np.int64(cols), out)
         )
         return out
 
-    def _matvec_cols(self, A, y):
-        R, C = A.shape
-        grid, chunk = self._col_grid(R, C)
-        out = self.xp.zeros(C, self.xp.float64)
-        self._kernel("matvec_cols_kernel", A.dtype)(
-            grid, (_BLOCK,), (A, np.int64(R), np.int64(C), y, np.int64(chunk), out)
-        )
-        return out
-
-    def _elementwise(self, name, M, out, row_vec, col_vec, *scalars):
-        """Launch ``plan``/``scale``: row_vec indexes rows of M, col_vec columns."""
+    def _elementwise(self, name, M, out, rows, cols, *scalars):
+        """Launch ``plan``/``scale``: ``rows`` indexes rows of M, ``cols`` columns
+        (each with the batch axis first for a batch)."""
         if out.shape != M.shape or out.dtype != M.dtype:
             raise ValueError(f"out must have shape {M.shape} and dtype {M.dtype}")
-        R, C = M.shape
-        grid = (max(1, -(-C // _BLOCK)), max(1, min(R, _MAX_GRID_Y)))
-        args = (self._rows(M), np.int64(R), np.int64(C), row_vec, col_vec) + scalars
+        head, B, R, C = self._dense(M)
+        rows, cols = self._vec(rows, M.shape[:-1]), self._vec(cols, M.shape[:-2] + (C,))
+        grid = (max(1, -(-C // _BLOCK)), max(1, min(R, _MAX_GRID_Y)), min(B, _MAX_GRID_Y))
+        args = head + (np.int64(R), np.int64(C), rows, cols) + scalars
         self._kernel(name, M.dtype)(grid, (_BLOCK,), args + (out,) + self._elem_strides(out))
         return out
 
     # -- log-domain half-steps ----------------------------------------------
+    # The five dense members below also take a batch, (B, n, m) matrices and
+    # (B, n) / (B, m) vectors: the same launches, with the problems in z.
     def lse_rows(self, M, g, reg):
-        """``out_i = log sum_j exp((g_j - M_ij) / reg)``, float64 (n,)."""
-        out = self.xp.empty(M.shape[0], self.xp.float64)
-        self._run_rows("lse_rows_kernel", self._rows(M), self._vec(g), np.float64(reg), out)
+        """``out_i = log sum_j exp((g_j - M_ij) / reg)``, float64 (n,) (or (B, n))."""
+        head, B, R, C = self._dense(M)
+        g = self._vec(g, M.shape[:-2] + (C,))
+        out = self.xp.empty(M.shape[:-1], self.xp.float64)
+        kernel = self._kernel("lse_rows_kernel", M.dtype)
+        self._launch_rows(kernel, head, R, C, g, np.float64(reg), out, problems=B)
         return out
 
     def lse_cols(self, M, f, reg):
-        """``out_j = log sum_i exp((f_i - M_ij) / reg)``, float64 (m,)."""
-        return self._lse_cols(self._rows(M), self._vec(f), reg)
+        """``out_j = log sum_i exp((f_i - M_ij) / reg)``, float64 (m,) (or (B, m))."""
+        head, B, R, C = self._dense(M)
+        f = self._vec(f, M.shape[:-1])
+        kernel = self._kernel("lse_cols_partial_kernel", M.dtype)
+        return self._launch_lse_cols(kernel, head, R, C, f, reg, problems=B).reshape(M.shape[:-2] + (C,))
 
     # -- absorbed scaling ---------------------------------------------------
     def plan(self, M, f, g, reg, out):
         """Write ``exp((f_i + g_j - M_ij) / reg)`` into ``out`` and return it."""
-        return self._elementwise("plan_kernel", M, out, self._vec(f), self._vec(g), np.float64(reg))
+        return self._elementwise("plan_kernel", M, out, f, g, np.float64(reg))
 
     def scaling_pass(self, K, v, a, u):
         """Set ``u = a / (K v)`` (1 where ``a == 0``); return ``K^T u`` (float64).
 
-        ``u`` must be a float64 device vector; it is written in place.
+        ``u`` must be a float64 device array of the shape of ``a``; it is
+        written in place.  Two launches, ``K v`` (fused with the ``u``
+        update) then ``K^T u``, whatever the number of problems.
         """
         xp = self.xp
-        K = self._rows(K)
-        v, a = self._vec(v), self._vec(a)
-        direct = u.flags.c_contiguous and u.dtype == xp.float64
-        u_buf = u if direct else xp.empty(K.shape[0], xp.float64)
-        self._run_rows("matvec_rows_kernel", K, v, a, u_buf)  # K v and the u update, fused
-        colsum = self._matvec_cols(K, u_buf)
+        head, B, R, C = self._dense(K)
+        v, a = self._vec(v, K.shape[:-2] + (C,)), self._vec(a, K.shape[:-1])
+        direct = u.flags.c_contiguous and u.dtype == xp.float64 and u.shape == a.shape
+        u_buf = u if direct else xp.empty(a.shape, xp.float64)
+        kernel = self._kernel("matvec_rows_kernel", K.dtype)
+        self._launch_rows(kernel, head, R, C, v, a, u_buf, problems=B)  # K v and the u update, fused
+        grid, chunk = self._col_grid(R, C, B)
+        colsum = xp.zeros(v.shape, xp.float64)
+        self._kernel("matvec_cols_kernel", K.dtype)(
+            grid, (_BLOCK,), head + (np.int64(R), np.int64(C), u_buf, np.int64(chunk), colsum)
+        )
         if not direct:
             u[...] = u_buf
         return colsum
 
     def scale(self, K, u, v, out):
         """Write ``u_i * K_ij * v_j`` into ``out`` (may be ``K``) and return it."""
-        return self._elementwise("scale_kernel", K, out, self._vec(u), self._vec(v))
+        return self._elementwise("scale_kernel", K, out, u, v)
 
     # -- Sinkhorn-Newton-Sparse ---------------------------------------------
     def dense_pass(self, M, f, g, reg, k):

@@ -33,8 +33,8 @@ def test_batch_iterates_equal_single_solves(rng, backend, shape):
         res = fs.solve(M, a, b, reg=0.03, method="sinkhorn", backend=backend, tol=1e-14, max_iter=iters)
         singles = [fs.solve(M[p], a[p], b[p], reg=0.03, method="sinkhorn", backend=backend, tol=1e-14,
                             max_iter=iters) for p in range(shape[0])]
-    assert res.plan.shape == shape and res.n_iter == max(one.n_iter for one in singles)
-    assert res.n_iter == (1 if shape == (1, 1, 1) else iters)
+    assert res.plan.shape == shape
+    assert res.n_iter.tolist() == [one.n_iter for one in singles]
     for p, one in enumerate(singles):
         np.testing.assert_allclose(res.plan[p], one.plan, rtol=1e-10, atol=1e-15)
         for fb, f1 in zip(res.potentials, one.potentials):
@@ -58,9 +58,13 @@ def test_batch_converges_every_problem_to_tol(rng, backend):
     np.testing.assert_allclose(res.marginal_error, errors, rtol=1e-6, atol=1e-14)
     assert (errors <= 1e-9).all()
     np.testing.assert_allclose(res.value_linear, (M * P).sum((1, 2)), rtol=1e-12)
-    # each problem's value against its own single solve (both to 1e-9)
-    one = fs.solve(M[3], a[3], b, reg=0.05, method="sinkhorn", backend=backend)
-    assert res.value[3] == pytest.approx(one.value, rel=1e-7)
+    # each problem stops at its own check: exactly its single solve's iterate
+    for p in (0, 3, 17):
+        one = fs.solve(M[p], a[p], b, reg=0.05, method="sinkhorn", backend=backend)
+        assert res.n_iter[p] == one.n_iter
+        np.testing.assert_allclose(res.plan[p], one.plan, rtol=1e-9, atol=1e-15)
+        assert res.value[p] == pytest.approx(one.value, rel=1e-12)
+    assert res.n_iter[3] > 3 * np.median(res.n_iter)  # the hard problem ran longer than the rest
 
 
 def test_batch_reports_each_problem_that_did_not_converge(rng):
@@ -78,7 +82,7 @@ def test_batch_warm_start_shapes_and_float32(rng):
     first = fs.solve(M.astype(np.float32), a, b, reg=0.05)
     assert first.plan.dtype == np.float32 and first.converged.all()
     again = fs.solve(M, a, b, reg=0.05, warm_start=first.potentials, tol=1e-9)
-    assert again.converged.all() and again.n_iter < fs.solve(M, a, b, reg=0.05).n_iter
+    assert again.converged.all() and (again.n_iter < fs.solve(M, a, b, reg=0.05).n_iter).all()
     with pytest.raises(ValueError, match=r"warm_start\[0\] must have shape \(6, 8\)"):
         fs.solve(M, a, b, reg=0.05, warm_start=(np.zeros(8), np.zeros(11)))
 
@@ -133,8 +137,8 @@ def test_ragged_problems_padded_with_zero_mass_equal_their_own_solves(rng):
         one = fs.solve(costs[p], masses[p], None, reg=0.05)
         P = res.plan[p]
         assert (P[n:] == 0).all() and (P[:, m:] == 0).all()
-        np.testing.assert_allclose(P[:n, :m], one.plan, atol=2e-9)
-        assert res.value[p] == pytest.approx(one.value, rel=1e-7, abs=1e-9)
+        np.testing.assert_allclose(P[:n, :m], one.plan, rtol=1e-9, atol=1e-15)
+        assert res.value[p] == pytest.approx(one.value, rel=1e-12, abs=1e-15)
     with pytest.raises(ValueError, match=r"a\[1\] must have shape \(9,\)"):
         fs.batch.pad(costs, a=[masses[0], masses[0], masses[2], masses[3]])
 
@@ -151,7 +155,7 @@ def test_solve_batch_matches_pots_solve_batch(rng, reg_type):
     np.testing.assert_allclose(ours.value_linear, theirs.value_linear, rtol=1e-9)
     (f, g), (f0, g0) = ours.potentials, theirs.potentials  # log-scalings, up to a constant per problem
     np.testing.assert_allclose(f[:, :, None] + g[:, None, :], f0[:, :, None] + g0[:, None, :], atol=1e-8)
-    assert ours.log["n_iter"] == ours.n_iter and ours.converged.all()
+    assert ours.log["n_iter"] == ours.n_iter.max() and ours.converged.all()
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

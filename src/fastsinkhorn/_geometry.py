@@ -93,6 +93,10 @@ class DenseGeometry(_Geometry):
     def batched(self):
         return self.M.ndim == 3
 
+    def subset(self, problems):
+        """The geometry of some problems of a batch (their costs copied)."""
+        return DenseGeometry(self.M[problems], self.backend, self.cost_range)
+
     def linear_cost(self, P):
         """``<M, P>`` in float64 (an array of B values for a batch), by row
         blocks: no n x m float64 temporary, and no BLAS call (a large ``vdot``

@@ -48,7 +48,8 @@ class OTResult:
     marginal_error : float
         ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of the returned plan.
     n_iter : int
-        Total number of iterations (Sinkhorn iterations plus Newton steps).
+        Total number of iterations (Sinkhorn iterations plus Newton steps);
+        for a batch, an array of each problem's.
     n_iter_phases : dict
         Iterations per phase, e.g. ``{"sinkhorn": 40, "newton": 9}``.
     converged : bool
@@ -87,9 +88,11 @@ class OTResult:
     @property
     def log(self):
         """POT-style dictionary view of the result: ``err`` (the error at each
-        check), ``n_iter`` (iterations run, as ``ot.batch``), ``niter`` (POT's
-        0-based index of the last iteration) and ``potentials``."""
-        return {"err": self.history["error"], "n_iter": self.n_iter, "niter": self.n_iter - 1,
+        check), ``n_iter`` (iterations run, as ``ot.batch``: for a batch, those
+        of its longest problem), ``niter`` (POT's 0-based index of the last
+        iteration) and ``potentials``."""
+        n_iter = int(self.n_iter.max()) if self.batched else self.n_iter  # a batch: its longest problem
+        return {"err": self.history["error"], "n_iter": n_iter, "niter": n_iter - 1,
                 "potentials": self.potentials}
 
     @property
@@ -99,7 +102,9 @@ class OTResult:
 
     def __repr__(self):
         shape = "x".join(str(s) for s in getattr(self.plan, "shape", ()))
+        iters = f"{self.n_iter} {self.n_iter_phases}"
         if self.batched:
+            iters = f"{int(self.n_iter.min())} to {int(self.n_iter.max())} per problem"
             errors = f"max marginal_error={float(self.marginal_error.max()):.3e}"
             values = f"{int(self.converged.sum())} of {len(self.converged)} problems converged"
         else:
@@ -108,6 +113,6 @@ class OTResult:
         return (
             f"OTResult({self.message}\n"
             f"  method={self.method!r}, backend={self.backend!r}, plan {shape}\n"
-            f"  n_iter={self.n_iter} {self.n_iter_phases}, {errors} (tol {self.tol:.1e})\n"
+            f"  n_iter={iters}, {errors} (tol {self.tol:.1e})\n"
             f"  {values})"
         )

@@ -17,9 +17,9 @@ iteration does depends on the geometry:
   (recomputed on the fly) each.
 
 A batch of dense problems (``(B, n, m)`` cost) runs through the same code:
-every array carries the batch axis first, the backends make one parallel
-pass over all problems, and the loop stops when the worst problem has
-converged.
+every array carries the batch axis first and the backends make one parallel
+pass over all problems; each problem stops at its own tolerance check
+(:class:`_Freezer`), and the batch shrinks as its problems converge.
 
 Either way each iteration performs the row half-step and yields the column
 sums of the row-normalised plan, so the marginal error of that iterate (rows
@@ -27,11 +27,13 @@ exact, columns off) costs O(m) and no extra pass: the iterate that is
 returned is exactly the one whose error was checked.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._arrays import to_numpy as to_host
 from ._result import Status
 
 
@@ -100,6 +102,11 @@ class _ScalingIterate:
         """Write the plan ``diag(u) K diag(v)`` into ``out`` (may be ``K``)."""
         return self.prob.backend.scale(self.K, self.u, self.v, out)
 
+    def plan_of(self, sel):
+        """The plans of the problems ``sel`` of a batch (a new array)."""
+        K = self.K[sel]
+        return self.prob.backend.scale(K, self.u[sel], self.v[sel], K)
+
 
 class _LogIterate:
     """Exact log-domain half-steps on a lazy geometry: two passes an iteration."""
@@ -128,6 +135,71 @@ class _LogIterate:
 
     def plan_into(self, out):
         raise TypeError("a lazy geometry has no stored plan")
+
+
+class _Freezer:
+    """Per-problem stopping of a batch (L1 criterion).
+
+    Each problem keeps the iterate of its first convergence check at or
+    below the tolerance, exactly what a single solve of it returns: its
+    potentials and plan are copied out then. Converged problems ride along
+    (unchanged arithmetic for the others) until half the active ones have
+    converged; then the batch is compacted to the rest, rebuilt from their
+    potentials (the rebuild's log-domain row half-step is the next
+    iteration's), so the work follows the problems still running.
+    """
+
+    def __init__(self, prob, opts):
+        xp, B = prob.xp, prob.shape[0]
+        self.opts, self.xp = opts, xp
+        self.rows = np.arange(B)  # full-batch index of each problem of the running batch
+        self.done = np.zeros(B, dtype=bool)
+        self.n_iter = np.zeros(B, dtype=np.int64)
+        self.f, self.g = xp.empty(prob.a.shape), xp.empty(prob.b.shape)
+        self.plan = prob.geom.new_buffer()
+
+    def check(self, state, c, iteration, tol):
+        """Freeze the problems at or below ``tol``; the largest L1 error of the others (0 if none)."""
+        errors = to_host(self.xp.abs(c - state.prob.b).sum(axis=-1))
+        live = ~self.done[self.rows]
+        newly = live & (errors <= tol)
+        if newly.any():
+            self._store(state, np.flatnonzero(newly), iteration)
+        rest = live & ~newly
+        return float(errors[rest].max()) if rest.any() else 0.0
+
+    def _store(self, state, sel, iteration):
+        rows = self.rows[sel]
+        f, g = state.potentials()
+        self.f[rows], self.g[rows] = f[sel], g[sel]
+        self.plan[rows] = state.plan_of(sel)
+        self.done[rows] = True
+        self.n_iter[rows] = iteration
+
+    def compact(self, state):
+        """The running batch without its converged problems, once they are half of it."""
+        live = ~self.done[self.rows]
+        if 2 * live.sum() > live.size or not live.any():
+            return state
+        keep = np.flatnonzero(live)
+        prob, f, g = state.prob, *state.potentials()
+        geom = prob.geom.subset(keep)
+        sub = dataclasses.replace(prob, geom=geom, a=prob.a[keep], b=prob.b[keep])
+        self.rows = self.rows[keep]
+        return _ScalingIterate(sub, self.opts, f[keep], g[keep], None)
+
+    def finish(self, state, iteration):
+        """Store the problems still running (their last iterate)."""
+        live = np.flatnonzero(~self.done[self.rows])
+        if live.size:
+            self._store(state, live, iteration)
+        self.done[:] = True
+
+    def potentials(self):
+        return self.f, self.g
+
+    def plan_into(self, out):
+        return self.plan
 
 
 @dataclass
@@ -187,10 +259,12 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
     -------
     SinkhornOutcome
     """
-    xp, b = prob.xp, prob.b
+    xp = prob.xp
     check_every = 1 if prob.geom.lazy else (opts.check_every or prob.backend.check_every)
-    g = xp.where(b > 0, g, -np.inf)  # zero-mass columns stay empty from the start
+    g = xp.where(prob.b > 0, g, -np.inf)  # zero-mass columns stay empty from the start
     state = (_LogIterate if prob.geom.lazy else _ScalingIterate)(prob, opts, f, g, K)
+    # a batch stops problem by problem on the L1 criterion (POT's joint "l2" is one criterion)
+    freezer = _Freezer(prob, opts) if len(prob.shape) == 3 and norm == "l1" else None
     status, error, it = Status.MAX_ITER, float("inf"), 0
     first_check = len(monitor.history["error"])  # the stall test looks at this loop's checks only
     for it in range(first_iteration, first_iteration + max_iter):
@@ -198,10 +272,12 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
         last = it == first_iteration + max_iter - 1
         checking = last or (it - first_iteration + 1) % check_every == 0
         if checking:
-            error, stop_error = marginal_errors(xp, c, b, norm)
+            error, stop_error = marginal_errors(xp, c, state.prob.b, norm)
             if not np.isfinite(error):  # lost mass
                 state.restart()
                 continue
+            if freezer is not None:
+                stop_error = freezer.check(state, c, it - first_iteration + 1, monitor.tol if tol is None else tol)
             stop = monitor.check(it, stop_error, phase, tol=tol)
             recent = monitor.history["error"][first_check:][-stall_window - 1:]
             if stop is None and stall_window and len(recent) > stall_window and recent[-1] > 0.999 * recent[0]:
@@ -214,7 +290,13 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
         state.col_step()
         if checking:
             state.maintain()
-    return SinkhornOutcome(iterate=state, n_iter=it - first_iteration + 1, status=status, error=error)
+            if freezer is not None:
+                state = freezer.compact(state)
+    n_iter = it - first_iteration + 1
+    if freezer is not None:
+        freezer.finish(state, n_iter)
+        state, n_iter = freezer, freezer.n_iter
+    return SinkhornOutcome(iterate=state, n_iter=n_iter, status=status, error=error)
 
 
 def run_sinkhorn(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
@@ -222,5 +304,5 @@ def run_sinkhorn(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     ``plan`` is ``None`` for a lazy geometry."""
     out = sinkhorn_loop(prob, opts, monitor, max_iter, f0, g0, norm=norm)
     f, g = out.potentials()
-    plan = None if prob.geom.lazy else out.plan_into(out.iterate.K)
+    plan = None if prob.geom.lazy else out.plan_into(getattr(out.iterate, "K", None))
     return plan, f, g, {"sinkhorn": out.n_iter}, out.status

@@ -109,6 +109,24 @@ def test_lazy_solve_memory_stays_far_below_n_times_m(rng):
     assert peak < 0.1 * n * n * 8, f"peak {peak / 2**20:.1f} MiB"
 
 
+def test_lazy_sns_memory_is_bounded_by_its_hessian_cap(rng):
+    """SNS keeps at most m // 16 Hessian entries a row on a point cloud, for
+    two or three iterates at a time (16 bytes an entry): below 3/8 of one
+    n x m float64 array whatever reg (Sinkhorn's memory is O((n + m) d))."""
+    n = 2500
+    x, y, a, b = _cloud_problem(rng, n, n, d=2)
+    cloud = fs.PointCloud(x, y)
+    fs.solve(fs.PointCloud(x[:50], y[:50]), reg=1e-3, method="sns")  # compile outside the trace
+    tracemalloc.start()
+    try:
+        res = fs.solve(cloud, a, b, reg=1e-3 * cloud.cost_range_bound(), method="sns", tol=1e-6)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert res.converged and max(k for k in res.history["nnz"] if k) <= n * (n // 16)
+    assert peak < 0.375 * n * n * 8, f"peak {peak / 2**20:.1f} MiB"
+
+
 def test_solve_sample_lazy_and_dense_agree(rng):
     x, y, a, b = _cloud_problem(rng, 60, 45, d=3)
     lazy = fs.solve_sample(x, y, a, b, reg=0.01, metric="euclidean", lazy=True, method="sinkhorn")

@@ -29,6 +29,7 @@ doubles; the best iterate seen is what is returned.
 import dataclasses
 import math
 import time
+import types
 
 import numpy as np
 
@@ -60,6 +61,11 @@ class _Point:
         self.error = error if finite else math.inf
         self.l2_error = l2 if finite else math.inf
 
+    def light(self):
+        """The potentials and measures of this point, without its sparse rows."""
+        return types.SimpleNamespace(f=self.f, g=self.g, error=self.error, l2_error=self.l2_error,
+                                     dual=self.dual)
+
 
 def _compact(xp, idx, val):
     """Drop the zero padding of a row-wise sparse matrix down to its widest row.
@@ -82,8 +88,15 @@ def _dot_finite(xp, w, p):
     return float(w @ xp.where(xp.isfinite(p), p, 0.0))
 
 
-def _initial_k(opts, m):
-    return int(min(m, max(opts.min_per_row, math.ceil(opts.density * m))))
+def _max_k(opts, m, lazy):
+    """Cap on Hessian entries per row (``max_per_row``; see SNSOptions)."""
+    if opts.max_per_row:
+        return max(1, min(m, opts.max_per_row))
+    return max(1, min(m, max(opts.min_per_row, m // 16))) if lazy else m
+
+
+def _initial_k(opts, m, cap):
+    return int(min(cap, max(opts.min_per_row, math.ceil(opts.density * m))))
 
 
 #: Newton steps a stage typically takes from the switch to tight tolerances
@@ -212,7 +225,8 @@ class _SNSRun:
         self.K = None if prob.geom.lazy else prob.geom.new_buffer()
         self.phases = {"sinkhorn": 0, "newton": 0}
         self.linear = LinearSolver(opts)
-        self.k = _initial_k(opts, prob.shape[1])
+        self.max_k = _max_k(opts, prob.shape[1], prob.geom.lazy)
+        self.k = _initial_k(opts, prob.shape[1], self.max_k)
 
     @property
     def used(self):
@@ -251,7 +265,7 @@ class _SNSRun:
             return (*warm.potentials(), warm.status, warm.plan_into)
         self.linear.new_stage()
         first = first or _Point(prob, *warm.potentials(), self.k)
-        pt, status = self.newton(prob, first, tol, norm)
+        pt, status = self.newton(prob, [first], tol, norm)
         if status is Status.STALLED and self.used < self.max_iter:
             # Newton cannot improve further: Sinkhorn gets the rest of the budget
             out = self.sinkhorn_steps(prob, pt.f, pt.g, self.max_iter, tol, norm=norm)
@@ -286,11 +300,17 @@ class _SNSRun:
             return 0
         return int(math.ceil(checks)) * (self.opts.check_every or self.prob.backend.check_every)
 
-    def newton(self, prob, pt, tol, norm="l1"):
-        """Newton steps from ``pt`` until its ``norm`` error is ``<= tol``;
-        returns the best point and the status."""
-        opts, xp, reg, m = self.opts, prob.xp, prob.reg, prob.shape[1]
-        best = pt
+    def newton(self, prob, start, tol, norm="l1"):
+        """Newton steps from the point in the list ``start`` until its ``norm``
+        error is ``<= tol``; returns the best iterate (potentials and errors)
+        and the status.
+
+        ``start`` is emptied, and the best iterate is kept without its sparse
+        rows: only the current point and one trial hold O(n k) arrays.
+        """
+        opts, xp, reg, m = self.opts, prob.xp, prob.reg, self.max_k
+        pt = start.pop()
+        best = pt.light()
         status, step, cg_iters, failures, solver = Status.MAX_ITER, None, 0, 0, None
         while self.used < self.max_iter:
             # step, solver, cg_iterations: of the step that led here; nnz: of this point's Hessian
@@ -332,7 +352,9 @@ class _SNSRun:
                     self.k = max(min(m, opts.min_per_row), int(0.8 * self.k))
             pt = trial
             if pt.error < best.error:
-                best = pt
+                best = pt.light()
+        if pt.error <= best.error:
+            best = pt.light()
         return best, status  # never an iterate worse than the best seen
 
 

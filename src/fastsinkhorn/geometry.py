@@ -3,7 +3,8 @@
 ``solve(PointCloud(x, y), a, b, reg=...)`` runs the same solvers as a dense
 cost, with every O(nm) pass computing the cost of each pair from ``x`` and
 ``y`` as it goes: memory is O((n + m) d) for Sinkhorn and O((n + m) d + n k)
-for SNS (its sparse Hessian rows), and the result's plan is a
+for SNS (its sparse Hessian rows, ``k <= m / 16``: see ``max_per_row`` in
+``SNSOptions``), and the result's plan is a
 :class:`~fastsinkhorn.LazyPlan`. A batch of clouds (``x`` (B, n, d), ``y``
 (B, m, d): many small problems) is solved through its dense ``(B, n, m)``
 costs, computed by the backend's kernels, like a batch of cost matrices.

@@ -52,12 +52,16 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
 
     Parameters
     ----------
-    M : array_like (n, m) or PointCloud
+    M : array_like (n, m) or (B, n, m), or PointCloud
         Cost matrix (NumPy or CuPy; float32 or float64; C- or F-ordered), or
         a :class:`~fastsinkhorn.PointCloud`, whose costs are computed on the
         fly (the plan is then returned as a :class:`~fastsinkhorn.LazyPlan`).
+        A 3-D ``M`` (or a batch of clouds) is a batch of ``B`` independent
+        problems, solved together by Sinkhorn: each problem stops at its own
+        tolerance check, and the result's per-problem fields are arrays.
     a, b : array_like (n,), (m,), optional
-        Marginals with equal sums; uniform when omitted or empty.
+        Marginals with equal sums; uniform when omitted or empty. For a
+        batch, ``(B, n)``/``(B, m)``, or 1-D ones shared by every problem.
     reg : float
         Entropic regularization (> 0).
     method : {"auto", "sinkhorn", "sns"}

@@ -102,6 +102,17 @@ class _ScalingIterate:
         """Write the plan ``diag(u) K diag(v)`` into ``out`` (may be ``K``)."""
         return self.prob.backend.scale(self.K, self.u, self.v, out)
 
+    def subset(self, keep):
+        """This iterate restricted to the problems ``keep`` of a batch: the
+        same arrays sliced (copies), so the iterations go on unchanged."""
+        prob = self.prob
+        sub = dataclasses.replace(prob, geom=prob.geom.subset(keep), a=prob.a[keep], b=prob.b[keep])
+        new = object.__new__(_ScalingIterate)
+        new.prob, new.K, new.threshold = sub, self.K[keep], self.threshold
+        new.f, new.g, new.u, new.v = self.f[keep], self.g[keep], self.u[keep], self.v[keep]
+        new.last_good = tuple(x[keep] for x in self.last_good)
+        return new
+
     def plan_of(self, sel):
         """The plans of the problems ``sel`` of a batch (a new array)."""
         K = self.K[sel]
@@ -144,9 +155,9 @@ class _Freezer:
     below the tolerance, exactly what a single solve of it returns: its
     potentials and plan are copied out then. Converged problems ride along
     (unchanged arithmetic for the others) until half the active ones have
-    converged; then the batch is compacted to the rest, rebuilt from their
-    potentials (the rebuild's log-domain row half-step is the next
-    iteration's), so the work follows the problems still running.
+    converged; then the batch is compacted to the rest (their kernels,
+    scalings and potentials sliced: the iterations go on unchanged), so the
+    work follows the problems still running.
     """
 
     def __init__(self, prob, opts):
@@ -182,11 +193,8 @@ class _Freezer:
         if 2 * live.sum() > live.size or not live.any():
             return state
         keep = np.flatnonzero(live)
-        prob, f, g = state.prob, *state.potentials()
-        geom = prob.geom.subset(keep)
-        sub = dataclasses.replace(prob, geom=geom, a=prob.a[keep], b=prob.b[keep])
         self.rows = self.rows[keep]
-        return _ScalingIterate(sub, self.opts, f[keep], g[keep], None)
+        return state.subset(keep)
 
     def finish(self, state, iteration):
         """Store the problems still running (their last iterate)."""

@@ -157,3 +157,22 @@ def test_inputs_are_not_modified(rng):
     fs.solve(fs.PointCloud(x, y), a, b, reg=0.01, method="sns")
     for v, c in zip((x, y, a, b), copies):
         np.testing.assert_array_equal(v, c)
+
+
+def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng):
+    """The blocked helpers of a stored float32 cost: rows of the plan in
+    float64, its marginals and <M, P>, whatever the block size."""
+    from fastsinkhorn._geometry import DenseGeometry
+    from fastsinkhorn.backends import get_backend
+
+    M = rng.random((7, 5)).astype(np.float32)
+    geom = DenseGeometry(M, get_backend("reference"), float(M.max() - M.min()))
+    f, g, reg = rng.standard_normal(7) * 0.1, rng.standard_normal(5) * 0.1, 0.3
+    P = np.exp((f[:, None] + g[None, :] - M.astype(np.float64)) / reg)
+    rows = geom.cost_rows(2, 5)
+    assert rows.dtype == np.float64 and np.array_equal(rows, M[2:5].astype(np.float64))
+    np.testing.assert_allclose(geom.plan_rows(f, g, reg, 2, 5), P[2:5], rtol=1e-14)
+    r, c, linear = geom.summary(f, g, reg)
+    np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-13)
+    np.testing.assert_allclose(c, P.sum(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(linear, (M.astype(np.float64) * P).sum(), rtol=1e-13)

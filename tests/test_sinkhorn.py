@@ -284,3 +284,15 @@ def test_log_iteration_is_one_exact_sinkhorn_iteration(rng, backend):
     np.testing.assert_allclose(f, f_want, rtol=1e-12, atol=1e-14)
     P = np.exp((f[:, None] + g[None, :] - M) / 1e-2)
     np.testing.assert_allclose(P.sum(0), b, rtol=1e-12)
+
+
+def test_log_iterate_has_no_restart_and_no_stored_plan():
+    """The lazy (log-domain) iterate cannot lose mass the way absorbed scalings
+    do: a non-finite error is an error, and there is no plan to write."""
+    from fastsinkhorn._sinkhorn import _LogIterate
+
+    it = _LogIterate(None, None, np.zeros(2), np.zeros(3), None)
+    with pytest.raises(FloatingPointError, match="log-domain Sinkhorn produced a non-finite marginal error"):
+        it.restart()
+    with pytest.raises(TypeError, match="a lazy geometry has no stored plan"):
+        it.plan_into(np.empty((2, 3)))

@@ -252,6 +252,91 @@ def test_sinkhorn_hedge_extrapolates_the_warm_up():
     assert run._sinkhorn_iterations_if_cheaper(0, 20e-3, 1e-9) == 0
 
 
+def _hedge_run(errors, times, junk=0, **opts):
+    """An ``_SNSRun`` whose monitor recorded ``junk`` checks of an earlier
+    stage (first_check = junk), then the warm-up's ``errors`` and ``times``."""
+    from fastsinkhorn._monitor import Monitor
+    from fastsinkhorn._options import SNSOptions
+    from fastsinkhorn._sns import _SNSRun
+    from fastsinkhorn._validation import prepare_problem
+
+    p = make_problem("cloud", 8, seed=0)
+    monitor = Monitor(1e-9)
+    monitor.history["error"] += [1e-300] * junk + list(errors)
+    monitor.history["time"] += [1e9] * junk + list(times)
+    return _SNSRun(prepare_problem(p.M, p.a, p.b, 1e-2, "cpu"), SNSOptions(**opts), monitor, 10_000)
+
+
+def _history(ratios, start=1.0):
+    """Errors of a warm-up whose error is multiplied by ``ratios[i]`` at check ``i + 1``."""
+    return list(start * np.cumprod([1.0] + list(ratios)))
+
+
+# 120 checks: x0.95 per check up to check 69, x0.98 over checks 70-109, x0.9
+# over the last 10. The window is the last 50 checks (70-119); one check more
+# or fewer, or a window of a third, would see other ratios.
+_RATIOS = [0.95] * 69 + [0.98] * 40 + [0.9] * 10
+# 1 s before the window, then 2 ms per check inside it, except 100 ms for the
+# check that enters the window (70)
+_TIMES = list(np.cumsum([5.0] + [1.0] * 69 + [0.1] + [2e-3] * 49))
+
+
+def test_hedge_rate_is_the_window_rate_when_the_last_checks_are_faster():
+    errors = _history(_RATIOS, 0.7)
+    rate = (0.98**40 * 0.9**10) ** (1 / 50)  # the window's geometric mean; its last 10 (x0.9) are faster
+    per_check = (0.1 + 49 * 2e-3) / 50
+    checks = np.log(1e-12 / errors[-1]) / np.log(rate)
+    assert 10 < checks < 1000 and checks != np.ceil(checks)
+    sinkhorn_time = per_check * checks
+    pass_time = sinkhorn_time / 18 * 1.001  # Newton: 0.5 * 12 steps * 3 passes
+    run = _hedge_run(errors, _TIMES, junk=7)
+    assert run._sinkhorn_iterations_if_cheaper(7, pass_time, 1e-12) == int(np.ceil(checks))
+    assert run._sinkhorn_iterations_if_cheaper(7, sinkhorn_time / 18 * 0.999, 1e-12) == 0
+    # check_every multiplies the prediction (the GPU checks every 10th iteration)
+    run = _hedge_run(errors, _TIMES, junk=7, check_every=10)
+    assert run._sinkhorn_iterations_if_cheaper(7, pass_time, 1e-12) == 10 * int(np.ceil(checks))
+
+
+def test_hedge_rate_is_the_last_checks_rate_when_they_are_slower():
+    ratios = [0.95] * 69 + [0.8] * 40 + [0.97] * 9 + [0.99]
+    errors = _history(ratios, 0.7)
+    rate = (0.97**9 * 0.99) ** 0.1  # the last 10 checks, slower than the window's
+    per_check = (0.1 + 49 * 2e-3) / 50
+    checks = np.log(1e-12 / errors[-1]) / np.log(rate)
+    assert checks != np.ceil(checks)
+    pass_time = per_check * checks / 18 * 1.001
+    run = _hedge_run(errors, _TIMES)
+    assert run._sinkhorn_iterations_if_cheaper(0, pass_time, 1e-12) == int(np.ceil(checks))
+    assert run._sinkhorn_iterations_if_cheaper(0, pass_time * 0.998, 1e-12) == 0
+
+
+def test_hedge_needs_a_window_of_20_checks():
+    """40 checks give a window of 20: judged; 39 give 19: not judged."""
+    errors, times = _history([0.8] * 39), list(1e-4 * np.arange(40))
+    rate = 0.8
+    checks = np.log(1e-9 / errors[-1]) / np.log(rate)
+    run = _hedge_run(errors, times)
+    assert run._sinkhorn_iterations_if_cheaper(0, 1.0, 1e-9) == int(np.ceil(checks))
+    run = _hedge_run(errors[1:], times[1:])
+    assert run._sinkhorn_iterations_if_cheaper(0, 1.0, 1e-9) == 0
+
+
+def test_hedge_declines_without_a_measurable_contraction():
+    decreasing = _history([0.8] * 59)
+    times = list(1e-4 * np.arange(60))
+    # the last 11 errors equal: rate exactly 1, Sinkhorn never gets there
+    flat = decreasing[:49] + [decreasing[48]] * 11
+    assert _hedge_run(flat, times)._sinkhorn_iterations_if_cheaper(0, 1.0, 1e-9) == 0
+    # an exact zero error: nothing to extrapolate
+    zero = decreasing[:-1] + [0.0]
+    assert _hedge_run(zero, times)._sinkhorn_iterations_if_cheaper(0, 1.0, 1e-9) == 0
+    # a clock that did not move and a pass that took no time: not *clearly* cheaper
+    still = [0.0] * 60
+    assert _hedge_run(decreasing, still)._sinkhorn_iterations_if_cheaper(0, 0.0, 1e-9) == 0
+    # the same warm-up with a moving clock is judged
+    assert _hedge_run(decreasing, times)._sinkhorn_iterations_if_cheaper(0, 1.0, 1e-9) > 0
+
+
 @pytest.mark.parametrize("family", ["cloud", "assignment"])
 def test_auto_converges_whichever_way_the_hedge_goes(family):
     p = make_problem(family, 300, seed=3)

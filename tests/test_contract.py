@@ -95,6 +95,18 @@ def test_reference_lse_of_an_empty_slice_is_minus_inf_without_warnings():
         np.testing.assert_allclose(REF.lse_cols(M, f, 0.5), [(0.3 - 0.0) / 0.5, (0.3 - 1.0) / 0.5], rtol=1e-15)
 
 
+def test_reference_selection_floor_is_relative_to_each_row():
+    """Kept entries at or below 1e-12 of their row's maximum are zeros; a row
+    of small entries keeps them (the floor is per row, not global)."""
+    P = np.array([[1.0, 1e-13, 0.5], [1e-14, 1e-15, 1e-30]])
+    M = -np.log(P)  # reg 1, zero potentials: the plan is P
+    r, c, total, idx, val = REF.dense_pass(M, np.zeros(2), np.zeros(3), 1.0, 3)
+    D = np.zeros((2, 3))
+    np.put_along_axis(D, idx, val, axis=1)
+    np.testing.assert_allclose(D, [[1.0, 0.0, 0.5], [1e-14, 1e-15, 0.0]], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-12)
+
+
 def _check_member(rng, backend_name, member, args):
     be = get_backend(backend_name)
     to_device = (lambda x: be.xp.asarray(x) if isinstance(x, np.ndarray) else x)

@@ -159,9 +159,10 @@ def test_inputs_are_not_modified(rng):
         np.testing.assert_array_equal(v, c)
 
 
-def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng):
+def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng, monkeypatch):
     """The blocked helpers of a stored float32 cost: rows of the plan in
     float64, its marginals and <M, P>, whatever the block size."""
+    from fastsinkhorn import _geometry
     from fastsinkhorn._geometry import DenseGeometry
     from fastsinkhorn.backends import get_backend
 
@@ -172,7 +173,21 @@ def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng):
     rows = geom.cost_rows(2, 5)
     assert rows.dtype == np.float64 and np.array_equal(rows, M[2:5].astype(np.float64))
     np.testing.assert_allclose(geom.plan_rows(f, g, reg, 2, 5), P[2:5], rtol=1e-14)
-    r, c, linear = geom.summary(f, g, reg)
-    np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-13)
-    np.testing.assert_allclose(c, P.sum(axis=0), rtol=1e-13)
-    np.testing.assert_allclose(linear, (M.astype(np.float64) * P).sum(), rtol=1e-13)
+    for block_entries, blocks in [(1 << 18, [(0, 7)]), (10, [(0, 2), (2, 4), (4, 6), (6, 7)]),
+                                  (3, [(i, i + 1) for i in range(7)])]:
+        monkeypatch.setattr(_geometry, "BLOCK_ENTRIES", block_entries)
+        assert geom.row_blocks() == blocks
+        r, c, linear = geom.summary(f, g, reg)
+        np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-13)
+        np.testing.assert_allclose(c, P.sum(axis=0), rtol=1e-13)
+        np.testing.assert_allclose(linear, (M.astype(np.float64) * P).sum(), rtol=1e-13)
+
+
+def test_point_clouds_need_the_backend_members():
+    from types import SimpleNamespace
+
+    from fastsinkhorn._geometry import CloudGeometry
+
+    cloud = fs.PointCloud(np.zeros((2, 1)), np.ones((3, 1)))
+    with pytest.raises(NotImplementedError, match="^point-cloud costs are not implemented on backend='toy'$"):
+        CloudGeometry(cloud, SimpleNamespace(name="toy", xp=np, pc_lse_rows=None, pc_cost_rows=None))

@@ -337,6 +337,94 @@ def test_hedge_declines_without_a_measurable_contraction():
     assert _hedge_run(decreasing, times)._sinkhorn_iterations_if_cheaper(0, 1.0, 1e-9) > 0
 
 
+def test_hedge_judges_the_window_by_its_ends_only():
+    """Dips of the error inside or just outside the window (the L1 error is
+    not monotone) change nothing: the window is judged by its first and last
+    checks and the last 10."""
+    errors = _history(_RATIOS, 0.7)
+    run = _hedge_run(errors, _TIMES)
+    smooth = run._sinkhorn_iterations_if_cheaper(0, 1.0, 1e-12)
+    assert smooth > 0
+    for i in (49, 120 - 49, 120 - 52):  # before the window, inside it, just before it
+        dipped = list(errors)
+        dipped[i] = errors[-1] / 2
+        run = _hedge_run(dipped, _TIMES)
+        assert run._sinkhorn_iterations_if_cheaper(0, 1.0, 1e-12) == smooth, i
+
+
+def _fake_point(n, m, nnz, kept_per_row, width):
+    from types import SimpleNamespace
+
+    val = np.zeros((n, width))
+    val[:, :kept_per_row] = 1.0
+    return SimpleNamespace(r=np.ones(n), c=np.ones(m), nnz=nnz, val=val)
+
+
+def test_cg_cap_is_the_iterations_worth_one_direct_solve():
+    """The PCG cap of ``linear_solver="auto"``: the direct solve's estimated
+    time (1 ms + assembly 20 ns per product of a row's kept entries + the
+    factorisation, dense O(order^3) or at most 50 assemblies) over the
+    estimated time of one PCG iteration (15 us + 1.2 ns per nonzero + 4 ns
+    per unknown), at least 10, at most ``cg_max_iter``."""
+    from fastsinkhorn._options import SNSOptions
+    from fastsinkhorn._sns import LinearSolver
+
+    auto = LinearSolver(SNSOptions())
+    # small: the dense factorisation is cheap
+    direct = 1e-3 + 2e-8 * 100 * 10**2 + 100**3 / 1.2e11
+    per_iteration = 15e-6 + 1.2e-9 * 1000 + 4e-9 * (100 + 120)
+    assert auto._cg_cap(_fake_point(100, 120, 1000, 10, 12)) == int(direct / per_iteration) == 70
+    # large and sparse (2 kept a row): 50 assemblies bound the factorisation
+    assembly = 2e-8 * 2000 * 2**2
+    direct = 1e-3 + assembly + 50 * assembly
+    per_iteration = 15e-6 + 1.2e-9 * 4000 + 4e-9 * (2000 + 2500)
+    pt = _fake_point(2000, 2500, 4000, 2, 3)
+    assert auto._cg_cap(pt) == int(direct / per_iteration) == 242
+    assert LinearSolver(SNSOptions(cg_max_iter=100))._cg_cap(pt) == 100
+    # a costly iteration (many nonzeros): the floor of 10
+    assert auto._cg_cap(_fake_point(100, 120, 10**6, 10, 12)) == 10
+    # linear_solver="cg": no estimate, the cap is cg_max_iter (even below 10)
+    assert LinearSolver(SNSOptions(linear_solver="cg", cg_max_iter=7))._cg_cap(pt) == 7
+
+
+def test_direct_solve_retries_with_a_growing_shift(monkeypatch):
+    """A factorisation that fails (definiteness lost to rounding) is retried
+    with the shift ``mu -> 10 mu + 1e-14``, 8 tries in all; the kind of the
+    first successful factorisation is passed on to the next ones."""
+    from types import SimpleNamespace
+
+    import fastsinkhorn._sns as sns
+    from fastsinkhorn._options import SNSOptions
+    from fastsinkhorn._validation import prepare_problem
+
+    p = make_problem("cloud", 12, seed=1)
+    prob = prepare_problem(p.M, p.a, p.b, 0.1, "reference")
+    pt = sns._Point(prob, np.zeros(12), np.zeros(12), 4)
+    calls, fail = [], [2]
+
+    def factorize(idx, val, r, c, mu, kind=None):
+        calls.append((mu, kind))
+        if fail[0] > 0:
+            fail[0] -= 1
+            raise (RuntimeError if fail[0] else np.linalg.LinAlgError)("not definite")
+        return SimpleNamespace(kind="sparse", solve=lambda gf, gg: (np.ones_like(gf), 2 * np.ones_like(gg)))
+
+    monkeypatch.setattr(sns, "factorize_newton_system", factorize)
+    solver = sns.LinearSolver(SNSOptions())
+    df, dg = solver._direct(prob, pt, prob.a - pt.r, prob.b - pt.c, 1e-3)
+    assert np.array_equal(df, np.ones(12)) and np.array_equal(dg, 2 * np.ones(12))
+    assert calls == [(1e-3, None), (10 * 1e-3 + 1e-14, None), (10 * (10 * 1e-3 + 1e-14) + 1e-14, None)]
+    assert solver.factor_kind == "sparse"
+    calls.clear()
+    solver._direct(prob, pt, prob.a - pt.r, prob.b - pt.c, 1e-3)
+    assert calls == [(1e-3, "sparse")]
+    calls.clear()
+    fail[0] = 100
+    with pytest.raises(np.linalg.LinAlgError, match="^the Newton system could not be factorised$"):
+        solver._direct(prob, pt, prob.a - pt.r, prob.b - pt.c, 1e-3)
+    assert len(calls) == 8
+
+
 @pytest.mark.parametrize("family", ["cloud", "assignment"])
 def test_auto_converges_whichever_way_the_hedge_goes(family):
     p = make_problem(family, 300, seed=3)

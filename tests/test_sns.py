@@ -425,6 +425,32 @@ def test_direct_solve_retries_with_a_growing_shift(monkeypatch):
     assert len(calls) == 8
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_cg_solves_the_shifted_sparsified_system(backend):
+    """PCG's system is ``[[diag r, S], [S^T, diag c]] + mu I`` with ``S`` the
+    kept entries of the plan's rows: checked against that matrix, built densely,
+    for a shift large enough to matter, and ``cg_rtol`` as the tolerance."""
+    import fastsinkhorn._sns as sns
+    from fastsinkhorn._options import SNSOptions
+    from fastsinkhorn._validation import prepare_problem
+
+    p = make_problem("rect", 30, seed=2)
+    prob = prepare_problem(p.M, p.a, p.b, 0.05, backend)
+    n, m = prob.shape
+    rng = np.random.default_rng(0)
+    pt = sns._Point(prob, 0.01 * rng.standard_normal(n), 0.01 * rng.standard_normal(m), 5)
+    S = np.zeros((n, m))
+    np.put_along_axis(S, pt.idx, pt.val, axis=1)
+    mu = 0.3 * float(pt.r.mean())
+    H = np.block([[np.diag(pt.r), S], [S.T, np.diag(pt.c)]]) + mu * np.eye(n + m)
+    rhs = rng.standard_normal(n + m)
+    solver = sns.LinearSolver(SNSOptions(cg_rtol=1e-10))
+    d, iters, converged = solver._cg(prob, pt, rhs[:n], rhs[n:], mu, 500)
+    assert converged and 0 < iters < 500
+    assert np.linalg.norm(H @ d - rhs) <= 1e-10 * np.linalg.norm(rhs)
+    np.testing.assert_allclose(d, np.linalg.solve(H, rhs), rtol=1e-7, atol=1e-12)
+
+
 @pytest.mark.parametrize("family", ["cloud", "assignment"])
 def test_auto_converges_whichever_way_the_hedge_goes(family):
     p = make_problem(family, 300, seed=3)

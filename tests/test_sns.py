@@ -449,6 +449,10 @@ def test_cg_solves_the_shifted_sparsified_system(backend):
     assert converged and 0 < iters < 500
     assert np.linalg.norm(H @ d - rhs) <= 1e-10 * np.linalg.norm(rhs)
     np.testing.assert_allclose(d, np.linalg.solve(H, rhs), rtol=1e-7, atol=1e-12)
+    # by default (inexact Newton) the relative residual is sqrt(error), at most 0.1
+    assert pt.error > 0.04
+    d, iters, converged = sns.LinearSolver(SNSOptions())._cg(prob, pt, rhs[:n], rhs[n:], mu, 500)
+    assert converged and np.linalg.norm(H @ d - rhs) <= 0.1 * np.linalg.norm(rhs)
 
 
 @pytest.mark.parametrize("family", ["cloud", "assignment"])

@@ -455,6 +455,43 @@ def test_cg_solves_the_shifted_sparsified_system(backend):
     assert converged and np.linalg.norm(H @ d - rhs) <= 0.1 * np.linalg.norm(rhs)
 
 
+def test_newton_direction_solves_the_shifted_system_and_reports_its_solver():
+    """``direction``: ``(df, dg) = reg * (H + mu I)^-1 (a - r, b - c)`` with the
+    shift ``mu = shift * err^2 * mean(diag H) + 1e-14``; ``info`` names the
+    solver that produced it, its CG iterations and the slope ``<grad, d>``."""
+    import fastsinkhorn._sns as sns
+    from fastsinkhorn._options import SNSOptions
+    from fastsinkhorn._validation import prepare_problem
+
+    p = make_problem("rect", 30, seed=2)
+    prob = prepare_problem(p.M, p.a, p.b, 0.05, "reference")
+    n, m = prob.shape
+    rng = np.random.default_rng(0)
+    pt = sns._Point(prob, 0.05 + 0.01 * rng.standard_normal(n), 0.05 + 0.01 * rng.standard_normal(m), m)
+    grad = np.concatenate([prob.a - pt.r, prob.b - pt.c])
+    S = np.zeros((n, m))
+    np.put_along_axis(S, pt.idx, pt.val, axis=1)
+    mean_diag = (pt.r.sum() + pt.c.sum()) / (n + m)
+    mu = 0.5 * pt.error**2 * mean_diag + 1e-14
+    H = np.block([[np.diag(pt.r), S], [S.T, np.diag(pt.c)]]) + mu * np.eye(n + m)
+    want = 0.05 * np.linalg.solve(H, grad)
+
+    cg = sns.LinearSolver(SNSOptions(shift=0.5, linear_solver="cg", cg_rtol=1e-12))
+    df, dg, info = cg.direction(prob, pt)
+    np.testing.assert_allclose(np.concatenate([df, dg]), want, rtol=1e-8, atol=1e-12 * np.abs(want).max())
+    assert info["solver"] == "cg" and 1 < info["cg_iterations"] < 500
+    np.testing.assert_allclose(info["slope"], grad @ want, rtol=1e-8)
+    # forced CG keeps its (unconverged) direction; auto falls back to the direct solver
+    capped = sns.LinearSolver(SNSOptions(shift=0.5, linear_solver="cg", cg_rtol=1e-12, cg_max_iter=1))
+    assert capped.direction(prob, pt)[2]["solver"] == "cg" and capped.mode == "cg"
+    auto = sns.LinearSolver(SNSOptions(shift=0.5, cg_rtol=1e-12))
+    assert auto.direction(prob, pt)[2]["solver"] == "cg" and auto.mode == "cg"  # converged within the cap
+    direct = sns.LinearSolver(SNSOptions(shift=0.5, linear_solver="direct", mass_budget=0.0))
+    df, dg, info = direct.direction(prob, pt)
+    assert info["solver"] == "direct" and info["cg_iterations"] == 0
+    np.testing.assert_allclose(np.concatenate([df, dg]), want, rtol=1e-8, atol=1e-12 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("family", ["cloud", "assignment"])
 def test_auto_converges_whichever_way_the_hedge_goes(family):
     p = make_problem(family, 300, seed=3)

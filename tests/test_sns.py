@@ -486,10 +486,38 @@ def test_newton_direction_solves_the_shifted_system_and_reports_its_solver():
     assert capped.direction(prob, pt)[2]["solver"] == "cg" and capped.mode == "cg"
     auto = sns.LinearSolver(SNSOptions(shift=0.5, cg_rtol=1e-12))
     assert auto.direction(prob, pt)[2]["solver"] == "cg" and auto.mode == "cg"  # converged within the cap
+    auto = sns.LinearSolver(SNSOptions(shift=0.5, cg_rtol=1e-12, cg_max_iter=1))
+    df, dg, info = auto.direction(prob, pt)
+    assert info["solver"] == "direct" and auto.mode == "direct" and info["cg_iterations"] == 1
     direct = sns.LinearSolver(SNSOptions(shift=0.5, linear_solver="direct", mass_budget=0.0))
     df, dg, info = direct.direction(prob, pt)
     assert info["solver"] == "direct" and info["cg_iterations"] == 0
     np.testing.assert_allclose(np.concatenate([df, dg]), want, rtol=1e-8, atol=1e-12 * np.abs(want).max())
+
+
+def test_newton_history_and_budget_bookkeeping():
+    """Each Newton check records the step that led to it (none for the first:
+    0 CG iterations, no step, no solver); ``n_iter_phases["newton"]`` counts
+    the steps; a budget that runs out during Newton is used exactly."""
+    from fastsinkhorn._result import Status
+
+    p = make_problem("cloud", 200, seed=3)
+    res = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", tol=1e-11)
+    h = res.history
+    rows = [i for i, ph in enumerate(h["phase"]) if ph == "newton"]
+    assert res.status is Status.CONVERGED and res.converged and h["phase"][-1] == "newton"
+    assert len(rows) >= 3 and res.n_iter_phases["newton"] == len(rows) - 1
+    assert rows == list(range(rows[0], len(h["phase"])))
+    first = rows[0]
+    assert (h["cg_iterations"][first], h["step"][first], h["solver"][first]) == (0, None, None)
+    for i in rows[1:]:
+        assert 0 < h["step"][i] <= 1.0 and h["solver"][i] in ("cg", "direct")
+        assert isinstance(h["cg_iterations"][i], int) and (h["cg_iterations"][i] > 0) == (h["solver"][i] == "cg")
+    budget = first + 3  # the warm-up's iterations, then 3 Newton steps
+    with pytest.warns(fs.ConvergenceWarning):
+        short = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", tol=1e-11, max_iter=budget)
+    assert short.status is Status.MAX_ITER and not short.converged
+    assert short.n_iter == budget and short.n_iter_phases == {"sinkhorn": first, "newton": 3}
 
 
 @pytest.mark.parametrize("family", ["cloud", "assignment"])

@@ -520,6 +520,43 @@ def test_newton_history_and_budget_bookkeeping():
     assert short.n_iter == budget and short.n_iter_phases == {"sinkhorn": first, "newton": 3}
 
 
+def test_failed_newton_steps_fall_back_to_sinkhorn_then_stall(monkeypatch):
+    """A step that finds no ascent (here: every direction is a descent one)
+    records step 0, doubles the density and takes ``fallback_iter`` Sinkhorn
+    iterations (to tolerance 0: all of them); after the 4th failure whose
+    iterate is no better than the best, Newton stops STALLED and returns the best."""
+    from types import SimpleNamespace
+
+    import fastsinkhorn._sns as sns
+    from fastsinkhorn._monitor import Monitor
+    from fastsinkhorn._options import SNSOptions
+    from fastsinkhorn._result import Status
+    from fastsinkhorn._validation import prepare_problem
+
+    p = make_problem("cloud", 40, seed=1)
+    prob = prepare_problem(p.M, p.a, p.b, 0.05, "reference")
+    monitor = Monitor(1e-12)
+    run = sns._SNSRun(prob, SNSOptions(fallback_iter=7, min_per_row=2, density=0.01), monitor, 1000)
+    start = sns._Point(prob, *fs.solve(p.M, p.a, p.b, reg=0.05, tol=1e-6).potentials, run.k)
+    worse = (start.f + 0.01 * np.arange(40) / 40, start.g)
+    monkeypatch.setattr(run.linear, "direction", lambda prob, pt: (
+        0 * pt.f, 0 * pt.g, {"slope": -1.0, "cg_iterations": 0, "solver": "cg"}))
+    calls = []
+
+    def sinkhorn_steps(prob, f, g, iters, tol, stall_window=0, norm="l1"):
+        calls.append((iters, tol))
+        run.phases["sinkhorn"] += iters
+        return SimpleNamespace(potentials=lambda: worse)
+
+    monkeypatch.setattr(run, "sinkhorn_steps", sinkhorn_steps)
+    k0 = run.k
+    best, status = run.newton(prob, start, 1e-12)
+    assert status is Status.STALLED and best is start
+    assert calls == [(7, 0.0)] * 4 and run.phases == {"sinkhorn": 28, "newton": 4}
+    assert run.k == min(40, k0 * 2**4) and k0 * 2**3 < 40
+    assert monitor.history["step"] == [None, 0.0, 0.0, 0.0]
+
+
 @pytest.mark.parametrize("family", ["cloud", "assignment"])
 def test_auto_converges_whichever_way_the_hedge_goes(family):
     p = make_problem(family, 300, seed=3)

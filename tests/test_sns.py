@@ -510,6 +510,8 @@ def test_newton_history_and_budget_bookkeeping():
     assert rows == list(range(rows[0], len(h["phase"])))
     first = rows[0]
     assert (h["cg_iterations"][first], h["step"][first], h["solver"][first]) == (0, None, None)
+    assert h["iteration"][:first] == list(range(1, first + 1))  # warm-up: one check an iteration
+    assert h["iteration"][first:] == list(range(first, res.n_iter + 1))  # Newton: steps taken so far
     for i in rows[1:]:
         assert 0 < h["step"][i] <= 1.0 and h["solver"][i] in ("cg", "direct")
         assert isinstance(h["cg_iterations"][i], int) and (h["cg_iterations"][i] > 0) == (h["solver"][i] == "cg")
@@ -574,6 +576,16 @@ def test_stalled_newton_hands_over_to_sinkhorn():
     phases = [ph for ph in res.history["phase"]]
     last_newton = max(i for i, ph in enumerate(phases) if ph == "newton")
     assert phases[-1] == "sinkhorn" and last_newton < len(phases) - 1
+    # iterations are numbered across the phases, and every one is counted
+    its = res.history["iteration"]
+    assert its[0] == 1 and all(x <= y for x, y in zip(its, its[1:])) and its[-1] == res.n_iter
+    assert res.n_iter == sum(res.n_iter_phases.values()) and res.n_iter_phases["newton"] > 0
+    # a budget that runs out in the Sinkhorn hand-over is used exactly
+    budget = res.n_iter - 5
+    with pytest.warns(fs.ConvergenceWarning):
+        short = fs.solve(p.M, p.a, p.b, reg=5e-3, method="sns", max_backtracks=0, fallback_iter=1,
+                         max_iter=budget)
+    assert short.n_iter == budget and short.history["phase"][-1] == "sinkhorn"
 
 
 @pytest.mark.parametrize("shape", [(60, 150), (150, 60)])

@@ -91,3 +91,7 @@ def test_true_residual_is_recomputed_every_refresh_every_iterations(rng):
                               refresh_every=5)
     assert (iters, converged) == (12, False) and len(args) == 14
     assert [i for i, v in enumerate(args) if v is x] == [5, 11]
+    # by default, every 50 iterations
+    args.clear()
+    x, iters, converged = pcg(lambda v: args.append(v) or A @ v, rhs, np.diag(A).copy(), 1e-300, 51, np)
+    assert (iters, converged) == (51, False) and [i for i, v in enumerate(args) if v is x] == [50]

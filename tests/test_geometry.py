@@ -191,3 +191,19 @@ def test_point_clouds_need_the_backend_members():
     cloud = fs.PointCloud(np.zeros((2, 1)), np.ones((3, 1)))
     with pytest.raises(NotImplementedError, match="^point-cloud costs are not implemented on backend='toy'$"):
         CloudGeometry(cloud, SimpleNamespace(name="toy", xp=np, pc_lse_rows=None, pc_cost_rows=None))
+
+
+def test_dense_linear_cost_covers_every_block(rng):
+    """<M, P> by blocks: more rows than columns, and a batch of more problems
+    than rows, each spanning several blocks, sum every entry once."""
+    from fastsinkhorn._geometry import DenseGeometry
+    from fastsinkhorn.backends import get_backend
+
+    ref = get_backend("reference")
+    M, P = rng.random((3000, 100)).astype(np.float32), rng.random((3000, 100))
+    want = (M.astype(np.float64) * P).sum()
+    np.testing.assert_allclose(DenseGeometry(M, ref, 1.0).linear_cost(P), want, rtol=1e-12)
+    M, P = rng.random((300, 30, 30)), rng.random((300, 30, 30))
+    got = DenseGeometry(M, ref, 1.0).linear_cost(P)
+    assert got.shape == (300,)
+    np.testing.assert_allclose(got, (M * P).sum(axis=(1, 2)), rtol=1e-12)

@@ -302,3 +302,13 @@ def test_sinkhorn_reports_its_one_phase():
     p = make_problem("cloud", 30, seed=2)
     res = fs.solve(p.M, p.a, p.b, reg=0.1, method="sinkhorn")
     assert res.n_iter_phases == {"sinkhorn": res.n_iter} and res.n_iter > 1
+
+
+def test_marginal_error_of_a_batch_is_per_problem():
+    from fastsinkhorn._marginals import marginal_error
+
+    r, a = np.array([[0.5, 0.5], [0.2, 0.8]]), np.array([[0.4, 0.6], [0.2, 0.8]])
+    c, b = np.array([[1.0, 0.0, 0.0], [0.3, 0.3, 0.4]]), np.array([[0.5, 0.5, 0.0], [0.3, 0.3, 0.4]])
+    np.testing.assert_allclose(marginal_error(np, r, c, a, b), [0.2 + 1.0, 0.0], atol=1e-15)
+    assert marginal_error(np, r[0], c[0], a[0], b[0]) == pytest.approx(1.2, abs=1e-15)
+    assert type(marginal_error(np, r[0], c[0], a[0], b[0])) is float

@@ -233,3 +233,10 @@ def test_tolerance_below_the_floor_warns_at_the_callers_line():
         assert record[0].filename == __file__
     assert str(record[0].message) == (f"tol=1.0e-17 is below what float64 can reach for a 2x3 problem; "
                                       f"using tol={floor:.1e}")
+
+
+def test_batch_masses_need_a_positive_sum_in_every_problem():
+    Ms = np.stack([M, M])
+    bad = np.array([[0.5, 0.5], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"^a must have a positive sum in every problem$"):
+        fs.solve(Ms, bad, np.stack([B, B]), reg=0.1)

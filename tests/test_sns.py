@@ -385,6 +385,7 @@ def test_cg_cap_is_the_iterations_worth_one_direct_solve():
     assert auto._cg_cap(_fake_point(100, 120, 10**6, 10, 12)) == 10
     # linear_solver="cg": no estimate, the cap is cg_max_iter (even below 10)
     assert LinearSolver(SNSOptions(linear_solver="cg", cg_max_iter=7))._cg_cap(pt) == 7
+    assert LinearSolver(SNSOptions(linear_solver="cg", cg_max_iter=1000))._cg_cap(pt) == 1000
 
 
 def test_direct_solve_retries_with_a_growing_shift(monkeypatch):

@@ -240,3 +240,17 @@ def test_batch_masses_need_a_positive_sum_in_every_problem():
     bad = np.array([[0.5, 0.5], [0.0, 0.0]])
     with pytest.raises(ValueError, match=r"^a must have a positive sum in every problem$"):
         fs.solve(Ms, bad, np.stack([B, B]), reg=0.1)
+
+
+def test_shape_and_sum_messages_name_what_they_compare():
+    x, y = np.zeros((3, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match=r"^a must have shape \(3,\) to match x\.shape\[0\], got \(2,\)$"):
+        fs.solve(fs.PointCloud(x, y), np.full(2, 0.5), None, reg=0.1)
+    Ms = np.stack([M, M])
+    with pytest.raises(ValueError, match=r"^b must have shape \(3,\) or \(2, 3\) to match M\.shape\[-1\], got \(2,\)$"):
+        fs.solve(Ms, None, np.full(2, 0.5), reg=0.1)
+    with pytest.raises(ValueError, match=r"^a and b must have equal sums in problem 1, got sum\(a\)=1\.0 and sum\(b\)=2\.0$"):
+        fs.solve(Ms, np.stack([A, A]), np.stack([B, 2 * B]), reg=0.1)
+    # the sums' tolerance is relative: large masses with a 1e-10 relative mismatch are accepted
+    res = fs.solve(M, 1000 * A, 1000 * (1 + 1e-10) * B, reg=0.1)
+    assert res.converged

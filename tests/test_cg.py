@@ -79,3 +79,19 @@ def test_one_step_on_a_diagonal_system_is_exact():
     x, iters, converged = pcg(lambda v: diag * v, rhs, diag, 1e-12, 10, np)
     assert (iters, converged) == (1, True)
     np.testing.assert_allclose(x, rhs / diag, rtol=1e-14)
+
+
+def test_true_residual_is_recomputed_every_refresh_every_iterations(rng):
+    """One product with ``A p`` per iteration, plus one with ``A x`` (the true
+    residual) after iterations 5 and 10 for ``refresh_every=5``; the cap of 12
+    iterations is run in full."""
+    A, rhs = spd_system(rng, n=60, spread=1e4)
+    args = []  # kept alive: identities stay unique
+    x, iters, converged = pcg(lambda v: args.append(v) or A @ v, rhs, np.diag(A).copy(), 1e-14, 12, np,
+                              refresh_every=5)
+    assert (iters, converged) == (12, False) and len(args) == 14
+    assert [i for i, v in enumerate(args) if v is x] == [5, 11]
+    # by default, every 50 iterations
+    args.clear()
+    x, iters, converged = pcg(lambda v: args.append(v) or A @ v, rhs, np.diag(A).copy(), 1e-300, 51, np)
+    assert (iters, converged) == (51, False) and [i for i, v in enumerate(args) if v is x] == [50]

@@ -1,6 +1,7 @@
 """Every member of the kernel contract, on every available backend, against the reference."""
 
 import inspect
+import warnings
 
 import numpy as np
 import pytest
@@ -80,6 +81,30 @@ def test_reference_point_cloud_costs_by_definition(rng):
                        (CostSpec("minkowski", p=1.0), np.abs(d).sum(-1)),
                        (CostSpec("minkowski", p=3.0), (np.abs(d) ** 3).sum(-1) ** (1 / 3))]:
         np.testing.assert_allclose(REF.pc_cost_rows(x, y, cost, 0, 4), want, rtol=1e-14)
+
+
+def test_reference_lse_of_an_empty_slice_is_minus_inf_without_warnings():
+    """A row (column) whose terms are all ``-inf`` gives ``-inf``, silently;
+    the other entries are the plain log-sum-exp."""
+    M = np.array([[0.0, 1.0], [2.0, 0.5]])
+    g = np.array([-np.inf, -np.inf])
+    f = np.array([0.3, -np.inf])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(REF.lse_rows(M, g, 0.5), [-np.inf, -np.inf])
+        np.testing.assert_allclose(REF.lse_cols(M, f, 0.5), [(0.3 - 0.0) / 0.5, (0.3 - 1.0) / 0.5], rtol=1e-15)
+
+
+def test_reference_selection_floor_is_relative_to_each_row():
+    """Kept entries at or below 1e-12 of their row's maximum are zeros; a row
+    of small entries keeps them (the floor is per row, not global)."""
+    P = np.array([[1.0, 1e-13, 0.5], [1e-14, 1e-15, 1e-30]])
+    M = -np.log(P)  # reg 1, zero potentials: the plan is P
+    r, c, total, idx, val = REF.dense_pass(M, np.zeros(2), np.zeros(3), 1.0, 3)
+    D = np.zeros((2, 3))
+    np.put_along_axis(D, idx, val, axis=1)
+    np.testing.assert_allclose(D, [[1.0, 0.0, 0.5], [1e-14, 1e-15, 0.0]], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-12)
 
 
 def _check_member(rng, backend_name, member, args):

@@ -171,3 +171,37 @@ def test_reference_computes_in_float64_whatever_the_cost_dtype(rng):
     np.testing.assert_array_equal(u32, u64)
     out = REF.scale(K, u64, v, np.empty((37, 23), np.float32))
     np.testing.assert_array_equal(out, (u64[:, None] * K.astype(np.float64) * v[None, :]).astype(np.float32))
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="no fork")
+def test_threaded_row_blocks_work_in_a_forked_child():
+    """A process forked after a threaded pass (multiprocessing's default on
+    Linux, or mutmut) inherits the cached thread pool but not its threads;
+    its own passes must still run, on every row, instead of waiting forever."""
+    import multiprocessing
+
+    from numba import get_num_threads
+
+    from fastsinkhorn.backends import _cpu
+
+    if get_num_threads() < 2:
+        pytest.skip("one thread: no pool")
+    n, m = 64, 2 * _cpu.SERIAL_BELOW // 64
+
+    def rows_seen():
+        def work(rows, buf, state):
+            state[rows.start:rows.stop] += 1.0  # marks the rows this thread did
+        return np.sum(_cpu._row_blocks(n, m, work), axis=0)[:n]
+
+    assert np.array_equal(rows_seen(), np.ones(n))  # the parent's pool now exists
+
+    def child():
+        raise SystemExit(0 if np.array_equal(rows_seen(), np.ones(n)) else 3)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(120)  # a hang guard, not a timing: the child needs milliseconds
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+    assert proc.exitcode == 0

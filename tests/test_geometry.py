@@ -176,3 +176,53 @@ def test_inputs_are_not_modified(rng):
     fs.solve(fs.PointCloud(x, y), a, b, reg=0.01, method="sns")
     for v, c in zip((x, y, a, b), copies):
         np.testing.assert_array_equal(v, c)
+
+
+def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng, monkeypatch):
+    """The blocked helpers of a stored float32 cost: rows of the plan in
+    float64, its marginals and <M, P>, whatever the block size."""
+    from fastsinkhorn import _geometry
+    from fastsinkhorn._geometry import DenseGeometry
+    from fastsinkhorn.backends import get_backend
+
+    M = rng.random((7, 5)).astype(np.float32)
+    geom = DenseGeometry(M, get_backend("reference"), float(M.max() - M.min()))
+    f, g, reg = rng.standard_normal(7) * 0.1, rng.standard_normal(5) * 0.1, 0.3
+    P = np.exp((f[:, None] + g[None, :] - M.astype(np.float64)) / reg)
+    rows = geom.cost_rows(2, 5)
+    assert rows.dtype == np.float64 and np.array_equal(rows, M[2:5].astype(np.float64))
+    np.testing.assert_allclose(geom.plan_rows(f, g, reg, 2, 5), P[2:5], rtol=1e-14)
+    for block_entries, blocks in [(1 << 18, [(0, 7)]), (10, [(0, 2), (2, 4), (4, 6), (6, 7)]),
+                                  (3, [(i, i + 1) for i in range(7)])]:
+        monkeypatch.setattr(_geometry, "BLOCK_ENTRIES", block_entries)
+        assert geom.row_blocks() == blocks
+        r, c, linear = geom.summary(f, g, reg)
+        np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-13)
+        np.testing.assert_allclose(c, P.sum(axis=0), rtol=1e-13)
+        np.testing.assert_allclose(linear, (M.astype(np.float64) * P).sum(), rtol=1e-13)
+
+
+def test_point_clouds_need_the_backend_members():
+    from types import SimpleNamespace
+
+    from fastsinkhorn._geometry import CloudGeometry
+
+    cloud = fs.PointCloud(np.zeros((2, 1)), np.ones((3, 1)))
+    with pytest.raises(NotImplementedError, match="^point-cloud costs are not implemented on backend='toy'$"):
+        CloudGeometry(cloud, SimpleNamespace(name="toy", xp=np, pc_lse_rows=None, pc_cost_rows=None))
+
+
+def test_dense_linear_cost_covers_every_block(rng):
+    """<M, P> by blocks: more rows than columns, and a batch of more problems
+    than rows, each spanning several blocks, sum every entry once."""
+    from fastsinkhorn._geometry import DenseGeometry
+    from fastsinkhorn.backends import get_backend
+
+    ref = get_backend("reference")
+    M, P = rng.random((3000, 100)).astype(np.float32), rng.random((3000, 100))
+    want = (M.astype(np.float64) * P).sum()
+    np.testing.assert_allclose(DenseGeometry(M, ref, 1.0).linear_cost(P), want, rtol=1e-12)
+    M, P = rng.random((300, 30, 30)), rng.random((300, 30, 30))
+    got = DenseGeometry(M, ref, 1.0).linear_cost(P)
+    assert got.shape == (300,)
+    np.testing.assert_allclose(got, (M * P).sum(axis=(1, 2)), rtol=1e-12)

@@ -70,5 +70,18 @@ def test_verbose_prints_a_header_once_then_one_line_per_check(capsys):
     assert lines[2].split()[:3] == ["13", "newton", "1.250e-04"]
     assert lines[2].split()[4:] == ["nnz=42", "step=0.123"]  # floats to 3 digits
     assert lines[1].startswith("     12 ") and lines[0].startswith("   iter ")
+    mon.check(14, 1e-6, "newton", solver="direct", step=None)  # only floats get the 3 digits
+    assert capsys.readouterr().out.split()[4:] == ["solver=direct", "step=None"]
     Monitor(1e-9).check(1, 0.5, "sinkhorn")  # quiet by default
     assert capsys.readouterr().out == ""
+
+
+def test_elapsed_is_measured_from_the_monitors_creation():
+    import time
+
+    before = time.perf_counter()
+    mon = Monitor(1e-9)
+    elapsed = mon.elapsed()
+    assert 0 <= elapsed <= time.perf_counter() - before
+    mon.check(1, 0.5, "sinkhorn")
+    assert 0 <= mon.history["time"][0] <= time.perf_counter() - before

@@ -284,3 +284,31 @@ def test_log_iteration_is_one_exact_sinkhorn_iteration(rng, backend):
     np.testing.assert_allclose(f, f_want, rtol=1e-12, atol=1e-14)
     P = np.exp((f[:, None] + g[None, :] - M) / 1e-2)
     np.testing.assert_allclose(P.sum(0), b, rtol=1e-12)
+
+
+def test_log_iterate_has_no_restart_and_no_stored_plan():
+    """The lazy (log-domain) iterate cannot lose mass the way absorbed scalings
+    do: a non-finite error is an error, and there is no plan to write."""
+    from fastsinkhorn._sinkhorn import _LogIterate
+
+    it = _LogIterate(None, None, np.zeros(2), np.zeros(3), None)
+    with pytest.raises(FloatingPointError, match="^log-domain Sinkhorn produced a non-finite marginal error$"):
+        it.restart()
+    with pytest.raises(TypeError, match="^a lazy geometry has no stored plan$"):
+        it.plan_into(np.empty((2, 3)))
+
+
+def test_sinkhorn_reports_its_one_phase():
+    p = make_problem("cloud", 30, seed=2)
+    res = fs.solve(p.M, p.a, p.b, reg=0.1, method="sinkhorn")
+    assert res.n_iter_phases == {"sinkhorn": res.n_iter} and res.n_iter > 1
+
+
+def test_marginal_error_of_a_batch_is_per_problem():
+    from fastsinkhorn._marginals import marginal_error
+
+    r, a = np.array([[0.5, 0.5], [0.2, 0.8]]), np.array([[0.4, 0.6], [0.2, 0.8]])
+    c, b = np.array([[1.0, 0.0, 0.0], [0.3, 0.3, 0.4]]), np.array([[0.5, 0.5, 0.0], [0.3, 0.3, 0.4]])
+    np.testing.assert_allclose(marginal_error(np, r, c, a, b), [0.2 + 1.0, 0.0], atol=1e-15)
+    assert marginal_error(np, r[0], c[0], a[0], b[0]) == pytest.approx(1.2, abs=1e-15)
+    assert type(marginal_error(np, r[0], c[0], a[0], b[0])) is float

@@ -1,6 +1,7 @@
 """Bad input: clear errors naming the argument; no input is modified."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ B = np.array([0.2, 0.3, 0.5])
 ])
 def test_value_errors_name_the_argument(kwargs, match):
     args = {"M": M, "a": A, "b": B, "reg": 0.1, **kwargs}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match="^" + match):  # the message starts so
         fs.solve(args.pop("M"), args.pop("a"), args.pop("b"), **args)
 
 
@@ -93,6 +94,7 @@ def test_prepared_problem_holds_checked_copies():
     prob = prepare_problem(M, a, b, 2)
     assert prob.geom.M is M and not prob.transposed and prob.reg == 2.0 and type(prob.reg) is float
     assert prob.cost_range == 2.0 and prob.backend.name == "cpu" and prob.xp is np
+    assert prepare_problem(M + 3.0, a, b, 2).cost_range == 2.0  # max - min, whatever the offset
     np.testing.assert_array_equal(prob.a, a)
     assert prob.a is not a and prob.a.dtype == np.float64
     assert prob.b.sum() == pytest.approx(4.0, rel=1e-15)  # rescaled to a's sum
@@ -212,6 +214,10 @@ def test_tolerance_floor_and_default_tolerances():
     assert effective_tol(None, np.float64, (10, 10)) == 1e-9
     assert effective_tol(None, np.float32, (10, 10)) == 1e-5
     assert effective_tol(3e-4, np.float32, (10, 10)) == 3e-4 and type(effective_tol(1, np.float64, (2, 2))) is float
+    floor = tolerance_floor(np.float64, (100, 400))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tol at the floor is reachable: no warning
+        assert effective_tol(floor, np.float64, (100, 400)) == floor
     for bad in (0.0, -1e-9, np.inf, np.nan, "1e-9"):
         with pytest.raises(ValueError, match=r"^tol must be a positive finite number, got "):
             effective_tol(bad, np.float64, (10, 10))
@@ -227,3 +233,24 @@ def test_tolerance_below_the_floor_warns_at_the_callers_line():
         assert record[0].filename == __file__
     assert str(record[0].message) == (f"tol=1.0e-17 is below what float64 can reach for a 2x3 problem; "
                                       f"using tol={floor:.1e}")
+
+
+def test_batch_masses_need_a_positive_sum_in_every_problem():
+    Ms = np.stack([M, M])
+    bad = np.array([[0.5, 0.5], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"^a must have a positive sum in every problem$"):
+        fs.solve(Ms, bad, np.stack([B, B]), reg=0.1)
+
+
+def test_shape_and_sum_messages_name_what_they_compare():
+    x, y = np.zeros((3, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match=r"^a must have shape \(3,\) to match x\.shape\[0\], got \(2,\)$"):
+        fs.solve(fs.PointCloud(x, y), np.full(2, 0.5), None, reg=0.1)
+    Ms = np.stack([M, M])
+    with pytest.raises(ValueError, match=r"^b must have shape \(3,\) or \(2, 3\) to match M\.shape\[-1\], got \(2,\)$"):
+        fs.solve(Ms, None, np.full(2, 0.5), reg=0.1)
+    with pytest.raises(ValueError, match=r"^a and b must have equal sums in problem 1, got sum\(a\)=1\.0 and sum\(b\)=2\.0$"):
+        fs.solve(Ms, np.stack([A, A]), np.stack([B, 2 * B]), reg=0.1)
+    # the sums' tolerance is relative: large masses with a 1e-10 relative mismatch are accepted
+    res = fs.solve(M, 1000 * A, 1000 * (1 + 1e-10) * B, reg=0.1)
+    assert res.converged

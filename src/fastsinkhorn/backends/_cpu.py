@@ -10,6 +10,7 @@ same block machinery, with each block's cost computed from the coordinates
 (``_cpu_cloud_kernels``), so their memory is O((n + m) d) plus the blocks.
 """
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -40,6 +41,12 @@ def _cut(dtype):
 @lru_cache(maxsize=None)
 def _pool(workers):
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastsinkhorn")
+
+
+# A forked child inherits the pools but none of their threads (a map on them
+# would wait forever): it makes its own.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def _row_blocks(n, m, work):

@@ -553,8 +553,8 @@ def test_failed_newton_steps_fall_back_to_sinkhorn_then_stall(monkeypatch):
 
     monkeypatch.setattr(run, "sinkhorn_steps", sinkhorn_steps)
     k0 = run.k
-    best, status = run.newton(prob, start, 1e-12)
-    assert status is Status.STALLED and best is start
+    best, status = run.newton(prob, [start], 1e-12)
+    assert status is Status.STALLED and best.f is start.f and best.g is start.g and best.error == start.error
     assert calls == [(7, 0.0)] * 4 and run.phases == {"sinkhorn": 28, "newton": 4}
     assert run.k == min(40, k0 * 2**4) and k0 * 2**3 < 40
     assert monitor.history["step"] == [None, 0.0, 0.0, 0.0]

@@ -122,8 +122,8 @@ def prepare_problem(M, a, b, reg, backend="auto"):
     sa, sb = a.sum(axis=-1), b.sum(axis=-1)
     mismatch = xp.abs(sa - sb) > np.sqrt(np.finfo(geom.dtype).eps) * xp.maximum(sa, sb)
     if bool(mismatch.any()):
-        where = f" in problem {int(xp.argmax(mismatch))}" if batch else ""
-        i = int(xp.argmax(mismatch)) if batch else ()
+        i = int(xp.argmax(mismatch)) if batch else ()  # the first offending problem
+        where = f" in problem {i}" if batch else ""
         raise ValueError(f"a and b must have equal sums{where}, got sum(a)={float(sa[i])!r} "
                          f"and sum(b)={float(sb[i])!r}")
     b = b * (sa / sb)[..., None]  # remove the rounding-level mismatch so tol is reachable

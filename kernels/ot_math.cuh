@@ -64,7 +64,12 @@ FS_HD double lse_value(LSE s) {
 }
 
 // Row half-step of the scaling iteration: u_i = a_i / s_i, 1 where a_i == 0.
-FS_HD double scaling_update(double a, double s) { return (a > 0.0) ? a / s : 1.0; }
+// Unbalanced OT (tau < 1): a is the log-target h_i and u_i = exp(h_i - tau log s_i),
+// 1 where h_i == -inf.
+FS_HD double scaling_update(double a, double s, double tau) {
+    if (tau == 1.0) return (a > 0.0) ? a / s : 1.0;
+    return (a > neg_inf()) ? exp(a - tau * log(s)) : 1.0;
+}
 
 // ---------------------------------------------------------------------------
 // Costs

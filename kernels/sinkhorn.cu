@@ -213,7 +213,7 @@ __global__ void scale_kernel(const T* A, long long B, long long R, long long C, 
 template <typename T>
 __device__ __forceinline__ void matvec_rows_body(const T* __restrict__ A, long long R, long long C,
                                                  const double* __restrict__ x, const double* __restrict__ a,
-                                                 double* __restrict__ out) {
+                                                 double tau, double* __restrict__ out) {
     const int lane = threadIdx.x % FS_WARP;
     const long long warps = (long long)gridDim.x * (blockDim.x / FS_WARP);
     for (long long r = ((long long)blockIdx.x * blockDim.x + threadIdx.x) / FS_WARP; r < R; r += warps) {
@@ -221,7 +221,7 @@ __device__ __forceinline__ void matvec_rows_body(const T* __restrict__ A, long l
         double s = 0.0;
         for (long long c = lane; c < C; c += FS_WARP) s += (double)row[c] * x[c];
         s = fs_warp_sum(s);
-        if (lane == 0) out[r] = fs::scaling_update(a[r], s);
+        if (lane == 0) out[r] = fs::scaling_update(a[r], s, tau);
     }
 }
 
@@ -230,8 +230,9 @@ __device__ __forceinline__ void matvec_rows_body(const T* __restrict__ A, long l
 template <typename T>
 __global__ void __launch_bounds__(FS_COL_THREADS, 8)
     matvec_rows_kernel(const T* __restrict__ A, long long B, long long R, long long C,
-                       const double* __restrict__ x, const double* __restrict__ a, double* __restrict__ out) {
-    FS_EACH_PROBLEM(p, B) matvec_rows_body(A + p * R * C, R, C, x + p * C, a + p * R, out + p * R);
+                       const double* __restrict__ x, const double* __restrict__ a, double tau,
+                       double* __restrict__ out) {
+    FS_EACH_PROBLEM(p, B) matvec_rows_body(A + p * R * C, R, C, x + p * C, a + p * R, tau, out + p * R);
 }
 
 // out[c] += sum_r A[r, c] y[r] over one row chunk per blockIdx.y (out zeroed

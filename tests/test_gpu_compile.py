@@ -140,7 +140,7 @@ HARNESS = r"""
 //   P f g m reg       -> plan_exponent plan_entry
 //   L n x_1 .. x_n    -> log-sum-exp by lse_push, then by pushing two halves
 //                        and lse_merge (both printed)
-//   U a s             -> scaling_update
+//   U a s tau         -> scaling_update
 //   K x               -> order_key (hex)
 //   C kind n m d p scale x_11 .. x_nd y_11 .. y_md
 //                     -> the n x m cost of the clouds by CloudCost<kind>(r, c)
@@ -183,9 +183,9 @@ int main() {
             }
             printf("%.17g %.17g\n", fs::lse_value(all), fs::lse_value(fs::lse_merge(lo, hi)));
         } else if (op == 'U') {
-            double a, s;
-            scanf("%lf %lf", &a, &s);
-            printf("%.17g\n", fs::scaling_update(a, s));
+            double a, s, tau;
+            scanf("%lf %lf %lf", &a, &s, &tau);
+            printf("%.17g\n", fs::scaling_update(a, s, tau));
         } else if (op == 'K') {
             double x;
             scanf("%lf", &x);
@@ -273,8 +273,12 @@ def test_host_online_logsumexp_detects_error(harness):
 
 
 def test_host_scaling_update(harness):
-    got = [float(s) for s in harness(["U 0.5 2.0", "U 0 0", "U 0 3.0", "U 1e-300 1e-10"])]
+    got = [float(s) for s in harness(["U 0.5 2.0 1", "U 0 0 1", "U 0 3.0 1", "U 1e-300 1e-10 1"])]
     assert got == [0.25, 1.0, 1.0, 1e-300 / 1e-10]
+    # unbalanced: a is the log-target h, u = exp(h - tau log s); h = -inf keeps 1
+    got = [float(s) for s in harness(["U -0.5 2.0 0.75", "U -inf 3.0 0.5", "U 500 1e-300 0.25"])]
+    np.testing.assert_allclose(got, [np.exp(-0.5 - 0.75 * np.log(2.0)), 1.0, np.exp(500 - 0.25 * np.log(1e-300))],
+                               rtol=1e-15)
 
 
 def test_host_order_key_is_monotone(harness):

@@ -113,3 +113,17 @@ def test_gpu_point_cloud_solve_equals_cpu(cp, method, reg, cost):
         assert np.array_equal(finite, np.isfinite(pg))
         shift = np.mean(pg[finite] - pc[finite])  # potentials are defined up to f + t, g - t
         np.testing.assert_allclose(pg[finite] - shift, pc[finite], atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["sinkhorn", "sns"])
+@pytest.mark.parametrize("unbalanced", [0.1, (np.inf, 1.0)])
+def test_gpu_unbalanced_equals_cpu(cp, method, unbalanced):
+    """Unbalanced OT on the GPU: the scaling kernel's relaxed half-step
+    (``tau < 1``) and the same driver as on the CPU."""
+    p = make_problem("cloud", 300, seed=4)
+    a = 1.3 * p.a if np.isinf(np.atleast_1d(unbalanced)[0]) else p.a  # an exact side fixes the mass
+    cpu = fs.solve(p.M, a, 1.3 * p.b, 1e-2, unbalanced=unbalanced, method=method, tol=1e-10)
+    gpu = fs.solve(cp.asarray(p.M), cp.asarray(a), cp.asarray(1.3 * p.b), 1e-2, unbalanced=unbalanced,
+                   method=method, tol=1e-10)
+    assert gpu.converged and gpu.backend == "gpu"
+    assert np.abs(cp.asnumpy(gpu.plan) - cpu.plan).sum() <= 1e-8

@@ -111,12 +111,15 @@ def _scale(grid, block, args):
 
 
 def _matvec_rows(grid, block, args):
-    A, B, R, C, x, a, out = _batched_args(args)
+    A, B, R, C, x, a, tau, out = _batched_args(args)
     _check_rows(grid, block, A, B)
     x, a, out = _problems(x, B, C), _problems(a, B, R), _problems(out, B, R)
     s = np.einsum("prc,pc->pr", A.astype(np.float64), x)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out[...] = np.where(a > 0, a / s, 1.0)
+        if tau == 1.0:
+            out[...] = np.where(a > 0, a / s, 1.0)
+        else:
+            out[...] = np.where(a > -np.inf, np.exp(a - tau * np.log(s)), 1.0)
 
 
 def _matvec_cols(grid, block, args):

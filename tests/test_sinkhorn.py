@@ -26,9 +26,16 @@ def test_marginals_and_potentials(rng, backend, shape, reg):
     f, g = res.potentials
     np.testing.assert_allclose(np.exp((f[:, None] + g[None, :] - M) / reg), res.plan, rtol=1e-8, atol=1e-150)
     assert res.value_linear == pytest.approx((M * res.plan).sum(), rel=1e-12)
-    P = res.plan[res.plan > 0]
-    entropic = (M * res.plan).sum() + reg * (P * (np.log(P) - 1)).sum()
-    assert res.value == pytest.approx(entropic, rel=1e-9, abs=1e-12)
+    # POT's value: reg_type="KL" (the default) and "entropy"
+    ab = np.outer(a, b)
+    P, Q = res.plan[res.plan > 0], ab[res.plan > 0]
+    assert res.value == pytest.approx((M * res.plan).sum() + reg * (P * np.log(P / Q)).sum(), rel=1e-9, abs=1e-12)
+    entropy = fs.solve(M, a, b, reg=reg, reg_type="entropy", method="sinkhorn", backend=backend, tol=1e-10,
+                       max_iter=50_000)
+    np.testing.assert_array_equal(entropy.plan, res.plan)
+    assert entropy.value == pytest.approx((M * res.plan).sum() + reg * (P * np.log(P)).sum(), rel=1e-9, abs=1e-12)
+    np.testing.assert_allclose(res.marginal_a, res.plan.sum(axis=1), rtol=1e-14)
+    np.testing.assert_allclose(res.marginal_b, res.plan.sum(axis=0), rtol=1e-14)
 
 
 @pytest.mark.parametrize("reg", [1e-1, 1e-2])
@@ -38,7 +45,12 @@ def test_duality_gap_closes(rng, reg):
     res = fs.solve(M, a, b, reg=reg, method="sinkhorn", tol=1e-12)
     f, g = res.potentials
     dual = a @ f + b @ g - reg * res.plan.sum()
-    assert dual == pytest.approx(res.value, abs=1e-10)
+    P = res.plan[res.plan > 0]
+    primal = (M * res.plan).sum() + reg * (P * (np.log(P) - 1)).sum()
+    assert dual == pytest.approx(primal, abs=1e-10)
+    # and POT's value (KL to a b^T) is the same objective up to constants of a and b
+    constant = reg * (a @ np.log(a) + b @ np.log(b) - 1.0)
+    assert res.value == pytest.approx(primal - constant, abs=1e-10)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -31,7 +31,7 @@ B = np.array([0.2, 0.3, 0.5])
     ({"reg": "1"}, "reg must be a positive finite number"),
     ({"method": "newton"}, "method must be one of"),
     ({"backend": "tpu"}, "backend must be one of"),
-    ({"tol": -1.0}, "tol must be a positive"),
+    ({"tol": -1.0}, "tol must be a non-negative"),
     ({"max_iter": 0}, "max_iter must be a positive int"),
     ({"warm_start": (np.zeros(2), np.zeros(2))}, r"warm_start\[1\] must have shape \(3,\)"),
     ({"warm_start": np.zeros(5)}, "warm_start must be a pair"),
@@ -100,7 +100,7 @@ def test_prepared_problem_holds_checked_copies():
     assert prob.b.sum() == pytest.approx(4.0, rel=1e-15)  # rescaled to a's sum
     np.testing.assert_allclose(prob.b, [1.0, 1.0, 2.0], rtol=1e-12)
     with np.errstate(all="raise"):
-        logs = prepare_problem(M, np.array([0.0, 1.0]), None, 0.1).log_a
+        logs = prepare_problem(M, np.array([0.0, 1.0]), None, 0.1).rows.log_mass
     np.testing.assert_array_equal(logs, [-np.inf, 0.0])
 
 
@@ -152,7 +152,8 @@ def test_strided_cost_is_made_contiguous():
     ({"b": np.ones((3, 1))}, "b must have shape (3,) to match M.shape[1], got (3, 1)"),
     ({"a": np.array([1.5, -0.5])}, "a must be non-negative (masses), got min -0.5"),
     ({"a": np.array([np.inf, 0.5])}, "a must not contain NaN or inf"),
-    ({"b": np.array([0.2, 0.3, 0.6])}, "a and b must have equal sums, got sum(a)=1.0 and sum(b)=1.1"),
+    ({"b": np.array([0.2, 0.3, 0.6])}, "a and b must have equal sums, got sum(a)=1.0 and sum(b)=1.1 "
+                                         "(or solve unbalanced OT: unbalanced=...)"),
     ({"a": np.zeros(2), "b": np.zeros(3)}, "a must have a positive sum"),
     ({"reg": True}, "reg must be a positive finite number, got True"),
     ({"reg": np.nan}, "reg must be a positive finite number, got nan"),
@@ -218,9 +219,12 @@ def test_tolerance_floor_and_default_tolerances():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # tol at the floor is reachable: no warning
         assert effective_tol(floor, np.float64, (100, 400)) == floor
-    for bad in (0.0, -1e-9, np.inf, np.nan, "1e-9"):
-        with pytest.raises(ValueError, match=r"^tol must be a positive finite number, got "):
+    for bad in (-1e-9, np.inf, np.nan, "1e-9", True):
+        with pytest.raises(ValueError, match=r"^tol must be a non-negative finite number, got "):
             effective_tol(bad, np.float64, (10, 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tol = 0 runs max_iter iterations: no floor warning
+        assert effective_tol(0, np.float64, (10, 10)) == 0.0
 
 
 def test_tolerance_below_the_floor_warns_at_the_callers_line():
@@ -249,7 +253,7 @@ def test_shape_and_sum_messages_name_what_they_compare():
     Ms = np.stack([M, M])
     with pytest.raises(ValueError, match=r"^b must have shape \(3,\) or \(2, 3\) to match M\.shape\[-1\], got \(2,\)$"):
         fs.solve(Ms, None, np.full(2, 0.5), reg=0.1)
-    with pytest.raises(ValueError, match=r"^a and b must have equal sums in problem 1, got sum\(a\)=1\.0 and sum\(b\)=2\.0$"):
+    with pytest.raises(ValueError, match=r"^a and b must have equal sums in problem 1, got sum\(a\)=1\.0 and sum\(b\)=2\.0 \(or solve"):
         fs.solve(Ms, np.stack([A, A]), np.stack([B, 2 * B]), reg=0.1)
     # the sums' tolerance is relative: large masses with a 1e-10 relative mismatch are accepted
     res = fs.solve(M, 1000 * A, 1000 * (1 + 1e-10) * B, reg=0.1)

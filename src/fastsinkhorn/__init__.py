@@ -3,16 +3,20 @@
 Native API: :func:`solve` returns an :class:`OTResult`, for a dense cost or
 a :class:`PointCloud` (costs computed on the fly); :func:`solve_sample`
 starts from two samples. POT drop-ins:
-:func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist` (``import fastsinkhorn as ot``).
+:func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist`, :func:`sinkhorn_unbalanced`,
+:func:`sinkhorn_unbalanced2`, the modules :mod:`~fastsinkhorn.unbalanced` and
+:mod:`~fastsinkhorn.batch` (``import fastsinkhorn as ot``).
 """
 
 from ._pot import dist, sinkhorn, sinkhorn2
 from ._result import ConvergenceWarning, OTResult, Status
-from . import batch
+from . import batch, unbalanced
+from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
 from ._lazy_plan import LazyPlan
 from ._solve import METHODS, choose_method, solve, solve_sample
 from .geometry import PointCloud
 
 __version__ = "0.1.0"
-__all__ = ["solve", "solve_sample", "batch", "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
+__all__ = ["solve", "solve_sample", "batch", "unbalanced", "sinkhorn_unbalanced", "sinkhorn_unbalanced2",
+           "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
            "ConvergenceWarning", "METHODS", "choose_method", "__version__"]

@@ -23,8 +23,9 @@ class SinkhornOptions:
         GPU, where each check is a host synchronisation).
     absorb_threshold : float or None
         The scalings ``u``, ``v`` are folded into the potentials (one exp pass)
-        when they leave ``[1/t, t]``. ``None``: 1e50 for float64, 1e8 for
-        float32 (the stored kernel must not lose entries that later matter).
+        when they leave ``[1/t, t]`` (``1``: at every check, as POT's
+        ``tau=1``). ``None``: 1e50 for float64, 1e8 for float32 (the stored
+        kernel must not lose entries that later matter).
     """
 
     check_every: Optional[int] = None
@@ -34,7 +35,7 @@ class SinkhornOptions:
         c = self.check_every
         _check(c is None or (isinstance(c, int) and c >= 1), "check_every", "a positive int", c)
         t = self.absorb_threshold
-        _check(t is None or t > 1.0, "absorb_threshold", "> 1", t)
+        _check(t is None or t >= 1.0, "absorb_threshold", ">= 1", t)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ name runs a numerically stable solver; deliberate differences from POT are
 listed in the README ("Differences from POT").
 """
 
+import math
+import numbers
 import warnings
 
 import numpy as np
@@ -147,7 +149,7 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
 
     def one(b_k, ws):
         table = _ProgressTable(print_period) if verbose else None
-        res = _solve(M, a, b_k, reg=reg, method=ours, tol=stopThr, max_iter=numItermax,
+        res = _solve(M, a, b_k, reg=reg, method=ours, tol=_stop_threshold(stopThr), max_iter=numItermax,
                      warm_start=_to_potentials(ws, reg, warmstart_is_potential),
                      callback=table, verbose=False, backend="auto", options=options,
                      norm="l2", warn=False)
@@ -172,6 +174,15 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     else:
         out = xp.asarray(results[0].value_linear)[()] if loss_only else results[0].plan
     return (out, _log(results, reg)) if log else out
+
+
+def _stop_threshold(stopThr):
+    """POT's ``stopThr`` as our ``tol``: at or below 0 (never met), POT runs
+    ``numItermax`` iterations, and so do we (``tol=0``); ``inf`` stops at the
+    first check."""
+    if isinstance(stopThr, bool) or not isinstance(stopThr, numbers.Real) or math.isnan(stopThr):
+        raise ValueError(f"stopThr must be a number, got {stopThr!r}")
+    return min(max(float(stopThr), 0.0), float(np.finfo(np.float64).max))
 
 
 def _options(kwargs):

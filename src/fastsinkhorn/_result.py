@@ -80,6 +80,50 @@ class OTResult:
     method: str = "sinkhorn"
     tol: float = 0.0
     reg: float = 0.0
+    marginals: tuple = field(default=None, repr=False)
+
+    #: POT's ``OTResult`` fields that have no counterpart in entropic OT
+    value_quad = None
+    citation = ("Cuturi (2013), Sinkhorn distances: lightspeed computation of optimal transport, NeurIPS; "
+                "Tang, Shavlovsky, Rahmanian, Tardini, Thekumparampil, Xiao, Ying (2024), "
+                "Accelerating Sinkhorn algorithm with sparse Newton iterations, ICLR")
+
+    @property
+    def potential_a(self):
+        return self.potentials[0]
+
+    @property
+    def potential_b(self):
+        return self.potentials[1]
+
+    @property
+    def marginal_a(self):
+        """Row sums of the returned plan (float64)."""
+        return self.marginals[0]
+
+    @property
+    def marginal_b(self):
+        """Column sums of the returned plan (float64)."""
+        return self.marginals[1]
+
+    @property
+    def sparse_plan(self):
+        """The plan as a SciPy CSR matrix (CuPy's for a CuPy plan); for a
+        lazy plan, its entries above 1e-10 of their row's largest."""
+        if hasattr(self.plan, "to_sparse"):
+            return self.plan.to_sparse()
+        if self.batched:
+            raise ValueError("a batch of plans has no single sparse plan")
+        if hasattr(self.plan, "get"):
+            import cupyx.scipy.sparse as sparse
+        else:
+            import scipy.sparse as sparse
+        return sparse.csr_matrix(self.plan)
+
+    @property
+    def lazy_plan(self):
+        """The :class:`~fastsinkhorn.LazyPlan` of a point-cloud solve, else ``None``."""
+        return self.plan if hasattr(self.plan, "to_sparse") else None
 
     @property
     def message(self):

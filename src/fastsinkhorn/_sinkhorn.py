@@ -34,14 +34,15 @@ from typing import Any
 import numpy as np
 
 from ._arrays import to_numpy as to_host
+from ._relaxation import translation
 from ._result import Status
 
 
 def log_iteration(prob, f, g):
     """One exact log-domain Sinkhorn iteration (row then column half-step)."""
     geom, reg = prob.geom, prob.reg
-    f = reg * (prob.log_a - geom.lse_rows(g, reg))
-    g = reg * (prob.log_b - geom.lse_cols(f, reg))
+    f = prob.rows.potential(geom.lse_rows(g, reg))
+    g = prob.cols.potential(geom.lse_cols(f, reg))
     return f, g
 
 
@@ -54,25 +55,43 @@ class _ScalingIterate:
         # Row half-step in the log domain: every row then holds its mass. A
         # column left empty shows up as an infinite scaling after the first
         # pass, which triggers a full log-domain iteration (``maintain``).
-        f = prob.reg * (prob.log_a - prob.geom.lse_rows(g, prob.reg))
+        f = prob.rows.potential(prob.geom.lse_rows(g, prob.reg))
         self.u = prob.xp.ones(f.shape)
         self._reset(f, g)
         self.last_good = (f, g)
 
     def _reset(self, f, g):
+        prob = self.prob
         self.f, self.g = f, g
-        self.prob.geom.plan(f, g, self.prob.reg, self.K)
+        prob.geom.plan(f, g, prob.reg, self.K)
         self.u[...] = 1.0
-        self.v = self.prob.xp.ones(g.shape)
+        self.v = prob.xp.ones(g.shape)
+        # unbalanced: the scaling half-steps u = exp(h - tau log(K v)) of this kernel
+        self.h_a = None if prob.rows.exact else prob.rows.log_scaling_target(f)
+        self.h_b = None if prob.cols.exact else prob.cols.log_scaling_target(g)
 
     def row_step(self):
         """Row half-step; returns the column sums of the resulting plan."""
-        self.colsum = self.prob.backend.scaling_pass(self.K, self.v, self.prob.a, self.u)
+        rows = self.prob.rows
+        self.colsum = self.prob.backend.scaling_pass(self.K, self.v, self.prob.a if rows.exact else self.h_a,
+                                                     self.u, rows.tau)
         return self.v * self.colsum
 
+    def col_target(self):
+        """The column marginal the optimal plan has at the current potentials."""
+        cols = self.prob.cols
+        return self.prob.b if cols.exact else cols.target(self.g + self.prob.reg * self.prob.xp.log(self.v))
+
     def col_step(self):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.v = self.prob.xp.where(self.prob.b > 0, self.prob.b / self.colsum, 1.0)
+        prob = self.prob
+        self.v = prob.cols.scaling(self.h_b, self.colsum)
+        if not prob.balanced:  # unbalanced: the plan's mass in one step (see ``translation``)
+            # (f + t, g - t) leaves K alone: shift the absorbed potentials, not the scalings
+            f, g = self.potentials()
+            t = translation(prob.rows, prob.cols, f, g)
+            t = t[..., None] if prob.xp.ndim(t) else t
+            self.f, self.g = self.f + t, self.g - t
+            self.h_a, self.h_b = prob.rows.log_scaling_target(self.f), prob.cols.log_scaling_target(self.g)
 
     def maintain(self):
         """Absorb scalings that left ``[1/t, t]`` (reads ``u``, ``v``: a sync on
@@ -110,6 +129,7 @@ class _ScalingIterate:
         new = object.__new__(_ScalingIterate)
         new.prob, new.K, new.threshold = sub, self.K[keep], self.threshold
         new.f, new.g, new.u, new.v = self.f[keep], self.g[keep], self.u[keep], self.v[keep]
+        new.h_a, new.h_b = (None if h is None else h[keep] for h in (self.h_a, self.h_b))
         new.last_good = tuple(x[keep] for x in self.last_good)
         return new
 
@@ -127,13 +147,20 @@ class _LogIterate:
 
     def row_step(self):
         prob, geom, reg, xp = self.prob, self.prob.geom, self.prob.reg, self.prob.xp
-        self.f = reg * (prob.log_a - geom.lse_rows(self.g, reg))
+        self.f = prob.rows.potential(geom.lse_rows(self.g, reg))
         self.lse = geom.lse_cols(self.f, reg)
         # columns of the row-normalised plan; every entry is <= a_i, so no overflow
         return xp.exp(self.g / reg + self.lse)
 
+    def col_target(self):
+        return self.prob.cols.target(self.g)
+
     def col_step(self):
-        self.g = self.prob.reg * (self.prob.log_b - self.lse)
+        prob = self.prob
+        self.g = prob.cols.potential(self.lse)
+        if not prob.balanced:
+            t = translation(prob.rows, prob.cols, self.f, self.g)
+            self.f, self.g = self.f + t, self.g - t
 
     def maintain(self):
         pass  # potentials are the iterate: nothing to absorb
@@ -171,7 +198,7 @@ class _Freezer:
 
     def check(self, state, c, iteration, tol):
         """Freeze the problems at or below ``tol``; the largest L1 error of the others (0 if none)."""
-        errors = to_host(self.xp.abs(c - state.prob.b).sum(axis=-1))
+        errors = to_host(self.xp.abs(c - state.col_target()).sum(axis=-1))
         live = ~self.done[self.rows]
         newly = live & (errors <= tol)
         if newly.any():
@@ -280,7 +307,7 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
         last = it == first_iteration + max_iter - 1
         checking = last or (it - first_iteration + 1) % check_every == 0
         if checking:
-            error, stop_error = marginal_errors(xp, c, state.prob.b, norm)
+            error, stop_error = marginal_errors(xp, c, state.col_target(), norm)
             if not np.isfinite(error):  # lost mass
                 state.restart()
                 continue

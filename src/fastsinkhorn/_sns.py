@@ -52,10 +52,15 @@ class _Point:
             self.r, self.c, total, idx, val = prob.geom.dense_pass(f, g, prob.reg, k)
             self.idx, self.val = _compact(xp, idx, val)
             self.nnz = int((self.val > 0).sum())
-            dual = _dot_finite(xp, prob.a, f) + _dot_finite(xp, prob.b, g) - prob.reg * float(total)
-            error = marginal_error(xp, self.r, self.c, prob.a, prob.b)
+            rows, cols = prob.rows, prob.cols
+            # the marginals the plan must have here: a and b, or their relaxed targets
+            self.target_r, self.target_c = rows.target(f), cols.target(g)
+            dual = float(rows.dual(f)) + float(cols.dual(g)) - prob.reg * float(total)
+            error = marginal_error(xp, self.r, self.c, self.target_r, self.target_c)
             # POT's "l2" criterion for an iterate whose rows are not exact either
-            l2 = math.sqrt(float(((self.r - prob.a) ** 2).sum() + ((self.c - prob.b) ** 2).sum()))
+            l2 = math.sqrt(float(((self.r - self.target_r) ** 2).sum() + ((self.c - self.target_c) ** 2).sum()))
+            # the Newton system's diagonal: the marginals plus the relaxations' curvature
+            self.diag_r, self.diag_c = self.r + rows.curvature(f), self.c + cols.curvature(g)
         finite = math.isfinite(dual) and math.isfinite(error)
         self.dual = dual if finite else -math.inf
         self.error = error if finite else math.inf
@@ -81,11 +86,6 @@ def _compact(xp, idx, val):
         order = xp.argsort(val <= 0, axis=1)
         idx, val = xp.take_along_axis(idx, order, axis=1), xp.take_along_axis(val, order, axis=1)
     return xp.ascontiguousarray(idx[:, :width]), xp.ascontiguousarray(val[:, :width])
-
-
-def _dot_finite(xp, w, p):
-    """``<w, p>`` ignoring the ``-inf`` potentials of zero masses (``0 * -inf``)."""
-    return float(w @ xp.where(xp.isfinite(p), p, 0.0))
 
 
 def _max_k(opts, m, lazy):
@@ -145,7 +145,7 @@ class LinearSolver:
         ascent direction), the solver used and its CG iterations.
         """
         xp = prob.xp
-        grad_f, grad_g = prob.a - pt.r, prob.b - pt.c
+        grad_f, grad_g = pt.target_r - pt.r, pt.target_c - pt.c
         # Shift mu = shift * err^2 * mean(diag): damps (towards gradient ascent)
         # far from the optimum, where sparsified Newton steps are wild; vanishes
         # near it, so local convergence stays superlinear (the shifted-Newton
@@ -174,17 +174,17 @@ class LinearSolver:
 
         def matvec(x):
             xf, xg = x[:n], x[n:]
-            return xp.concatenate([pt.r * xf + be.ell_matvec(pt.idx, pt.val, xg),
-                                   be.ell_rmatvec(pt.idx, pt.val, xf, m) + pt.c * xg]) + mu * x
+            return xp.concatenate([pt.diag_r * xf + be.ell_matvec(pt.idx, pt.val, xg),
+                                   be.ell_rmatvec(pt.idx, pt.val, xf, m) + pt.diag_c * xg]) + mu * x
 
         rtol = self.opts.cg_rtol or min(0.1, math.sqrt(pt.error))
-        diag = xp.concatenate([pt.r, pt.c]) + mu
+        diag = xp.concatenate([pt.diag_r, pt.diag_c]) + mu
         return pcg(matvec, xp.concatenate([grad_f, grad_g]), diag, rtol, max_iter, xp)
 
     def _direct(self, prob, pt, grad_f, grad_g, mu):
         """Factorise on the host (O(nnz) data; nothing n x m is copied)."""
-        r, c, val = (to_numpy(x) for x in (pt.r, pt.c, pt.val))
-        val = prune_by_mass(val, r, self.opts.mass_budget * pt.error)
+        r, c, val = (to_numpy(x) for x in (pt.diag_r, pt.diag_c, pt.val))
+        val = prune_by_mass(val, to_numpy(pt.r), self.opts.mass_budget * pt.error)
         for _ in range(8):
             try:
                 system = factorize_newton_system(to_numpy(pt.idx), val, r, c, mu, self.factor_kind)

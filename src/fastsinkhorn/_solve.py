@@ -1,5 +1,7 @@
 """``solve``: the native entry point, the method registry and the result."""
 
+import contextlib
+import math
 import warnings
 
 import numpy as np
@@ -9,10 +11,12 @@ from ._lazy_plan import LazyPlan
 from ._marginals import marginal_error
 from ._monitor import Monitor
 from ._options import SinkhornOptions, SNSOptions, parse_options
+from ._relaxation import check_unbalanced
 from ._result import ConvergenceWarning, OTResult, Status
 from ._sinkhorn import run_sinkhorn
 from ._sns import run_sns
-from ._validation import effective_tol, prepare_problem
+from ._geometry import DenseGeometry
+from ._validation import effective_tol, prepare_problem, reference_cost
 from .geometry import PointCloud
 
 #: name -> (options class, runner, default max_iter)
@@ -42,13 +46,27 @@ def choose_method(reg, cost_range, tol):
     return "sinkhorn"
 
 
-def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
-          warm_start=None, callback=None, verbose=False, backend="auto", **options):
-    r"""Solve an entropic optimal transport problem.
+#: ``method`` names of POT's ``ot.solve`` -> ours (None: POT's default).
+POT_SOLVE_METHODS = {None: "auto", "sinkhorn_log": "sinkhorn"}
+#: POT's ``grad`` modes: with NumPy/CuPy arrays (no autodiff) these change nothing.
+_NO_OP_GRADS = (None, "autodiff", "detach", "envelope")
+
+
+def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, unbalanced_type="KL",
+          method=None, n_threads=None, max_iter=None, plan_init=None, potentials_init=None, tol=None,
+          verbose=False, grad="autodiff", *, warm_start=None, callback=None, backend="auto", **options):
+    r"""Solve an entropic optimal transport problem, balanced or unbalanced.
+
+    A drop-in for POT's ``ot.solve`` (same positional arguments) for what it
+    computes with entropic regularisation:
 
     .. math::
-        \min_{P \ge 0} \langle M, P\rangle + \mathrm{reg} \sum_{ij} P_{ij}(\log P_{ij} - 1)
-        \quad \text{s.t.} \quad P 1 = a,\; P^T 1 = b
+        \min_{P \ge 0} \langle M, P\rangle + \mathrm{reg}\, \Omega(P)
+        + \rho_a \mathrm{KL}(P 1 | a) + \rho_b \mathrm{KL}(P^T 1 | b)
+
+    with ``Omega(P) = KL(P | a b^T)`` (``reg_type="KL"``, POT's default) or
+    ``sum P log P`` (``"entropy"``); balanced OT (``unbalanced=None``) holds
+    the marginals exactly instead (then both give the same plan).
 
     Parameters
     ----------
@@ -60,21 +78,48 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
         problems, solved together by Sinkhorn: each problem stops at its own
         tolerance check, and the result's per-problem fields are arrays.
     a, b : array_like (n,), (m,), optional
-        Marginals with equal sums; uniform when omitted or empty. For a
-        batch, ``(B, n)``/``(B, m)``, or 1-D ones shared by every problem.
+        Marginals (with equal sums for balanced OT); uniform when omitted or
+        empty. For a batch, ``(B, n)``/``(B, m)``, or 1-D ones shared by every problem.
     reg : float
-        Entropic regularization (> 0).
-    method : {"auto", "sinkhorn", "sns"}
-        ``"sinkhorn"``: log-stable Sinkhorn with early stopping.
-        ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
-        ``"auto"``: see :func:`choose_method`.
-    tol : float, optional
-        Bound on the L1 marginal error ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of
-        the returned plan. Default ``DEFAULT_TOL`` of the dtype (1e-9 for
-        float64, 1e-5 for float32); raised with a warning to what the dtype
-        can reach.
+        Entropic regularization (> 0). ``None`` (exact OT) is not implemented.
+    c : array_like (n, m), optional
+        Reference measure of the KL regulariser, ``KL(P | c)`` (positive;
+        default ``a b^T``), for a dense 2-D ``M``. Ignored with
+        ``reg_type="entropy"`` (whose reference measure is 1), as in POT.
+        POT's ``ot.solve`` ignores ``c`` for balanced OT; we do not.
+    reg_type : {"KL", "entropy"}
+        Regulariser; it changes ``value`` and, for unbalanced OT, the plan.
+    unbalanced : float or pair of floats, optional
+        KL penalties ``(rho_a, rho_b)`` of the marginals (POT's ``reg_m``;
+        ``inf`` keeps a marginal exact). ``None``: balanced OT.
+    unbalanced_type : {"KL"}
+        Only KL-relaxed marginals are implemented.
+    method : {None, "auto", "sinkhorn", "sinkhorn_log", "sns"}
+        ``"sinkhorn"`` (or POT's ``"sinkhorn_log"``): log-stable Sinkhorn with
+        early stopping. ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
+        ``None``/``"auto"``: see :func:`choose_method`.
+    n_threads : int, optional
+        CPU threads of this solve (default: Numba's, all cores).
     max_iter : int, optional
         Cap on iterations (Sinkhorn iterations plus Newton steps); 10000 by default.
+    plan_init : None
+        Not supported (the solvers start from potentials).
+    potentials_init : tuple of arrays, optional
+        Same as ``warm_start`` (potentials in our convention; see below).
+    tol : float, optional
+        Bound on the L1 marginal error ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of
+        the returned plan. Unbalanced OT measures it against the marginals the
+        optimal plan has at the current potentials, ``a exp(-f_a / rho_a)``
+        (``f_a`` the potential in the ``reg_type`` frame; likewise for ``b``):
+        it is the L1 norm of the dual's gradient, which vanishes at the
+        optimum. Default ``DEFAULT_TOL`` of the dtype (1e-9 for float64, 1e-5
+        for float32); raised with a warning to what the dtype can reach.
+        ``0`` runs ``max_iter`` iterations (and warns that it did not converge).
+    verbose : bool
+        Print one line per convergence check (all of them, the last included).
+    grad : {"autodiff", "detach", "envelope"}
+        POT's gradient modes; NumPy and CuPy arrays carry no gradients, so
+        they change nothing. ``"last_step"`` raises ``NotImplementedError``.
     warm_start : tuple of arrays, optional
         Potentials ``(f, g)`` from an earlier solve (``result.potentials``).
     callback : callable, optional
@@ -88,8 +133,6 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
         or ``"newton"``), ``elapsed`` (seconds) and ``extra`` (Newton checks:
         ``cg_iterations``, ``nnz``, ``step``, ``solver``, ``reg``). Raising
         ``StopIteration`` stops the solve cleanly.
-    verbose : bool
-        Print one line per convergence check (all of them, the last included).
     backend : {"auto", "cpu", "gpu", "reference"}
         ``"auto"`` follows the arrays (CuPy -> ``"gpu"``, else ``"cpu"``).
     **options
@@ -99,7 +142,11 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
     Returns
     -------
     OTResult
-        ``plan``, ``potentials``, ``value``, ``value_linear``,
+        ``plan``, ``potentials`` (``(f, g)`` in cost units: ``P_ij = exp((f_i
+        + g_j - M_ij) / reg)``, i.e. ``reg`` times POT's log-scalings for
+        ``reg_type="entropy"``), ``value`` (POT's: ``<M, P> + reg
+        Omega(P)`` plus ``rho KL`` terms of the marginals, each ``KL(p | q) =
+        sum p log(p / q)`` as POT computes it), ``value_linear``, ``marginals``,
         ``marginal_error``, ``n_iter``, ``converged``, ``status``, ``history``...
 
     Warns
@@ -114,15 +161,63 @@ def solve(M, a=None, b=None, *, reg, method="auto", tol=None, max_iter=None,
     >>> res = fastsinkhorn.solve(M, reg=0.1, method="sinkhorn")
     >>> bool(res.converged), res.plan.round(3).tolist()
     (True, [[0.5, 0.0], [0.0, 0.5]])
+    >>> res = fastsinkhorn.solve(M, [0.5, 0.5], [0.25, 0.25], 0.1, unbalanced=1.0)
+    >>> res.plan.sum().round(3)
+    0.365
     """
-    return _solve(M, a, b, reg=reg, method=method, tol=tol, max_iter=max_iter,
-                  warm_start=warm_start, callback=callback, verbose=verbose,
-                  backend=backend, options=options)
+    if reg is None:
+        raise NotImplementedError("reg=None (exact OT) is not implemented; give reg > 0")
+    _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend)
+    if potentials_init is not None:
+        if warm_start is not None:
+            raise TypeError("give potentials_init (POT's name) or warm_start, not both")
+        warm_start = potentials_init
+    with _threads(n_threads):
+        return _solve(M, a, b, reg=reg, method=POT_SOLVE_METHODS.get(method, method), tol=tol,
+                      max_iter=max_iter, warm_start=warm_start, callback=callback, verbose=verbose,
+                      backend=backend, options=options, unbalanced=check_unbalanced(unbalanced),
+                      reg_type=reg_type, c=c)
 
 
-def solve_sample(X_a, X_b, a=None, b=None, *, reg, metric="sqeuclidean", p=2.0, scale=1.0,
-                 lazy=False, **kwargs):
-    """Solve entropic OT between two samples, with the cost of each pair from ``metric``.
+def _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend):
+    """POT arguments we cannot honour raise, naming the argument and value."""
+    if not isinstance(unbalanced_type, str) or unbalanced_type.lower() != "kl":
+        raise NotImplementedError(f"unbalanced_type={unbalanced_type!r}: only 'KL' is implemented")
+    if plan_init is not None:
+        raise NotImplementedError("plan_init: the solvers start from potentials; use potentials_init")
+    if grad not in _NO_OP_GRADS:
+        raise NotImplementedError(f"grad={grad!r}: only POT's modes without effect on NumPy/CuPy arrays "
+                                  f"({_NO_OP_GRADS[1:]}) are accepted")
+    if n_threads is not None:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
+            raise ValueError(f"n_threads must be a positive int, got {n_threads!r}")
+        if backend == "gpu":
+            raise NotImplementedError("n_threads: the GPU backend has no CPU threads to set")
+
+
+@contextlib.contextmanager
+def _threads(n_threads):
+    """Run the CPU kernels on ``n_threads`` threads (capped at Numba's pool)."""
+    if n_threads is None:
+        yield
+        return
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=None, reg_type="KL",
+                 unbalanced=None, unbalanced_type="KL", lazy=False, batch_size=None, method=None,
+                 n_threads=None, max_iter=None, plan_init=None, rank=100, scaling=0.95,
+                 potentials_init=None, X_init=None, tol=None, verbose=False, grad="autodiff",
+                 random_state=None, debias=False, n_projections=50, projections=None, scaler=None,
+                 *, p=2.0, scale=1.0, **kwargs):
+    """Solve entropic OT between two samples, a drop-in for POT's ``ot.solve_sample``.
 
     Parameters
     ----------
@@ -132,21 +227,30 @@ def solve_sample(X_a, X_b, a=None, b=None, *, reg, metric="sqeuclidean", p=2.0, 
         Target points.
     a, b : array_like (n,), (m,), optional
         Weights; uniform when omitted.
-    reg : float
-        Entropic regularization (> 0), in the units of the cost.
     metric : {"sqeuclidean", "euclidean", "minkowski"}
         Cost between points, times ``scale`` (see :class:`~fastsinkhorn.PointCloud`).
-    p : float
-        Exponent of the ``"minkowski"`` metric.
-    scale : float
-        Positive factor applied to the cost.
+    reg, c, reg_type, unbalanced, unbalanced_type, method, n_threads, max_iter, plan_init, potentials_init, tol, verbose, grad
+        As in :func:`solve`.
     lazy : bool
         ``False`` (POT's default): build the dense ``(n, m)`` cost once and
         solve it. ``True``: never store it; every pass recomputes costs from
         the points (memory O((n + m) d)), and ``result.plan`` is a
         :class:`~fastsinkhorn.LazyPlan`.
+    batch_size : int, optional
+        POT's row-block size of its lazy solver: a memory knob of POT's
+        implementation; ours streams rows in fixed blocks, and the results do
+        not depend on it. Accepted and unused.
+    rank, scaling, X_init, random_state, debias, n_projections, projections, scaler
+        Options of POT's low-rank, factored, sliced and Gaussian methods,
+        which are not implemented: any value but POT's default raises
+        ``NotImplementedError``.
+    p : float
+        Exponent of the ``"minkowski"`` metric.
+    scale : float
+        Positive factor applied to the cost.
     **kwargs
-        Passed to :func:`solve` (``method``, ``tol``, ``max_iter``, ...).
+        Passed to :func:`solve` (``warm_start``, ``callback``, ``backend``,
+        method options).
 
     Returns
     -------
@@ -160,16 +264,35 @@ def solve_sample(X_a, X_b, a=None, b=None, *, reg, metric="sqeuclidean", p=2.0, 
     >>> res.plan.to_dense().round(3).tolist()
     [[0.5, 0.0], [0.0, 0.5]]
     """
+    defaults = {"rank": (rank, 100), "scaling": (scaling, 0.95), "X_init": (X_init, None),
+                "random_state": (random_state, None), "debias": (debias, False),
+                "n_projections": (n_projections, 50), "projections": (projections, None),
+                "scaler": (scaler, None)}
+    for name, (value, default) in defaults.items():
+        if value is not default and not (default is not None and value == default):
+            raise NotImplementedError(f"{name}={value!r}: POT's low-rank, factored, sliced and Gaussian "
+                                      "methods are not implemented; only the default is accepted")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     cloud = PointCloud(X_a, X_b, cost=metric, p=p, scale=scale)
-    return solve(cloud if lazy else cloud.cost_matrix(), a, b, reg=reg, **kwargs)
+    return solve(cloud if lazy else cloud.cost_matrix(), a, b, reg, c, reg_type, unbalanced, unbalanced_type,
+                 method, n_threads, max_iter, plan_init, potentials_init, tol, verbose, grad, **kwargs)
 
 
 def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose,
-           backend, options, norm="l1", warn=True):
-    """:func:`solve` with the POT-compatibility knobs (stopping norm, warn)."""
+           backend, options, norm="l1", warn=True, unbalanced=(math.inf, math.inf), reg_type="kl", c=None):
+    """:func:`solve` with the POT-compatibility knobs (stopping norm, warn,
+    reference measure ``c`` of the KL regulariser)."""
+    if not isinstance(reg_type, str) or reg_type.lower() not in ("kl", "entropy"):
+        raise NotImplementedError(f"reg_type={reg_type!r}: only 'KL' and 'entropy' are implemented")
+    kl_frame, M_given = reg_type.lower() == "kl", None
+    if c is not None and kl_frame:  # KL(P | c): the entropy for the cost M - reg log c
+        M, M_given = reference_cost(M, c, reg)
+        kl_frame = False
     arrays = (M.x, a, b) if isinstance(M, PointCloud) else (M, a, b)
     host_input = not any(is_cupy_array(x) for x in arrays)
-    prob = prepare_problem(M, a, b, reg, backend)
+    prob = prepare_problem(M, a, b, reg, backend, unbalanced, kl_frame=kl_frame)
     batched = len(prob.shape) == 3
     tol = effective_tol(tol, prob.dtype, prob.shape[-2:])
     if method == "auto":
@@ -191,9 +314,11 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     # the loops stop a little below tol: storing the plan in the problem's dtype
     # moves each marginal by up to eps/2 of its mass (float32: ~6e-8)
     rounding = float(np.finfo(prob.dtype).eps) * float(prob.a.sum(axis=-1).max())
-    monitor = Monitor(tol - rounding, callback, verbose)
+    monitor = Monitor(tol - rounding if tol > 0 else -1.0, callback, verbose)
     plan, f, g, phases, status = runner(prob, opts, monitor, int(max_iter), f0, g0, norm=norm)
     result = _result(prob, plan, f, g, phases, status, monitor, method, tol, norm)
+    if M_given is not None:  # <M, P> of the caller's cost, not of M - reg log c
+        result.value_linear = DenseGeometry(M_given, prob.backend, 0.0).linear_cost(result.plan)
     if host_input and prob.backend.name == "gpu":
         if not isinstance(result.plan, LazyPlan):
             result.plan = to_numpy(result.plan)
@@ -250,23 +375,22 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
         r = plan.sum(axis=-1, dtype=np.float64)
         c = plan.sum(axis=-2, dtype=np.float64)
         linear = prob.geom.linear_cost(plan)
-    error = marginal_error(xp, r, c, prob.a, prob.b)
-    # sum P (log P - 1) from the potentials: log P_ij = (f_i + g_j - M_ij) / reg
-    fr = (xp.where(xp.isfinite(f), f, 0.0) * r).sum(axis=-1)
-    gc = (xp.where(xp.isfinite(g), g, 0.0) * c).sum(axis=-1)
-    value = fr + gc - reg * r.sum(axis=-1)
+    target_c = prob.cols.target(g)
+    error = marginal_error(xp, r, c, prob.rows.target(f), target_c)
+    value = objective(prob, f, g, r, c)
     value = float(value) if value.ndim == 0 else value
     if not bool(xp.isfinite(xp.asarray(error)).all()):
         status = Status.STALLED
     # POT's criterion ("l2"): the column violation of the row-normalised plan
-    converged = (error if norm == "l1" else xp.sqrt(((c - prob.b) ** 2).sum(axis=-1))) <= tol
+    converged = (error if norm == "l1" else xp.sqrt(((c - target_c) ** 2).sum(axis=-1))) <= tol
     converged = bool(converged) if xp.ndim(converged) == 0 else converged
     if bool(xp_all(converged)) and status is Status.MAX_ITER:
         status = Status.CONVERGED
     if prob.transposed:
-        plan, f, g = plan.T, g, f
+        plan, f, g, r, c = plan.T, g, f, c, r
     return OTResult(
         plan=plan,
+        marginals=(r, c),
         potentials=(f.astype(prob.dtype), g.astype(prob.dtype)),
         value=value,
         value_linear=linear,
@@ -281,3 +405,33 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
         tol=tol,
         reg=reg,
     )
+
+
+def objective(prob, f, g, r, c):
+    """POT's ``value`` of the plan at potentials ``(f, g)`` with marginals ``(r, c)``.
+
+    ``<M, P> + reg Omega(P)`` plus ``rho KL(r | a)`` (and likewise for ``b``)
+    for relaxed marginals, where ``Omega(P) = KL(P | a b^T)`` in the KL frame
+    and ``sum P log P`` otherwise, and ``KL(p | q) = sum p log(p / q)`` (POT's
+    ``kl_div``). ``<M, P> + reg sum P log P = <f, r> + <g, c>`` since
+    ``log P_ij = (f_i + g_j - M_ij) / reg``: no pass over the plan.
+    """
+    xp = prob.xp
+    value = _dot(xp, r, f) + _dot(xp, c, g)
+    if prob.kl_frame:
+        value = value - prob.reg * (_dot_log(xp, r, prob.a) + _dot_log(xp, c, prob.b))
+    for side, marginal in ((prob.rows, r), (prob.cols, c)):
+        if not side.exact:
+            value = value + side.rho * (_dot_log(xp, marginal, marginal) - _dot_log(xp, marginal, side.mass))
+    return value
+
+
+def _dot(xp, w, p):
+    """``<w, p>`` per problem, ignoring the ``-inf`` potentials of empty rows."""
+    return (xp.where(xp.isfinite(p), p, 0.0) * w).sum(axis=-1)
+
+
+def _dot_log(xp, r, w):
+    """``sum_i r_i log w_i`` per problem, terms with ``r_i = 0`` counting 0."""
+    with np.errstate(divide="ignore"):
+        return xp.where(r > 0, r * xp.log(xp.where(r > 0, w, 1.0)), 0.0).sum(axis=-1)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._arrays import array_library
 from ._geometry import CloudGeometry, DenseGeometry
+from ._relaxation import Side
 from .backends import BACKENDS, get_backend
 from .geometry import PointCloud
 
@@ -36,6 +37,22 @@ class PreparedProblem:
     xp: Any
     backend: Any
     transposed: bool = False
+    rho_a: float = math.inf  # KL penalties of the marginals (inf: exact, balanced OT)
+    rho_b: float = math.inf
+    kl_frame: bool = True  # the entropy's reference measure is a b^T (POT's reg_type="kl")
+
+    @property
+    def balanced(self):
+        return math.isinf(self.rho_a) and math.isinf(self.rho_b)
+
+    @property
+    def rows(self):
+        """The row marginal as the drivers see it (:class:`~fastsinkhorn._relaxation.Side`)."""
+        return Side(self.a, self.rho_a, self.kl_frame, self.reg, self.xp)
+
+    @property
+    def cols(self):
+        return Side(self.b, self.rho_b, self.kl_frame, self.reg, self.xp)
 
     @property
     def dtype(self):
@@ -49,16 +66,6 @@ class PreparedProblem:
     def cost_range(self):
         """``max C - min C`` (a bound for point clouds), for the auto rule."""
         return self.geom.cost_range
-
-    @property
-    def log_a(self):
-        with np.errstate(divide="ignore"):
-            return self.xp.log(self.a)
-
-    @property
-    def log_b(self):
-        with np.errstate(divide="ignore"):
-            return self.xp.log(self.b)
 
 
 def check_reg(reg):
@@ -79,10 +86,12 @@ def resolve_backend(backend, library):
     return backend
 
 
-def prepare_problem(M, a, b, reg, backend="auto"):
+def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf), kl_frame=True):
     """Validate ``(M, a, b, reg)`` and return a :class:`PreparedProblem`.
 
     ``M`` is a dense ``(n, m)`` cost or a :class:`~fastsinkhorn.geometry.PointCloud`.
+    ``unbalanced`` holds the KL penalties ``(rho_a, rho_b)`` of the marginals
+    (``inf``: exact); masses need equal sums only when both are exact.
 
     Raises
     ------
@@ -119,17 +128,56 @@ def prepare_problem(M, a, b, reg, backend="auto"):
         n, m = m, n
     a = _as_mass(xp, a, batch, n, "a", against[0])
     b = _as_mass(xp, b, batch, m, "b", against[1])
+    rho_a, rho_b = unbalanced
+    if transposed:  # F-ordered: solve the transposed problem, no copy
+        a, b, rho_a, rho_b = b, a, rho_b, rho_a
+    prob = PreparedProblem(geom=geom, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed,
+                           rho_a=rho_a, rho_b=rho_b, kl_frame=kl_frame)
+    if prob.balanced:
+        prob.b = _equal_sums(xp, a, b, geom.dtype, batch, transposed)
+    return prob
+
+
+def _equal_sums(xp, a, b, dtype, batch, transposed):
+    """``b`` rescaled to the sum of ``a`` after checking that they agree."""
     sa, sb = a.sum(axis=-1), b.sum(axis=-1)
-    mismatch = xp.abs(sa - sb) > np.sqrt(np.finfo(geom.dtype).eps) * xp.maximum(sa, sb)
+    mismatch = xp.abs(sa - sb) > np.sqrt(np.finfo(dtype).eps) * xp.maximum(sa, sb)
     if bool(mismatch.any()):
         i = int(xp.argmax(mismatch)) if batch else ()  # the first offending problem
         where = f" in problem {i}" if batch else ""
-        raise ValueError(f"a and b must have equal sums{where}, got sum(a)={float(sa[i])!r} "
-                         f"and sum(b)={float(sb[i])!r}")
-    b = b * (sa / sb)[..., None]  # remove the rounding-level mismatch so tol is reachable
-    if transposed:  # F-ordered: solve the transposed problem, no copy
-        a, b = b, a
-    return PreparedProblem(geom=geom, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed)
+        first, second = ("b", "a") if transposed else ("a", "b")  # the caller's names
+        raise ValueError(f"a and b must have equal sums{where}, got sum({first})={float(sa[i])!r} "
+                         f"and sum({second})={float(sb[i])!r} (or solve unbalanced OT: unbalanced=...)")
+    return b * (sa / sb)[..., None]  # remove the rounding-level mismatch so tol is reachable
+
+
+def reference_cost(M, c, reg):
+    """``M - reg log c``: the entropy relative to a reference measure ``c`` as
+    the plain entropy of the plan for this cost (``KL(P | c) = sum P log P -
+    sum P log c`` up to a constant). Returns ``(M_eff, M)`` as float64 arrays.
+
+    Raises ``ValueError``/``NotImplementedError`` naming ``c`` when it is not
+    a positive finite ``(n, m)`` array for a dense 2-D ``M``.
+    """
+    if isinstance(M, PointCloud) or getattr(M, "ndim", 2) != 2:
+        raise NotImplementedError("c: a reference measure is supported for a dense 2-D M only")
+    xp = cupy_or_numpy(array_library(M=M, c=c))
+    M = xp.asarray(M, dtype=np.float64)
+    c = xp.asarray(c, dtype=np.float64)
+    if c.shape != M.shape:
+        raise ValueError(f"c must have the shape of M {M.shape}, got {c.shape}")
+    if not bool(xp.isfinite(c).all()) or not bool((c > 0).all()):
+        raise ValueError("c (the reference measure) must be positive and finite")
+    return M - check_reg(reg) * xp.log(c), M
+
+
+def cupy_or_numpy(library):
+    """The array module named by :func:`~fastsinkhorn._arrays.array_library`."""
+    if library == "cupy":
+        import cupy
+
+        return cupy
+    return np
 
 
 def _as_cost(xp, M):
@@ -198,13 +246,17 @@ def default_tol(dtype):
 
 
 def effective_tol(tol, dtype, shape):
-    """Default ``tol`` per dtype, raised to :func:`tolerance_floor` with a warning."""
+    """Default ``tol`` per dtype, raised to :func:`tolerance_floor` with a warning.
+
+    ``tol = 0`` is kept: the solve then runs ``max_iter`` iterations (a common
+    way to time a fixed number of iterations).
+    """
     if tol is None:
         tol = default_tol(dtype)
-    if not (isinstance(tol, numbers.Real) and tol > 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+    if isinstance(tol, bool) or not (isinstance(tol, numbers.Real) and tol >= 0 and math.isfinite(tol)):
+        raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
     floor = tolerance_floor(dtype, shape)
-    if tol < floor:
+    if 0 < tol < floor:
         warnings.warn(
             f"tol={tol:.1e} is below what {np.dtype(dtype).name} can reach for a "
             f"{shape[0]}x{shape[1]} problem; using tol={floor:.1e}",

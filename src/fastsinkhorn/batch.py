@@ -122,19 +122,8 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
     if xp.ndim(xp.asarray(M)) != 3:
         raise ValueError(f"M must have shape (B, n, m), got {xp.asarray(M).shape}")
     res = _solve(M, a, b, reg=reg, method="sinkhorn", tol=tol, max_iter=max_iter, warm_start=None,
-                 callback=None, verbose=False, backend="auto", options={}, warn=False)
-    P = res.plan.astype(np.float64)
-    f, g = (p.astype(np.float64) for p in res.potentials)
-    # sum P log P from the potentials: log P = (f_i + g_j - M_ij) / reg where P > 0
-    r, c = P.sum(axis=2), P.sum(axis=1)
-    mass = r.sum(axis=1)
-    plogp = (res.value - res.value_linear) / reg + mass
-    if reg_type == "entropy":
-        res.value = res.value_linear + reg * plogp
-    else:  # KL(P | a b^T) = sum P log P - sum_i r_i log a_i - sum_j c_j log b_j (zero rows carry no mass)
-        prob_a, prob_b = _masses(xp, a, P.shape[:2]), _masses(xp, b, (P.shape[0], P.shape[2]))
-        res.value = res.value_linear + reg * (plogp - _dot_log(xp, r, prob_a) - _dot_log(xp, c, prob_b))
-    res.potentials = (f / reg, g / reg)
+                 callback=None, verbose=False, backend="auto", options={}, warn=False, reg_type=reg_type)
+    res.potentials = tuple(p.astype(np.float64) / reg for p in res.potentials)
     return res
 
 
@@ -144,17 +133,3 @@ def _namespace(*arrays):
 
         return cupy
     return np
-
-
-def _masses(xp, w, shape):
-    if w is None:
-        return xp.full(shape, 1.0 / shape[1])
-    w = xp.asarray(w, dtype=np.float64)
-    w = xp.broadcast_to(w, shape)
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def _dot_log(xp, r, w):
-    """``sum_i r_i log w_i`` per problem, terms with ``r_i = 0`` counting 0."""
-    with np.errstate(divide="ignore"):
-        return xp.where(r > 0, r * xp.log(xp.where(r > 0, w, 1.0)), 0.0).sum(axis=1)

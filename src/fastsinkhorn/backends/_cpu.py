@@ -166,12 +166,13 @@ class CPUBackend:
         _exp_blocks(*M.shape, _dense_exponent(M, float(reg)), _vec(f), _vec(g), _cut(out.dtype), store)
         return out
 
-    def scaling_pass(self, K, v, a, u):
+    def scaling_pass(self, K, v, a, u, tau=1.0):
+        tau = float(tau)
         if K.ndim == 3:
-            return batch.scaling_pass(K, _vec(v), _vec(a), u)
+            return batch.scaling_pass(K, _vec(v), _vec(a), u, tau)
         if K.size < SERIAL_BELOW:
-            return kern.scaling_pass_serial(K, _vec(v), _vec(a), u, 1)
-        return kern.scaling_pass(K, _vec(v), _vec(a), u, get_num_threads())
+            return kern.scaling_pass_serial(K, _vec(v), _vec(a), u, 1, tau)
+        return kern.scaling_pass(K, _vec(v), _vec(a), u, get_num_threads(), tau)
 
     def scale(self, K, u, v, out):
         if K.ndim == 3:

@@ -83,8 +83,9 @@ def plan(M, f, g, reg, cut, out):
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST)
-def scaling_pass(K, v, a, u):
-    """Per problem: ``u_i = a_i / (K v)_i`` and return ``K^T u`` (B, m); one read of K."""
+def scaling_pass(K, v, a, u, tau):
+    """Per problem: ``u_i = a_i / (K v)_i`` (``tau``: see ``_row_scaling``) and
+    return ``K^T u`` (B, m); one read of K."""
     B, n, m = K.shape
     colsum = np.zeros((B, m))
     for p in prange(B):
@@ -93,7 +94,7 @@ def scaling_pass(K, v, a, u):
             s = 0.0
             for j in range(m):
                 s += K[p, i, j] * v[p, j]
-            ui = _row_scaling(s, a[p, i])
+            ui = _row_scaling(s, a[p, i], tau)
             u[p, i] = ui
             for j in range(m):
                 acc[j] += K[p, i, j] * ui

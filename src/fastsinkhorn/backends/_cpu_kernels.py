@@ -98,13 +98,19 @@ def lse_cols(M, f, reg, nb):
 
 
 @njit(cache=True, inline="always")
-def _row_scaling(s, ai):
-    """Row half-step ``u_i = a_i / (K v)_i``; rows of zero mass keep ``u_i = 1``."""
-    return ai / s if ai > 0 else 1.0
+def _row_scaling(s, ai, tau):
+    """Row half-step ``u_i = a_i / (K v)_i``; rows of zero mass keep ``u_i = 1``.
+
+    Unbalanced (``tau < 1``): ``ai`` is the log-target ``h_i`` and
+    ``u_i = exp(h_i - tau log (K v)_i)``; ``h_i = -inf`` keeps ``u_i = 1``.
+    """
+    if tau == 1.0:
+        return ai / s if ai > 0 else 1.0
+    return np.exp(ai - tau * np.log(s)) if ai > -np.inf else 1.0
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST)
-def scaling_pass(K, v, a, u, nb):
+def scaling_pass(K, v, a, u, nb, tau):
     """Fused iteration: ``u_i = a_i / (K v)_i`` and return ``K^T u``; one read of K.
 
     Rows go four at a time: the four dot products share the loads of ``v``
@@ -127,8 +133,8 @@ def scaling_pass(K, v, a, u, nb):
                 s1 += K[i + 1, j] * vj
                 s2 += K[i + 2, j] * vj
                 s3 += K[i + 3, j] * vj
-            u0, u1 = _row_scaling(s0, a[i]), _row_scaling(s1, a[i + 1])
-            u2, u3 = _row_scaling(s2, a[i + 2]), _row_scaling(s3, a[i + 3])
+            u0, u1 = _row_scaling(s0, a[i], tau), _row_scaling(s1, a[i + 1], tau)
+            u2, u3 = _row_scaling(s2, a[i + 2], tau), _row_scaling(s3, a[i + 3], tau)
             u[i], u[i + 1], u[i + 2], u[i + 3] = u0, u1, u2, u3
             for j in range(m):
                 acc[j] += K[i, j] * u0 + K[i + 1, j] * u1 + K[i + 2, j] * u2 + K[i + 3, j] * u3
@@ -137,7 +143,7 @@ def scaling_pass(K, v, a, u, nb):
             s = 0.0
             for j in range(m):
                 s += K[i, j] * v[j]
-            ui = _row_scaling(s, a[i])
+            ui = _row_scaling(s, a[i], tau)
             u[i] = ui
             for j in range(m):
                 acc[j] += K[i, j] * ui

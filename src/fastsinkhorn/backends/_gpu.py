@@ -351,8 +351,9 @@ class GPUBackend:
         """Write ``exp((f_i + g_j - M_ij) / reg)`` into ``out`` and return it."""
         return self._elementwise("plan_kernel", M, out, f, g, np.float64(reg))
 
-    def scaling_pass(self, K, v, a, u):
-        """Set ``u = a / (K v)`` (1 where ``a == 0``); return ``K^T u`` (float64).
+    def scaling_pass(self, K, v, a, u, tau=1.0):
+        """Set ``u = a / (K v)`` (1 where ``a == 0``; ``tau < 1``: ``a`` holds
+        log-targets ``h``, ``u = exp(h - tau log(K v))``); return ``K^T u`` (float64).
 
         ``u`` must be a float64 device array of the shape of ``a``; it is
         written in place.  Two launches, ``K v`` (fused with the ``u``
@@ -364,7 +365,7 @@ class GPUBackend:
         direct = u.flags.c_contiguous and u.dtype == xp.float64 and u.shape == a.shape
         u_buf = u if direct else xp.empty(a.shape, xp.float64)
         kernel = self._kernel("matvec_rows_kernel", K.dtype)
-        self._launch_rows(kernel, head, R, C, v, a, u_buf, problems=B)  # K v and the u update, fused
+        self._launch_rows(kernel, head, R, C, v, a, np.float64(tau), u_buf, problems=B)  # K v and the u update, fused
         grid, chunk = self._col_grid(R, C, B)
         colsum = xp.zeros(v.shape, xp.float64)
         self._kernel("matvec_cols_kernel", K.dtype)(

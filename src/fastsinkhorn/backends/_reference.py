@@ -77,20 +77,27 @@ class ReferenceBackend:
         return out
 
     @_per_problem
-    def scaling_pass(self, K, v, a, u):
+    def scaling_pass(self, K, v, a, u, tau=1.0):
         """One Sinkhorn iteration over ``K`` (here two products; the CPU backend
         fuses them into a single read of ``K``).
 
         Row half-step ``u_i = a_i / (K v)_i`` (``u_i = 1`` where ``a_i == 0``,
         whose row of ``K`` is zero), written into ``u``; returns the column
         sums ``K^T u`` (float64, (m,)) that the column half-step needs.
+
+        Unbalanced OT (``tau < 1``): ``a`` holds log-targets ``h`` and the
+        half-step is ``u_i = exp(h_i - tau log (K v)_i)`` (``u_i = 1`` where
+        ``h_i = -inf``).
         """
         K64 = np.asarray(K, np.float64)
         # an infinite scaling (a column that lost its mass) gives NaN sums: the
         # driver sees a non-finite error and restarts, so no warning here
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             s = K64 @ v
-            u[...] = np.where(a > 0, a / s, 1.0)
+            if tau == 1.0:
+                u[...] = np.where(a > 0, a / s, 1.0)
+            else:
+                u[...] = np.where(a > -np.inf, np.exp(a - tau * np.log(s)), 1.0)
             return K64.T @ u
 
     @_per_problem

@@ -1,0 +1,250 @@
+"""POT's entropic surface beyond sinkhorn/sinkhorn2: ot.solve, ot.solve_sample,
+ot.unbalanced.sinkhorn_unbalanced(2), and POT's tolerance edge cases."""
+
+import inspect
+import warnings
+
+import numpy as np
+import ot
+import pytest
+from ot_testing import random_problem
+
+import fastsinkhorn as fs
+from fastsinkhorn._result import ConvergenceWarning
+
+UNBALANCED_METHODS = ["sinkhorn", "sinkhorn_stabilized", "sinkhorn_translation_invariant", "sinkhorn_reg_scaling"]
+
+
+def pot_unbalanced(a, b, M, reg, reg_m, **kwargs):
+    """POT's converged answer (its stabilized solver, run to rounding)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ot.unbalanced.sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn_stabilized",
+                                                 numItermax=100_000, stopThr=1e-15, log=True, **kwargs)
+
+
+# -- signatures -------------------------------------------------------------
+
+@pytest.mark.parametrize("ours, theirs", [
+    (fs.solve, ot.solve), (fs.solve_sample, ot.solve_sample),
+    (fs.sinkhorn_unbalanced, ot.unbalanced.sinkhorn_unbalanced),
+    (fs.sinkhorn_unbalanced2, ot.unbalanced.sinkhorn_unbalanced2),
+    (fs.unbalanced.sinkhorn_knopp_unbalanced, ot.unbalanced.sinkhorn_knopp_unbalanced),
+    (fs.unbalanced.sinkhorn_stabilized_unbalanced, ot.unbalanced.sinkhorn_stabilized_unbalanced),
+    (fs.batch.solve_batch, ot.batch.solve_batch),
+])
+def test_pot_positional_arguments_come_first_in_pots_order(ours, theirs):
+    pot = [p.name for p in inspect.signature(theirs).parameters.values()
+           if p.kind is p.POSITIONAL_OR_KEYWORD]
+    mine = [p.name for p in inspect.signature(ours).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert mine[:len(pot)] == pot
+
+
+def test_module_paths_mirror_pot():
+    assert fs.unbalanced.sinkhorn_unbalanced is fs.sinkhorn_unbalanced
+    assert fs.unbalanced.sinkhorn_unbalanced2 is fs.sinkhorn_unbalanced2
+    assert callable(fs.batch.solve_batch)
+
+
+# -- sinkhorn_unbalanced ----------------------------------------------------
+
+@pytest.mark.parametrize("method", UNBALANCED_METHODS + ["sns"])
+@pytest.mark.parametrize("reg_type", ["kl", "entropy"])
+def test_sinkhorn_unbalanced_equals_pots_converged_plan_and_log(rng, method, reg_type):
+    M, a, b = random_problem(rng, 40, 30)
+    b = 1.7 * b
+    P, log = pot_unbalanced(a, b, M, 0.1, 0.5, reg_type=reg_type)
+    ours, our_log = fs.sinkhorn_unbalanced(a, b, M, 0.1, 0.5, method=method, reg_type=reg_type,
+                                           stopThr=1e-12, log=True)
+    np.testing.assert_allclose(ours, P, rtol=1e-8, atol=1e-13)
+    assert set(log) <= set(our_log)
+    np.testing.assert_allclose(our_log["logu"], log["logu"], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(our_log["logv"], log["logv"], rtol=1e-8, atol=1e-8)
+    assert our_log["cost"] == pytest.approx(float(log["cost"]), rel=1e-9)
+    assert our_log["total_cost"] == pytest.approx(float(log["total_cost"]), rel=1e-8, abs=1e-9)
+    assert our_log["converged"] and our_log["err"][-1] <= 1e-12
+
+
+def test_pots_example_and_sinkhorn_unbalanced2_costs():
+    a, b, M = [.5, .5], [.5, .5], [[0., 1.], [1., 0.]]
+    np.testing.assert_allclose(fs.sinkhorn_unbalanced(a, b, M, 1, 1), [[0.3220536, 0.1184769], [0.1184769, 0.3220536]],
+                               atol=5e-8)
+    P, log = pot_unbalanced(np.array(a), np.array(b), np.array(M), 1.0, 1.0)
+    linear = fs.sinkhorn_unbalanced2(a, b, M, 1, 1, stopThr=1e-12)
+    total = fs.sinkhorn_unbalanced2(a, b, M, 1, 1, returnCost="total", stopThr=1e-12)
+    assert np.ndim(linear) == 0 and float(linear) == pytest.approx(float(log["cost"]), rel=1e-9)
+    assert float(total) == pytest.approx(float(log["total_cost"]), rel=1e-9)
+    with pytest.raises(ValueError, match="Unknown returnCost"):
+        fs.sinkhorn_unbalanced2(a, b, M, 1, 1, returnCost="quadratic")
+
+
+def test_two_dimensional_b_gives_one_cost_per_histogram_as_pot(rng):
+    M, a, _ = random_problem(rng, 30, 20)
+    B = rng.random((20, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = fs.sinkhorn_unbalanced2(a, B, M, 0.1, 1.0, stopThr=1e-12, numItermax=10_000)
+    assert any("Use entropy" in str(w.message) for w in caught)  # POT's warning, POT's computation
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ot.unbalanced.sinkhorn_unbalanced2(a, B, M, 0.1, 1.0, stopThr=1e-14, numItermax=100_000)
+    assert ours.shape == (3,)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-8)
+    # each is the entropy-regularised problem solved alone
+    for k in range(3):
+        one = fs.sinkhorn_unbalanced2(a, B[:, k], M, 0.1, 1.0, reg_type="entropy", stopThr=1e-12)
+        assert float(ours[k]) == pytest.approx(float(one), rel=1e-9)
+
+
+def test_pots_warmstart_is_honoured(rng):
+    M, a, b = random_problem(rng, 30, 25)
+    b = 0.6 * b
+    _, log = pot_unbalanced(a, b, M, 0.05, 2.0)
+    ours, our_log = fs.sinkhorn_unbalanced(a, b, M, 0.05, 2.0, warmstart=(log["logu"], log["logv"]), log=True,
+                                           stopThr=1e-10)
+    cold = fs.sinkhorn_unbalanced(a, b, M, 0.05, 2.0, log=True, stopThr=1e-10)[1]
+    assert our_log["niter"] <= 1 < cold["niter"]
+
+
+def test_reference_measure_and_its_entropy_override(rng):
+    M, a, b = random_problem(rng, 20, 15)
+    c = rng.random((20, 15)) + 0.1
+    P, _ = pot_unbalanced(a, b, M, 0.1, 1.0, c=c)
+    np.testing.assert_allclose(fs.sinkhorn_unbalanced(a, b, M, 0.1, 1.0, c=c, stopThr=1e-12), P, rtol=1e-8,
+                               atol=1e-14)
+    with pytest.warns(UserWarning, match="overwritten by the one matrix"):
+        with_c = fs.sinkhorn_unbalanced(a, b, M, 0.1, 1.0, reg_type="entropy", c=c)
+    np.testing.assert_array_equal(with_c, fs.sinkhorn_unbalanced(a, b, M, 0.1, 1.0, reg_type="entropy"))
+
+
+@pytest.mark.parametrize("reg_m", [1.0, [1.0], (1.0, 1.0), [1.0, 1.0], np.ones(1)])
+def test_reg_m_forms_are_equivalent(rng, reg_m):
+    M, a, b = random_problem(rng, 10, 8)
+    np.testing.assert_array_equal(fs.sinkhorn_unbalanced(a, b, M, 0.1, reg_m),
+                                  fs.sinkhorn_unbalanced(a, b, M, 0.1, 1.0))
+
+
+def test_sinkhorn_unbalanced_bad_arguments():
+    a, b, M = [.5, .5], [.5, .5], [[0., 1.], [1., 0.]]
+    with pytest.raises(ValueError, match="Unknown method 'greenkhorn'"):
+        fs.sinkhorn_unbalanced(a, b, M, 1, 1, method="greenkhorn")
+    with pytest.raises(NotImplementedError, match="reg_type='l2'"):
+        fs.sinkhorn_unbalanced(a, b, M, 1, 1, reg_type="l2")
+    with pytest.raises(ValueError, match="must be positive"):
+        fs.sinkhorn_unbalanced(a, b, M, 1, -1)
+
+
+def test_non_convergence_warns_and_stopthr_zero_runs_numitermax(rng):
+    M, a, b = random_problem(rng, 20, 15)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        _, log = fs.sinkhorn_unbalanced(a, 2 * b, M, 0.01, 1.0, stopThr=0, numItermax=37, log=True)
+    assert log["niter"] == 36 and not log["converged"]
+
+
+# -- POT's tolerance edge cases (test_bregman) --------------------------------
+
+@pytest.mark.parametrize("method", ["sinkhorn", "sinkhorn_log", "sinkhorn_stabilized", "greenkhorn", "sns"])
+def test_stopthr_zero_runs_every_iteration_and_warns_as_pot(rng, method):
+    M, a, b = random_problem(rng, 20, 15)
+    with pytest.warns(UserWarning, match="Sinkhorn did not converge"):
+        P, log = fs.sinkhorn(a, b, M, 0.1, method=method, stopThr=0, numItermax=25, log=True)
+    assert log["niter"] == 24 and len(log["err"]) >= 1 and np.isfinite(P).all()
+    with pytest.warns(UserWarning, match="Sinkhorn did not converge"):
+        fs.sinkhorn(a, b, M, 0.1, method=method, stopThr=-1.0, numItermax=5)
+    # a negative or zero threshold is never met; +inf stops at the first check
+    P_inf, log_inf = fs.sinkhorn(a, b, M, 0.1, method=method, stopThr=np.inf, log=True)
+    assert log_inf["niter"] == 0 and np.isfinite(P_inf).all()
+
+
+def test_native_tol_zero_runs_max_iter(rng):
+    M, a, b = random_problem(rng, 20, 15)
+    with pytest.warns(ConvergenceWarning):
+        res = fs.solve(M, a, b, 0.1, method="sinkhorn", tol=0, max_iter=40)
+    assert res.n_iter == 40 and not res.converged and res.status is fs.Status.MAX_ITER
+
+
+# -- ot.solve -------------------------------------------------------------------
+
+@pytest.mark.parametrize("reg_type", ["KL", "entropy"])
+def test_solve_balanced_matches_pots_fields(rng, reg_type):
+    M, a, b = random_problem(rng, 40, 30)
+    theirs = ot.solve(M, a, b, 0.05, reg_type=reg_type, tol=1e-13, max_iter=100_000)
+    ours = fs.solve(M, a, b, 0.05, reg_type=reg_type, tol=1e-12)
+    np.testing.assert_allclose(ours.plan, theirs.plan, rtol=1e-8, atol=1e-14)
+    assert ours.value == pytest.approx(float(theirs.value), rel=1e-8)
+    assert ours.value_linear == pytest.approx(float(theirs.value_linear), rel=1e-9)
+    for name in ("marginal_a", "marginal_b"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-9, atol=1e-14)
+    # potentials: ours in cost units (reg x POT's log-scalings), each pair defined up to (t, -t)
+    f, g = ours.potential_a / 0.05, ours.potential_b / 0.05
+    lu, lv = theirs.potential_a, theirs.potential_b
+    shift = np.mean(f - lu)
+    np.testing.assert_allclose(f - shift, lu, atol=1e-7)
+    np.testing.assert_allclose(g + shift, lv, atol=1e-7)
+    assert ours.sparse_plan.nnz == np.count_nonzero(ours.plan) and ours.lazy_plan is None
+
+
+@pytest.mark.parametrize("unbalanced", [0.3, (0.5, 3.0)])
+def test_solve_unbalanced_matches_pot(rng, unbalanced):
+    M, a, b = random_problem(rng, 30, 20)
+    b = 1.5 * b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ot.solve(M, a, b, 0.1, unbalanced=unbalanced, tol=1e-15, max_iter=100_000)
+    ours = fs.solve(M, a, b, 0.1, unbalanced=unbalanced, tol=1e-12)
+    np.testing.assert_allclose(ours.plan, theirs.plan, rtol=1e-7, atol=1e-12)
+    assert ours.value == pytest.approx(float(theirs.value), rel=1e-7)
+    assert ours.value_linear == pytest.approx(float(theirs.value_linear), rel=1e-7)
+
+
+def test_solve_n_threads_and_potentials_init(rng):
+    M, a, b = random_problem(rng, 200, 150)
+    many = fs.solve(M, a, b, 0.05, method="sinkhorn")
+    one = fs.solve(M, a, b, 0.05, method="sinkhorn", n_threads=1)
+    np.testing.assert_allclose(one.plan, many.plan, rtol=1e-10, atol=1e-15)
+    warm = fs.solve(M, a, b, 0.05, method="sinkhorn", potentials_init=many.potentials)
+    assert warm.n_iter <= 2 < many.n_iter
+
+
+def test_solve_without_reg_is_exact_ot_not_yet_here():
+    with pytest.raises(NotImplementedError, match="reg=None"):
+        fs.solve(np.eye(2))
+
+
+def test_solve_pot_methods():
+    M = np.array([[0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(fs.solve(M, None, None, 0.1, method="sinkhorn_log").plan,
+                               fs.solve(M, None, None, 0.1, method="sinkhorn").plan)
+    with pytest.raises(ValueError, match="method must be one of"):
+        fs.solve(M, None, None, 0.1, method="mm")
+
+
+# -- ot.solve_sample --------------------------------------------------------------
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_solve_sample_matches_pot(rng, lazy, metric):
+    x, y = rng.random((40, 2)), rng.random((30, 2))
+    theirs = ot.solve_sample(x, y, None, None, metric, 0.05, lazy=lazy, tol=1e-13, max_iter=100_000)
+    ours = fs.solve_sample(x, y, None, None, metric, 0.05, lazy=lazy, tol=1e-11)
+    plan = ours.plan.to_dense() if lazy else ours.plan
+    theirs_plan = theirs.lazy_plan[:] if lazy else theirs.plan
+    np.testing.assert_allclose(plan, theirs_plan, rtol=1e-7, atol=1e-13)
+    assert ours.value_linear == pytest.approx(float(theirs.value_linear), rel=1e-8)
+
+
+def test_solve_sample_unbalanced_lazy_equals_dense(rng):
+    x, y = rng.random((30, 2)), rng.random((20, 2))
+    b = np.full(20, 0.08)
+    lazy = fs.solve_sample(x, y, None, b, reg=0.05, unbalanced=1.0, lazy=True, batch_size=7, tol=1e-11)
+    dense = fs.solve_sample(x, y, None, b, reg=0.05, unbalanced=1.0, tol=1e-11)
+    np.testing.assert_allclose(lazy.plan.to_dense(), dense.plan, rtol=1e-8, atol=1e-14)
+
+
+@pytest.mark.parametrize("name, value", [("rank", 10), ("scaling", 0.5), ("debias", True), ("n_projections", 10),
+                                         ("X_init", np.zeros((2, 1))), ("random_state", 0)])
+def test_solve_sample_methods_we_do_not_have_raise(name, value):
+    x = np.array([[0.0], [1.0]])
+    with pytest.raises(NotImplementedError, match=name):
+        fs.solve_sample(x, x, reg=0.1, **{name: value})

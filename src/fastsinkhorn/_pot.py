@@ -128,7 +128,7 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP
     --------
     >>> import fastsinkhorn as ot
     >>> round(float(ot.sinkhorn2([0.5, 0.5], [0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]], 1)), 4)
-    0.269
+    0.2689
     """
     return _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
                      warmstart, kwargs, loss_only=True)

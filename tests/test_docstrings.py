@@ -1,0 +1,16 @@
+"""The examples in the public docstrings run and print what they show."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["fastsinkhorn._solve", "fastsinkhorn._pot", "fastsinkhorn.unbalanced", "fastsinkhorn.batch",
+           "fastsinkhorn.geometry", "fastsinkhorn._lazy_plan", "fastsinkhorn._result"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert failed == 0, f"{failed} of {attempted} examples in {name} failed (run with -s to see them)"

@@ -5,6 +5,7 @@ and the cost is only ever read (at most converted once when its dtype is not
 float32/float64 or it is not contiguous).
 """
 
+import functools
 import math
 import numbers
 import warnings
@@ -45,12 +46,14 @@ class PreparedProblem:
     def balanced(self):
         return math.isinf(self.rho_a) and math.isinf(self.rho_b)
 
-    @property
+    # cached: a Side holds log(mass); ``dataclasses.replace`` (a stage's reg, a
+    # batch's subset) makes a new problem, hence new sides
+    @functools.cached_property
     def rows(self):
         """The row marginal as the drivers see it (:class:`~fastsinkhorn._relaxation.Side`)."""
         return Side(self.a, self.rho_a, self.kl_frame, self.reg, self.xp)
 
-    @property
+    @functools.cached_property
     def cols(self):
         return Side(self.b, self.rho_b, self.kl_frame, self.reg, self.xp)
 

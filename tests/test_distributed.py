@@ -198,6 +198,15 @@ def test_no_client_starts_and_closes_a_local_cluster(rng):
     assert not left, f"processes left behind: {[psutil.Process(p).cmdline() for p in left]}"
 
 
+def test_local_client_one_numba_thread_per_single_threaded_worker_on_loopback():
+    from fastsinkhorn.distributed import local_client
+
+    with local_client(n_workers=1) as c:
+        (address, threads), = c.nthreads().items()
+        assert threads == 1 and address.startswith("tcp://127.0.0.1:")
+        assert list(c.run(lambda: os.environ.get("NUMBA_NUM_THREADS")).values()) == ["1"]
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"reg": 0}, ValueError, "reg must be a positive"),
     ({"loss": "sharp"}, ValueError, "loss must be one of"),

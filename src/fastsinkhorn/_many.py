@@ -15,9 +15,9 @@ from ._result import ConvergenceWarning, OTResult, Status
 from ._solve import solve
 
 #: Problems of at most this many cost entries are solved as batches (one
-#: ``solve`` call on a ``(B, n, m)`` cost); larger ones one by one. Measured
-#: on one thread: 32 x 32 batches 22x a loop of ``solve``, 256 x 256 even,
-#: 1024 x 1024 0.4x (each problem's cost no longer stays in cache).
+#: ``solve`` call on a ``(B, n, m)`` cost); larger ones one by one. Measured on
+#: one thread, per solve against one at a time (benchmarks/RESULTS.md section
+#: 10): 5x at 36 x 36, 1.6x at 256 x 256, even at 529 x 529, 0.4x at 1024 x 1024.
 BATCH_MAX_ENTRIES = 256 * 256
 #: A batch's cost array is kept below this size (the plans take as much again).
 BATCH_MAX_BYTES = 64 * 2**20

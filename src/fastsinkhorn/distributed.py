@@ -9,7 +9,8 @@ independent problems. Both cut the work into tasks of many problems each,
 and a task solves its problems in batched :func:`~fastsinkhorn.solve` calls
 (``(B, n, m)`` costs; one by one when a problem exceeds
 ``fastsinkhorn._many.BATCH_MAX_ENTRIES`` cost entries, where batching is measured
-not to pay). The data of every task lives in the task graph, so a worker lost
+not to pay). All the data lives in the task graph (``pairwise``: the cost
+and each block of histograms once, as tasks of their own), so a worker lost
 mid-run costs only the re-run of its tasks; results come back as NumPy
 arrays. With no ``client``, a ``LocalCluster`` of one single-threaded worker
 process per core is started and closed around the call; with one, whatever
@@ -230,10 +231,12 @@ def pairwise(distributions, reg, *, cost, loss="linear", client=None, tile=None,
         if tile is None:  # blocks b with b (b + 1) / 2 >= TASKS_PER_THREAD * threads
             blocks = math.ceil(math.sqrt(2 * TASKS_PER_THREAD * _threads(client)))
             tile = min(math.isqrt(MAX_CHUNK), max(1, math.ceil(N / blocks)))
-        # the cost is a task of its own: fetched once per worker, and recomputed if lost
+        # the cost and each block of tile rows are tasks of their own: in the graph once
+        # (not once per tile), fetched by the workers that need them, recomputed if lost
         cost_future = client.submit(np.asarray, C, pure=False)
+        blocks = {i0: client.submit(np.asarray, H[i0:i0 + tile], pure=False) for i0 in range(0, N, tile)}
         tile_list = tiles(N, tile)
-        futures = [client.submit(tile_values, cost_future, H[i0:i1], H[j0:j1], (i0, i1, j0, j1),
+        futures = [client.submit(tile_values, cost_future, blocks[i0], blocks[j0], (i0, i1, j0, j1),
                                  reg, loss, options, pure=False)
                    for i0, i1, j0, j1 in tile_list]
         outputs = _gather(client, futures, progress)

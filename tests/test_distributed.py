@@ -15,6 +15,7 @@ import fastsinkhorn as fs
 from fastsinkhorn import _many
 
 distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402  (installed with distributed)
 from fastsinkhorn.distributed import ProblemErrors, map_solve, pairwise  # noqa: E402
 
 REG, TOL = 1e-2, 1e-6
@@ -23,8 +24,12 @@ MAP_REG = 5e-2  # the random costs of problem_set: a few hundred iterations
 
 @pytest.fixture(scope="module")
 def client():
-    """Two single-threaded worker processes on loopback, shared by the module."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+    """Two single-threaded worker processes on loopback, shared by the module.
+
+    A worker that loses a peer retries fetching from it until the connect
+    timeout (30 s by default) runs out: 5 s keeps the killed-worker test short.
+    """
+    with dask.config.set({"distributed.comm.timeouts.connect": "5s"}), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"},
                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster, distributed.Client(cluster) as c:
         yield c
@@ -170,15 +175,15 @@ def test_map_solve_warns_with_the_problems_that_did_not_converge(client, rng):
 def test_a_worker_killed_mid_run_loses_nothing(client, rng):
     C, H = grid_cost(6), histograms(rng, 24, 36)
     pids = client.run(os.getpid)
-    victim = next(iter(pids))
     out = {}
     run = threading.Thread(target=lambda: out.update(D=pairwise(H, REG, cost=C, client=client, tol=TOL, tile=2)))
     run.start()
-    deadline = time.monotonic() + 30
-    while not client.processing().get(victim) and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert client.processing().get(victim), "no task reached the worker to kill"
-    os.kill(pids[victim], signal.SIGKILL)  # its tasks and the results it held are lost
+    victim, deadline = None, time.monotonic() + 60
+    while victim is None and run.is_alive() and time.monotonic() < deadline:
+        busy = [w for w, keys in client.processing().items() if any("tile_values" in str(k) for k in keys)]
+        victim = busy[0] if busy else time.sleep(0.001)
+    assert victim in pids, "no tile task started on a worker"
+    os.kill(pids[victim], signal.SIGKILL)  # its running tasks and the results it held are lost
     run.join(timeout=120)
     assert "D" in out
     assert not psutil.pid_exists(pids[victim]) or psutil.Process(pids[victim]).status() == psutil.STATUS_ZOMBIE
@@ -205,6 +210,9 @@ def test_local_client_one_numba_thread_per_single_threaded_worker_on_loopback():
         (address, threads), = c.nthreads().items()
         assert threads == 1 and address.startswith("tcp://127.0.0.1:")
         assert list(c.run(lambda: os.environ.get("NUMBA_NUM_THREADS")).values()) == ["1"]
+    with pytest.raises(ValueError, match="n_workers must be a positive int"):
+        with local_client(n_workers=0):
+            pass
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -11,14 +11,17 @@ and a task solves its problems in batched :func:`~fastsinkhorn.solve` calls
 ``fastsinkhorn._many.BATCH_MAX_ENTRIES`` cost entries, where batching is measured
 not to pay). All the data lives in the task graph (``pairwise``: the cost
 and each block of histograms once, as tasks of their own), so a worker lost
-mid-run costs only the re-run of its tasks; results come back as NumPy
-arrays. With no ``client``, a ``LocalCluster`` of one single-threaded worker
+mid-run costs only the re-run of its tasks (and a stall of up to Dask's
+``distributed.comm.timeouts.connect``, 30 s by default, while the other
+workers give up fetching from it); results come back as NumPy arrays. With no ``client``, a ``LocalCluster`` of one single-threaded worker
 process per core is started and closed around the call; with one, whatever
 cluster it points to is used.
 
 Warm starts between neighbouring pairs are not used: measured on pairs of
-32 x 32 histograms, they saved under 1 % of the iterations (the potential of
-a pair says little about the next pair's) and sometimes cost more.
+histograms on a 32 x 32 grid (benchmarks/RESULTS.md section 10), starting
+from the previous pair of the row saved 4 % of the iterations, from the
+previous pair of the column cost 3 % more, and either would make a pair's
+value depend on how the matrix is tiled.
 
 CuPy arrays would run on GPU workers unchanged (``solve`` follows the
 arrays); this was not run: no GPU was available.
@@ -80,9 +83,18 @@ def local_client(n_workers=None):
     slow each other down), on the loopback interface, dashboard off.
     A script that uses it needs the ``if __name__ == "__main__":`` guard:
     the workers are started by ``multiprocessing``'s "spawn".
+
+    Parameters
+    ----------
+    n_workers : int, optional
+        Worker processes; by default the cores this process may run on.
+
+    Yields
+    ------
+    dask.distributed.Client
     """
     cluster = distributed.LocalCluster(
-        n_workers=n_workers or _cores(), threads_per_worker=1, processes=True, host="127.0.0.1",
+        n_workers=_positive_int(n_workers, "n_workers") or _cores(), threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"},
         # its HTTP server (health, metrics) on a free port, not 8787 (taken: a warning)
         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})

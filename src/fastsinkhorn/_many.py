@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ._arrays import to_numpy
 from ._result import ConvergenceWarning, OTResult, Status
 from ._solve import solve
 
@@ -166,7 +167,8 @@ def tile_values(cost, rows, cols, tile, reg, loss, options):
         else:  # one batched solve over the pairs sl
             batch = np.ascontiguousarray(np.broadcast_to(cost, (len(a[sl]), *cost.shape)))
             res = _quiet_solve(batch, a[sl], b[sl], reg, options)
-        values[sl], converged[sl] = getattr(res, field), res.converged
+        # host copies: a GPU solve's per-problem fields may be device arrays
+        values[sl], converged[sl] = to_numpy(getattr(res, field)), to_numpy(res.converged)
     return values, converged
 
 

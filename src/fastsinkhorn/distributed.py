@@ -23,8 +23,10 @@ from the previous pair of the row saved 4 % of the iterations, from the
 previous pair of the column cost 3 % more, and either would make a pair's
 value depend on how the matrix is tiled.
 
-CuPy arrays would run on GPU workers unchanged (``solve`` follows the
-arrays); this was not run: no GPU was available.
+GPU workers: ``backend="gpu"`` (passed to ``solve``) solves each task's
+problems on the worker's device from host arrays, and CuPy problems given
+to :func:`map_solve` run there as they are (one by one). Neither was run:
+no GPU was available.
 """
 
 import contextlib

@@ -53,7 +53,8 @@ def split_batch(res):
             value_linear=float(res.value_linear[p]), marginal_error=float(res.marginal_error[p]),
             n_iter=int(res.n_iter[p]), n_iter_phases={res.method: int(res.n_iter[p])},
             converged=converged, status=status, history=res.history, backend=res.backend,
-            method=res.method, tol=res.tol, reg=res.reg))
+            method=res.method, tol=res.tol, reg=res.reg,
+            marginals=None if res.marginals is None else (res.marginals[0][p], res.marginals[1][p])))
     return out
 
 

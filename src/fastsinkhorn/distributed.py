@@ -199,7 +199,8 @@ def pairwise(distributions, reg, *, cost, loss="linear", client=None, tile=None,
         ``fastsinkhorn.dist(x, x)``).
     loss : {"linear", "entropic", "divergence"}
         ``"linear"``: ``<M, P>`` of the entropic plan (``value_linear``, POT's
-        ``sinkhorn2``). ``"entropic"``: the entropic objective ``value``.
+        ``sinkhorn2``). ``"entropic"``: the entropic objective ``value``
+        (POT's, ``<M, P> + reg KL(P | a b^T)``).
         ``"divergence"``: the debiased Sinkhorn divergence
         ``S(a, b) = OT(a, b) - (OT(a, a) + OT(b, b)) / 2`` with ``OT`` the
         entropic objective (Feydy et al. 2019; zero on the diagonal).

@@ -1,0 +1,314 @@
+r"""``solve_exact``: unregularised optimal transport, with an optimality certificate.
+
+.. math::
+    \min_{P \ge 0} \langle M, P\rangle \quad \text{s.t.} \quad P 1 = a,\; P^T 1 = b
+
+1. SNS (annealed, warm-started stages) solves the entropic problem at a
+   small ``reg``: its potentials are near-optimal duals, so the optimal
+   support lies among the entries of small reduced cost ``M_ij - f_i - g_j``.
+2. The LP restricted to those candidates (a few per row, each column's
+   best, and the north-west corner's basis, which keeps it feasible) is
+   solved by HiGHS (:mod:`fastsinkhorn._restricted_lp`).
+3. Its basis is polished (:mod:`fastsinkhorn._spanning_tree`): flows by leaf
+   elimination from the marginals, duals by propagation along the basis,
+   exact up to rounding.
+4. Pricing: one blocked pass over every entry of ``M``
+   (:mod:`fastsinkhorn._exact_kernels`). Entries of negative reduced cost
+   join the candidates and 2-4 repeat (column generation); none left means
+   the plan is optimal, and the duality gap certifies it.
+"""
+
+import math
+import numbers
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numba import get_num_threads
+
+from ._arrays import to_numpy
+from ._exact_kernels import gather_costs, smallest_reduced_costs
+from ._options import parse_options
+from ._restricted_lp import solve_restricted
+from ._result import ConvergenceWarning, OTResult, Status
+from ._spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
+from ._validation import prepare_problem
+
+#: Reduced costs down to ``-DEFAULT_TOL * max|M|`` count as non-negative:
+#: a few roundings of ``M_ij - u_i - v_j`` along the basis' paths.
+DEFAULT_TOL = 1e-12
+DEFAULT_MAX_ITER = 50
+#: Entries whose reduced cost at HiGHS' duals is within this fraction of the
+#: cost range are tight (HiGHS' dual feasibility tolerance is 1e-10 of it).
+TIGHT = 1e-9
+
+
+@dataclass(frozen=True)
+class ExactOptions:
+    """Options of :func:`solve_exact`.
+
+    Attributes
+    ----------
+    reg : float
+        SNS's regularisation, relative to the cost range ``max M - min M``.
+        Smaller: fewer candidates and pricing rounds, a longer SNS solve.
+    sns_tol : float
+        L1 marginal error SNS stops at: its potentials only rank entries.
+    sns_max_iter : int
+        Cap on SNS iterations (a capped solve still ranks entries).
+    candidates_per_row : int
+        At most this many candidates a row, the ones of smallest reduced cost.
+    slack : float
+        ... among those within ``slack * reg`` (absolute) of the row's smallest.
+    price_per_row : int
+        Entries of negative reduced cost added a row per pricing round (the
+        most negative ones).
+    """
+
+    reg: float = 3e-3
+    sns_tol: float = 1e-2
+    sns_max_iter: int = 2000
+    candidates_per_row: int = 8
+    slack: float = 10.0
+    price_per_row: int = 4
+
+    def __post_init__(self):
+        for name in ("reg", "sns_tol", "slack"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
+                    or not math.isfinite(value):
+                raise ValueError(f"option {name!r} must be a positive finite number, got {value!r}")
+        for name in ("sns_max_iter", "candidates_per_row", "price_per_row"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"option {name!r} must be a positive int, got {value!r}")
+
+
+@dataclass(repr=False)
+class ExactResult(OTResult):
+    """Result of :func:`solve_exact`: an :class:`OTResult` (``plan`` a
+    ``scipy.sparse.csr_matrix``, ``potentials`` the LP duals ``(u, v)`` in
+    cost units, ``reg = 0``, ``value == value_linear``) plus its certificate.
+
+    Attributes
+    ----------
+    duality_gap : float
+        ``<M, P> - (<a, u> + <b, v>)``: with ``min_reduced_cost >= 0`` (dual
+        feasibility) the plan's cost exceeds the optimum by at most this much.
+    min_reduced_cost : float
+        ``min_ij M_ij - u_i - v_j`` over every entry (``>= -tol * max|M|``
+        when converged).
+    n_rounds : int
+        Restricted LPs solved (column-generation rounds).
+    support_size : int
+        Entries in the last restricted LP.
+    """
+
+    duality_gap: float = 0.0
+    min_reduced_cost: float = 0.0
+    n_rounds: int = 0
+    support_size: int = 0
+
+
+def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, backend="auto", **options):
+    r"""Solve the exact (unregularised) optimal transport problem.
+
+    .. math::
+        \min_{P \ge 0} \langle M, P\rangle \quad \text{s.t.} \quad P 1 = a,\; P^T 1 = b
+
+    SNS at a small ``reg`` ranks the entries, the LP restricted to the best
+    ones is solved exactly, and column generation over every entry of ``M``
+    proves (or restores) optimality; see :mod:`fastsinkhorn._exact`.
+
+    Parameters
+    ----------
+    M : array_like (n, m)
+        Cost matrix (any real dtype; NumPy, or CuPy for the SNS stage).
+    a, b : array_like (n,), (m,), optional
+        Marginals with equal sums (zeros allowed); uniform when omitted.
+    max_iter : int, optional
+        Cap on pricing rounds (restricted LPs solved); 50 by default.
+    tol : float, optional
+        Reduced costs ``>= -tol * max|M|`` count as optimal; 1e-12 by default.
+    verbose : bool
+        Print one line per pricing round.
+    backend : {"auto", "cpu", "gpu", "reference"}
+        Backend of the SNS stage; the LP and the pricing run on the CPU.
+    **options
+        :class:`ExactOptions` fields. Unknown names warn.
+
+    Returns
+    -------
+    ExactResult
+        ``plan`` (``scipy.sparse.csr_matrix``), ``potentials`` ``(u, v)``
+        with ``u_i + v_j <= M_ij`` (up to ``tol``), ``value``,
+        ``duality_gap``, ``min_reduced_cost``, ``marginal_error``...
+
+    Warns
+    -----
+    ConvergenceWarning
+        When ``max_iter`` rounds end with entries still of negative reduced cost.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsinkhorn
+    >>> M = np.array([[0.0, 2.0], [1.0, 0.0]])
+    >>> res = fastsinkhorn.solve_exact(M, [0.5, 0.5], [0.25, 0.75])
+    >>> res.value, res.plan.toarray().tolist()
+    (0.25, [[0.25, 0.25], [0.0, 0.5]])
+    """
+    opts = parse_options(ExactOptions, "exact", options)
+    max_iter = DEFAULT_MAX_ITER if max_iter is None else max_iter
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    tol = DEFAULT_TOL if tol is None else tol
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= tol < math.inf):
+        raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
+    start = time.perf_counter()
+    prob = prepare_problem(M, a, b, 1.0, backend)
+    f, g, phases = _entropic_potentials(prob, opts)
+    C, a, b = to_numpy(prob.geom.M), to_numpy(prob.a), to_numpy(prob.b)
+    solver = _ColumnGeneration(C, a, b, float(tol) * max(abs(float(C.max())), abs(float(C.min()))),
+                               opts, prob.cost_range)
+    solver.add_candidates(f, g)
+    history = {"iteration": [], "error": [], "time": [], "phase": [], "support": []}
+    status = Status.MAX_ITER
+    for round_ in range(1, int(max_iter) + 1):
+        violation = solver.round()
+        for key, val in zip(history, (round_, violation, time.perf_counter() - start, "pricing",
+                                      solver.rows.shape[0])):
+            history[key].append(val)
+        if verbose:
+            print(f"exact round {round_:3d}: support {solver.rows.shape[0]:9d}, "
+                  f"min reduced cost {-violation:+.3e}")
+        if violation <= solver.tol:
+            status = Status.CONVERGED
+            break
+        if not solver.grew:  # violated entries already in the LP: HiGHS' tolerance, not ours
+            status = Status.STALLED
+            break
+    phases["pricing"] = round_
+    result = solver.result(prob, status, phases, history, float(tol))
+    if status is not Status.CONVERGED:
+        warnings.warn(f"exact OT stopped after {round_} pricing rounds ({status.message}) with "
+                      f"min reduced cost {result.min_reduced_cost:.2e}; increase max_iter",
+                      ConvergenceWarning, stacklevel=2)
+    return result
+
+
+def _entropic_potentials(prob, opts):
+    """SNS potentials at ``opts.reg`` times the cost range (zeros when the
+    cost is constant or the plan forced), ``-inf`` of zero masses made finite."""
+    from ._solve import solve  # the exact solver is itself reached from solve()
+
+    xp = prob.xp
+    n, m = prob.shape
+    if prob.cost_range <= 0 or min(n, m) == 1:
+        return np.zeros(n), np.zeros(m), {"sinkhorn": 0, "newton": 0}
+    with warnings.catch_warnings():  # a capped SNS solve still ranks entries
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = solve(prob.geom.M, prob.a, prob.b, reg=opts.reg * prob.cost_range, method="sns",
+                    tol=opts.sns_tol, max_iter=opts.sns_max_iter, backend=prob.backend.name)
+    pots = []
+    for p in res.potentials:
+        p = to_numpy(xp.asarray(p, dtype=np.float64))
+        finite = np.isfinite(p)
+        # zero masses: below every other potential, so their entries rank last
+        low = (p[finite].min() if finite.any() else 0.0) - prob.cost_range
+        pots.append(np.where(finite, p, low))
+    return pots[0], pots[1], dict(res.n_iter_phases)
+
+
+class _ColumnGeneration:
+    """The candidate support and the current basic solution of one exact solve."""
+
+    def __init__(self, C, a, b, tol, opts, cost_range):
+        self.C, self.a, self.b, self.tol, self.opts = C, a, b, tol, opts
+        self.n, self.m = C.shape
+        self.lo, self.range = float(C.min()), cost_range if cost_range > 0 else 1.0
+        self.nblocks = min(get_num_threads(), self.n)
+        nw_rows, nw_cols = northwest_corner(a, b)  # keeps every restricted LP feasible
+        self.rows, self.cols = nw_rows, nw_cols
+        self.u, self.v = np.zeros(self.n), np.zeros(self.m)
+        self.grew = True
+
+    def add_candidates(self, f, g):
+        """Entries within ``slack * reg`` of their row's best at ``(f, g)``, and each column's best."""
+        opts = self.opts
+        idx, rc, col_arg, _ = smallest_reduced_costs(self.C, f, g, min(opts.candidates_per_row, self.m),
+                                                     self.nblocks)
+        keep = rc <= rc[:, :1] + opts.slack * opts.reg * self.range
+        self._add(np.nonzero(keep)[0], idx[keep], col_arg, np.arange(self.m))
+
+    def _add(self, *pairs):
+        """Join entries (pairs of row and column arrays) to the support; ``grew``
+        tells whether any was new."""
+        rows = np.concatenate((self.rows,) + pairs[0::2])
+        cols = np.concatenate((self.cols,) + pairs[1::2])
+        size = self.rows.shape[0]
+        keys = np.unique(rows.astype(np.int64) * self.m + cols)
+        self.rows, self.cols = keys // self.m, keys % self.m
+        self.grew = self.rows.shape[0] > size
+
+    def round(self):
+        """Solve the restricted LP, polish its basis, price every entry, add
+        the violated ones; returns ``-min`` reduced cost (0 if none negative)."""
+        n, m, rows, cols = self.n, self.m, self.rows, self.cols
+        cost = gather_costs(self.C, rows, cols)
+        x, u0, v0 = solve_restricted(n, m, rows, cols, (cost - self.lo) / self.range, self.a, self.b)
+        u0, v0 = u0 * self.range + self.lo, v0 * self.range
+        # a basis: HiGHS' positive flows (acyclic), then its tight entries. These may
+        # not span (presolve's duals need not be a basis'): trees not joined keep
+        # HiGHS' dual offsets between them
+        slack = np.abs(cost - u0[rows] - v0[cols])
+        order = np.lexsort((slack, x <= 0))
+        order = order[(x[order] > 0) | (slack[order] <= TIGHT * self.range)]
+        tree = spanning_forest(n, m, rows, cols, order)
+        self.t_rows, self.t_cols, self.t_cost = rows[tree], cols[tree], cost[tree]
+        self.flow = tree_flows(n, m, self.t_rows, self.t_cols, self.a, self.b)
+        self.u, self.v = tree_duals(n, m, self.t_rows, self.t_cols, self.t_cost, u0, v0)
+        idx, rc, col_arg, col_min = self._price()
+        bad = rc < -self.tol
+        bad_cols = np.nonzero(col_min < -self.tol)[0]
+        self.min_rc = float(min(rc[:, 0].min(), col_min.min()))
+        if bad.any() or bad_cols.size:
+            self._add(np.nonzero(bad)[0], idx[bad], col_arg[bad_cols], bad_cols)
+        else:
+            self.grew = False
+        return max(0.0, -self.min_rc)
+
+    def _price(self):
+        """The pricing pass at ``(u, v)``; duals of zero masses are lowered
+        first to make their rows and columns feasible (they carry no flow:
+        the objective and complementary slackness are unchanged)."""
+        k = min(self.opts.price_per_row, self.m)
+        idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks)
+        zero_rows, zero_cols = (self.a == 0) & (rc[:, 0] < 0), (self.b == 0) & (col_min < 0)
+        if zero_rows.any() or zero_cols.any():
+            self.u = np.where(zero_rows, self.u + rc[:, 0], self.u)
+            self.v = np.where(zero_cols, self.v + col_min, self.v)
+            idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks)
+        return idx, rc, col_arg, col_min
+
+    def result(self, prob, status, phases, history, tol):
+        """Package the last basic solution as an :class:`ExactResult`."""
+        n, m, flow = self.n, self.m, np.maximum(self.flow, 0.0)  # rounding-level negatives
+        value = float(flow @ self.t_cost)
+        r = np.bincount(self.t_rows, flow, n)
+        c = np.bincount(self.t_cols, flow, m)
+        error = float(np.abs(r - self.a).sum() + np.abs(c - self.b).sum())
+        gap = value - float(self.a @ self.u + self.b @ self.v)
+        pos = flow > 0
+        plan = sp.csr_matrix((flow[pos], (self.t_rows[pos], self.t_cols[pos])), shape=(n, m))
+        u, v = self.u, self.v
+        if prob.transposed:
+            plan, u, v = plan.T.tocsr(), v, u
+        return ExactResult(
+            plan=plan, potentials=(u, v), value=value, value_linear=value, marginal_error=error,
+            n_iter=sum(phases.values()), n_iter_phases=phases, converged=status is Status.CONVERGED,
+            status=status, history=history, backend=prob.backend.name, method="exact", tol=tol, reg=0.0,
+            duality_gap=gap, min_reduced_cost=self.min_rc, n_rounds=phases["pricing"],
+            support_size=int(self.rows.shape[0]),
+        )

@@ -30,6 +30,7 @@ from numba import get_num_threads
 
 from ._arrays import to_numpy
 from ._exact_kernels import gather_costs, smallest_reduced_costs
+from ._network_simplex import network_simplex
 from ._options import parse_options
 from ._restricted_lp import solve_restricted
 from ._result import ConvergenceWarning, OTResult, Status
@@ -40,9 +41,6 @@ from ._validation import prepare_problem
 #: a few roundings of ``M_ij - u_i - v_j`` along the basis' paths.
 DEFAULT_TOL = 1e-12
 DEFAULT_MAX_ITER = 50
-#: Entries whose reduced cost at HiGHS' duals is within this fraction of the
-#: cost range are tight (HiGHS' dual feasibility tolerance is 1e-10 of it).
-TIGHT = 1e-9
 
 
 @dataclass(frozen=True)
@@ -198,6 +196,13 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     return result
 
 
+def _scatter(at, values, size):
+    """``values`` placed at positions ``at`` of a zero array of length ``size``."""
+    out = np.zeros(size, dtype=values.dtype)
+    out[at] = values
+    return out
+
+
 def _entropic_potentials(prob, opts):
     """SNS potentials at ``opts.reg`` times the cost range (zeros when the
     cost is constant or the plan forced), ``-inf`` of zero masses made finite."""
@@ -222,7 +227,11 @@ def _entropic_potentials(prob, opts):
 
 
 class _ColumnGeneration:
-    """The candidate support and the current basic solution of one exact solve."""
+    """The candidate support and its current basis, of one exact solve.
+
+    The support is kept sorted by ``row * m + col``, so that a basis carries
+    over when entries join it.
+    """
 
     def __init__(self, C, a, b, tol, opts, cost_range):
         self.C, self.a, self.b, self.tol, self.opts = C, a, b, tol, opts
@@ -231,8 +240,9 @@ class _ColumnGeneration:
         self.nblocks = min(get_num_threads(), self.n)
         nw_rows, nw_cols = northwest_corner(a, b)  # keeps every restricted LP feasible
         self.rows, self.cols = nw_rows, nw_cols
+        self.flow = self.in_tree = None  # the basis, once the first LP is solved
         self.u, self.v = np.zeros(self.n), np.zeros(self.m)
-        self.grew = True
+        self.grew, self.pivots = True, 0
 
     def add_candidates(self, f, g):
         """Entries within ``slack * reg`` of their row's best at ``(f, g)``, and each column's best."""
@@ -243,32 +253,32 @@ class _ColumnGeneration:
         self._add(np.nonzero(keep)[0], idx[keep], col_arg, np.arange(self.m))
 
     def _add(self, *pairs):
-        """Join entries (pairs of row and column arrays) to the support; ``grew``
-        tells whether any was new."""
-        rows = np.concatenate((self.rows,) + pairs[0::2])
-        cols = np.concatenate((self.cols,) + pairs[1::2])
-        size = self.rows.shape[0]
-        keys = np.unique(rows.astype(np.int64) * self.m + cols)
+        """Join entries (pairs of row and column arrays) to the support, the
+        basis carried over; ``grew`` tells whether any was new."""
+        old = self.rows * self.m + self.cols
+        keys = np.unique(np.concatenate([old] + [r.astype(np.int64) * self.m + c
+                                                 for r, c in zip(pairs[0::2], pairs[1::2])]))
+        self.grew = keys.shape[0] > old.shape[0]
+        if self.flow is not None:
+            at = np.searchsorted(keys, old)
+            self.flow, self.in_tree = _scatter(at, self.flow, keys.shape[0]), \
+                _scatter(at, self.in_tree, keys.shape[0])
         self.rows, self.cols = keys // self.m, keys % self.m
-        self.grew = self.rows.shape[0] > size
 
     def round(self):
-        """Solve the restricted LP, polish its basis, price every entry, add
-        the violated ones; returns ``-min`` reduced cost (0 if none negative)."""
+        """Optimise on the support, polish, price every entry and add the
+        violated ones; returns ``-min`` reduced cost (0 if none negative)."""
         n, m, rows, cols = self.n, self.m, self.rows, self.cols
         cost = gather_costs(self.C, rows, cols)
-        x, u0, v0 = solve_restricted(n, m, rows, cols, (cost - self.lo) / self.range, self.a, self.b)
-        u0, v0 = u0 * self.range + self.lo, v0 * self.range
-        # a basis: HiGHS' positive flows (acyclic), then its tight entries. These may
-        # not span (presolve's duals need not be a basis'): trees not joined keep
-        # HiGHS' dual offsets between them
-        slack = np.abs(cost - u0[rows] - v0[cols])
-        order = np.lexsort((slack, x <= 0))
-        order = order[(x[order] > 0) | (slack[order] <= TIGHT * self.range)]
-        tree = spanning_forest(n, m, rows, cols, order)
-        self.t_rows, self.t_cols, self.t_cost = rows[tree], cols[tree], cost[tree]
-        self.flow = tree_flows(n, m, self.t_rows, self.t_cols, self.a, self.b)
-        self.u, self.v = tree_duals(n, m, self.t_rows, self.t_cols, self.t_cost, u0, v0)
+        if self.flow is None:
+            self._first_basis(cost)
+        self.pivots += network_simplex(n, m, rows, cols, cost, self.flow, self.in_tree, self.tol,
+                                       10 * (n + m))
+        # polish: the basis' flows and duals, from the marginals and the costs alone
+        self.t_rows, self.t_cols, self.t_cost = rows[self.in_tree], cols[self.in_tree], cost[self.in_tree]
+        self.t_flow = tree_flows(n, m, self.t_rows, self.t_cols, self.a, self.b)
+        self.flow[self.in_tree] = self.t_flow
+        self.u, self.v = tree_duals(n, m, self.t_rows, self.t_cols, self.t_cost, np.zeros(n), np.zeros(m))
         idx, rc, col_arg, col_min = self._price()
         bad = rc < -self.tol
         bad_cols = np.nonzero(col_min < -self.tol)[0]
@@ -278,6 +288,19 @@ class _ColumnGeneration:
         else:
             self.grew = False
         return max(0.0, -self.min_rc)
+
+    def _first_basis(self, cost):
+        """A basic optimal solution of the first restricted LP, by HiGHS: its
+        positive flows (acyclic), completed into a spanning tree by the
+        entries of smallest reduced cost at its duals."""
+        n, m, rows, cols = self.n, self.m, self.rows, self.cols
+        x, u0, v0 = solve_restricted(n, m, rows, cols, (cost - self.lo) / self.range, self.a, self.b)
+        u0, v0 = u0 * self.range + self.lo, v0 * self.range
+        order = np.lexsort((np.abs(cost - u0[rows] - v0[cols]), x <= 0))
+        self.in_tree = spanning_forest(n, m, rows, cols, order)
+        self.flow = np.zeros(rows.shape[0])
+        flows = tree_flows(n, m, rows[self.in_tree], cols[self.in_tree], self.a, self.b)
+        self.flow[self.in_tree] = np.maximum(flows, 0.0)  # rounding-level negatives
 
     def _price(self):
         """The pricing pass at ``(u, v)``; duals of zero masses are lowered
@@ -294,7 +317,7 @@ class _ColumnGeneration:
 
     def result(self, prob, status, phases, history, tol):
         """Package the last basic solution as an :class:`ExactResult`."""
-        n, m, flow = self.n, self.m, np.maximum(self.flow, 0.0)  # rounding-level negatives
+        n, m, flow = self.n, self.m, np.maximum(self.t_flow, 0.0)  # rounding-level negatives
         value = float(flow @ self.t_cost)
         r = np.bincount(self.t_rows, flow, n)
         c = np.bincount(self.t_cols, flow, m)

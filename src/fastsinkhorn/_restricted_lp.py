@@ -48,7 +48,7 @@ def solve_restricted(n, m, rows, cols, cost, a, b):
         shape=(n + m, E),
     )
     # the columns' equalities are one too many (equal sums): HiGHS' presolve drops it
-    res = linprog(cost, A_eq=A, b_eq=np.concatenate((a, b)), bounds=(0, None), method="highs-ds",
+    res = linprog(cost, A_eq=A, b_eq=np.concatenate((a, b)), bounds=(0, None), method="highs-ipm",
                   options=HIGHS_OPTIONS)
     if res.status != 0:
         raise RestrictedLPError(f"HiGHS failed on the restricted LP: {res.message}")

@@ -37,7 +37,7 @@ def spanning_forest(n, m, rows, cols, order):
 
 
 @njit(cache=True)
-def _adjacency(n_nodes, src, dst):
+def adjacency(n_nodes, src, dst):
     """CSR adjacency (edge ids) of an undirected edge list."""
     deg = np.zeros(n_nodes + 1, np.int64)
     for e in range(src.shape[0]):
@@ -63,7 +63,7 @@ def tree_flows(n, m, rows, cols, a, b):
     basis of a feasible problem). Flows are not clipped.
     """
     src, dst = rows, cols + n
-    start, adj = _adjacency(n + m, src, dst)
+    start, adj = adjacency(n + m, src, dst)
     left = np.concatenate((a, b))
     deg = start[1:] - start[:-1]
     used = np.zeros(rows.shape[0], np.bool_)
@@ -98,7 +98,7 @@ def tree_duals(n, m, rows, cols, cost, u0, v0):
     sensible); the rest follows by propagation along the edges.
     """
     src, dst = rows, cols + n
-    start, adj = _adjacency(n + m, src, dst)
+    start, adj = adjacency(n + m, src, dst)
     dual = np.concatenate((u0, v0))
     seen = np.zeros(n + m, np.bool_)
     for root in range(n + m):

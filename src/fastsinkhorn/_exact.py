@@ -63,6 +63,14 @@ class ExactOptions:
     price_per_row : int
         Entries of negative reduced cost added a row per pricing round (the
         most negative ones).
+    sns_min_entries : int
+        Problems with fewer entries ``n * m`` skip SNS and rank entries by
+        cost alone: the LP and a few pricing rounds are cheaper there.
+    max_pivots : int
+        Cap on simplex iterations over the whole solve: those HiGHS reports
+        for the first LP plus the network-simplex pivots after it (POT's
+        ``numItermax``). 0: none (each round's simplex stops after
+        ``10 (n + m)`` pivots).
     """
 
     reg: float = 3e-3
@@ -71,6 +79,8 @@ class ExactOptions:
     candidates_per_row: int = 8
     slack: float = 10.0
     price_per_row: int = 4
+    sns_min_entries: int = 1 << 16
+    max_pivots: int = 0
 
     def __post_init__(self):
         for name in ("reg", "sns_tol", "slack"):
@@ -78,10 +88,11 @@ class ExactOptions:
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
                     or not math.isfinite(value):
                 raise ValueError(f"option {name!r} must be a positive finite number, got {value!r}")
-        for name in ("sns_max_iter", "candidates_per_row", "price_per_row"):
+        for name, least in (("sns_max_iter", 1), ("candidates_per_row", 1), ("price_per_row", 1),
+                            ("sns_min_entries", 0), ("max_pivots", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"option {name!r} must be a positive int, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"option {name!r} must be an int >= {least}, got {value!r}")
 
 
 @dataclass(repr=False)
@@ -102,12 +113,15 @@ class ExactResult(OTResult):
         Restricted LPs solved (column-generation rounds).
     support_size : int
         Entries in the last restricted LP.
+    n_pivots : int
+        Simplex iterations: HiGHS' on the first LP, then the network simplex's.
     """
 
     duality_gap: float = 0.0
     min_reduced_cost: float = 0.0
     n_rounds: int = 0
     support_size: int = 0
+    n_pivots: int = 0
 
 
 def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, backend="auto", **options):
@@ -155,7 +169,7 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     >>> M = np.array([[0.0, 2.0], [1.0, 0.0]])
     >>> res = fastsinkhorn.solve_exact(M, [0.5, 0.5], [0.25, 0.75])
     >>> res.value, res.plan.toarray().tolist()
-    (0.25, [[0.25, 0.25], [0.0, 0.5]])
+    (0.5, [[0.25, 0.25], [0.0, 0.5]])
     """
     opts = parse_options(ExactOptions, "exact", options)
     max_iter = DEFAULT_MAX_ITER if max_iter is None else max_iter
@@ -184,6 +198,8 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
         if violation <= solver.tol:
             status = Status.CONVERGED
             break
+        if solver.out_of_pivots:
+            break
         if not solver.grew:  # violated entries already in the LP: HiGHS' tolerance, not ours
             status = Status.STALLED
             break
@@ -196,6 +212,44 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     return result
 
 
+def optimality_certificate(M, a, b, plan, potentials):
+    """Check a plan and duals of the exact problem, independently of the solver.
+
+    Parameters
+    ----------
+    M : array_like (n, m)
+        Cost.
+    a, b : array_like (n,), (m,)
+        Marginals.
+    plan : array_like or scipy.sparse matrix (n, m)
+        Candidate plan.
+    potentials : tuple of arrays (n,), (m,)
+        Candidate duals ``(u, v)``.
+
+    Returns
+    -------
+    duality_gap : float
+        ``<M, P> - (<a, u> + <b, v>)``.
+    min_reduced_cost : float
+        ``min_ij M_ij - u_i - v_j`` (one blocked pass over ``M``).
+    marginal_error : float
+        ``||P 1 - a||_1 + ||P^T 1 - b||_1``; ``P >= 0`` is not checked.
+
+    ``plan`` is optimal (and ``(u, v)`` dual optimal) up to the duality gap when
+    the marginal error is zero and the minimal reduced cost non-negative.
+    """
+    M = np.ascontiguousarray(M, dtype=np.float64)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    u, v = (np.ascontiguousarray(p, dtype=np.float64) for p in potentials)
+    P = sp.coo_matrix(plan)
+    value = float((P.data * M[P.row, P.col]).sum())
+    r = np.bincount(P.row, P.data, M.shape[0])
+    c = np.bincount(P.col, P.data, M.shape[1])
+    _, rc, _, _ = smallest_reduced_costs(M, u, v, 1, min(get_num_threads(), M.shape[0]))
+    return (value - float(a @ u + b @ v), float(rc[:, 0].min()),
+            float(np.abs(r - a).sum() + np.abs(c - b).sum()))
+
+
 def _scatter(at, values, size):
     """``values`` placed at positions ``at`` of a zero array of length ``size``."""
     out = np.zeros(size, dtype=values.dtype)
@@ -205,12 +259,13 @@ def _scatter(at, values, size):
 
 def _entropic_potentials(prob, opts):
     """SNS potentials at ``opts.reg`` times the cost range (zeros when the
-    cost is constant or the plan forced), ``-inf`` of zero masses made finite."""
+    cost is constant, the plan forced or the problem small), ``-inf`` of
+    zero masses made finite."""
     from ._solve import solve  # the exact solver is itself reached from solve()
 
     xp = prob.xp
     n, m = prob.shape
-    if prob.cost_range <= 0 or min(n, m) == 1:
+    if prob.cost_range <= 0 or min(n, m) == 1 or n * m < opts.sns_min_entries:
         return np.zeros(n), np.zeros(m), {"sinkhorn": 0, "newton": 0}
     with warnings.catch_warnings():  # a capped SNS solve still ranks entries
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -242,7 +297,7 @@ class _ColumnGeneration:
         self.rows, self.cols = nw_rows, nw_cols
         self.flow = self.in_tree = None  # the basis, once the first LP is solved
         self.u, self.v = np.zeros(self.n), np.zeros(self.m)
-        self.grew, self.pivots = True, 0
+        self.grew, self.pivots = True, 0  # pivots: simplex iterations so far
 
     def add_candidates(self, f, g):
         """Entries within ``slack * reg`` of their row's best at ``(f, g)``, and each column's best."""
@@ -272,8 +327,10 @@ class _ColumnGeneration:
         cost = gather_costs(self.C, rows, cols)
         if self.flow is None:
             self._first_basis(cost)
-        self.pivots += network_simplex(n, m, rows, cols, cost, self.flow, self.in_tree, self.tol,
-                                       10 * (n + m))
+        cap = 10 * (n + m)
+        if self.opts.max_pivots:
+            cap = min(cap, max(self.opts.max_pivots - self.pivots, 0))
+        self.pivots += network_simplex(n, m, rows, cols, cost, self.flow, self.in_tree, self.tol, cap)
         # polish: the basis' flows and duals, from the marginals and the costs alone
         self.t_rows, self.t_cols, self.t_cost = rows[self.in_tree], cols[self.in_tree], cost[self.in_tree]
         self.t_flow = tree_flows(n, m, self.t_rows, self.t_cols, self.a, self.b)
@@ -294,13 +351,19 @@ class _ColumnGeneration:
         positive flows (acyclic), completed into a spanning tree by the
         entries of smallest reduced cost at its duals."""
         n, m, rows, cols = self.n, self.m, self.rows, self.cols
-        x, u0, v0 = solve_restricted(n, m, rows, cols, (cost - self.lo) / self.range, self.a, self.b)
+        x, u0, v0, self.pivots = solve_restricted(n, m, rows, cols, (cost - self.lo) / self.range,
+                                                  self.a, self.b)
         u0, v0 = u0 * self.range + self.lo, v0 * self.range
         order = np.lexsort((np.abs(cost - u0[rows] - v0[cols]), x <= 0))
         self.in_tree = spanning_forest(n, m, rows, cols, order)
         self.flow = np.zeros(rows.shape[0])
         flows = tree_flows(n, m, rows[self.in_tree], cols[self.in_tree], self.a, self.b)
         self.flow[self.in_tree] = np.maximum(flows, 0.0)  # rounding-level negatives
+
+    @property
+    def out_of_pivots(self):
+        """Whether ``max_pivots`` is spent."""
+        return bool(self.opts.max_pivots) and self.pivots >= self.opts.max_pivots
 
     def _price(self):
         """The pricing pass at ``(u, v)``; duals of zero masses are lowered
@@ -333,5 +396,5 @@ class _ColumnGeneration:
             n_iter=sum(phases.values()), n_iter_phases=phases, converged=status is Status.CONVERGED,
             status=status, history=history, backend=prob.backend.name, method="exact", tol=tol, reg=0.0,
             duality_gap=gap, min_reduced_cost=self.min_rc, n_rounds=phases["pricing"],
-            support_size=int(self.rows.shape[0]),
+            support_size=int(self.rows.shape[0]), n_pivots=self.pivots,
         )

@@ -40,17 +40,18 @@ def test_families_match_pot(family):
 
 
 @pytest.mark.parametrize("family", ["image-w2", "cloud"])
-def test_sns_ranking_forced_on_a_small_problem(family):
+def test_sns_ranking(family):
     p = make_problem(family, 150, seed=5)
-    res = solve_exact(p.M, p.a, p.b, sns_min_entries=0)
+    res = solve_exact(p.M, p.a, p.b, ranking="sns")
     check_exact(res, p.M, p.a, p.b)
     assert res.n_iter_phases["sinkhorn"] + res.n_iter_phases["newton"] > 0
 
 
-@pytest.mark.parametrize("family", ["grid-w1", "assignment"])
-def test_larger_problem_needs_pricing_rounds(family):
+@pytest.mark.parametrize("family, ranking", [("grid-w1", "sns"), ("assignment", "cost"),
+                                             ("image-w1", "cost")])
+def test_larger_problem_needs_pricing_rounds(family, ranking):
     p = make_problem(family, 400, seed=2)
-    res = solve_exact(p.M, p.a, p.b)
+    res = solve_exact(p.M, p.a, p.b, ranking=ranking)
     check_exact(res, p.M, p.a, p.b)
     assert res.history["iteration"][-1] == res.n_rounds and res.support_size < 40 * 400
 
@@ -90,6 +91,11 @@ def test_zero_masses_and_rectangular(rng):
     res = solve_exact(M, a, b)
     check_exact(res, M, a, b)
     assert res.plan[a == 0].nnz == 0 and res.plan[:, b == 0].nnz == 0
+
+
+def test_highs_first_lp(rng):
+    p = make_problem("image-w2", 150, seed=6)
+    check_exact(solve_exact(p.M, p.a, p.b, first_lp="highs"), p.M, p.a, p.b)
 
 
 def test_f_ordered_and_float32_costs(rng):
@@ -146,6 +152,7 @@ def test_max_iter_warns_and_reports(rng):
 @pytest.mark.parametrize("kwargs, match", [
     ({"max_iter": 0}, "max_iter"), ({"tol": -1.0}, "tol"), ({"reg": 0.0}, "reg"),
     ({"candidates_per_row": 0}, "candidates_per_row"), ({"backend": "tpu"}, "backend"),
+    ({"ranking": "random"}, "ranking"), ({"first_lp": "glpk"}, "first_lp"),
 ])
 def test_bad_arguments_raise_naming_them(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -3,19 +3,24 @@ r"""``solve_exact``: unregularised optimal transport, with an optimality certifi
 .. math::
     \min_{P \ge 0} \langle M, P\rangle \quad \text{s.t.} \quad P 1 = a,\; P^T 1 = b
 
-1. SNS (annealed, warm-started stages) solves the entropic problem at a
-   small ``reg``: its potentials are near-optimal duals, so the optimal
-   support lies among the entries of small reduced cost ``M_ij - f_i - g_j``.
-2. The LP restricted to those candidates (a few per row, each column's
-   best, and the north-west corner's basis, which keeps it feasible) is
-   solved by HiGHS (:mod:`fastsinkhorn._restricted_lp`).
+1. Candidates: per row, the few entries of smallest reduced cost
+   ``M_ij - f_i - g_j``, each column's best, and the north-west corner's
+   basis (which keeps every restricted LP feasible). ``(f, g)`` are the
+   potentials of an SNS solve at a small ``reg`` (``ranking="sns"``:
+   near-optimal duals, so the optimal support lies among them) or zero
+   (``ranking="cost"``, the default: cheaper, as measured, at the sizes a
+   dense cost fits in memory).
+2. The LP restricted to them is solved by a network simplex
+   (:mod:`fastsinkhorn._network_simplex`) from the north-west corner's basis,
+   or by HiGHS (:mod:`fastsinkhorn._restricted_lp`).
 3. Its basis is polished (:mod:`fastsinkhorn._spanning_tree`): flows by leaf
    elimination from the marginals, duals by propagation along the basis,
    exact up to rounding.
 4. Pricing: one blocked pass over every entry of ``M``
    (:mod:`fastsinkhorn._exact_kernels`). Entries of negative reduced cost
-   join the candidates and 2-4 repeat (column generation); none left means
-   the plan is optimal, and the duality gap certifies it.
+   join the candidates and 2-4 repeat, the simplex warm-started from the
+   last basis (column generation); none left means the plan is optimal, and
+   the duality gap certifies it.
 """
 
 import math
@@ -49,6 +54,12 @@ class ExactOptions:
 
     Attributes
     ----------
+    ranking : {"cost", "sns"}
+        How the first candidates are ranked within each row: by reduced cost
+        at the potentials of an SNS solve at ``reg`` (``"sns"``), or by cost
+        alone (``"cost"``, the default: measured faster on 2 cores up to
+        n = 10^4, see ``benchmarks/RESULTS.md`` section 11; the pricing
+        rounds find what the cost misses).
     reg : float
         SNS's regularisation, relative to the cost range ``max M - min M``.
         Smaller: fewer candidates and pricing rounds, a longer SNS solve.
@@ -57,29 +68,33 @@ class ExactOptions:
     sns_max_iter : int
         Cap on SNS iterations (a capped solve still ranks entries).
     candidates_per_row : int
-        At most this many candidates a row, the ones of smallest reduced cost.
+        At most this many candidates a row, the ones of smallest reduced cost
+        (or cost) ...
     slack : float
-        ... among those within ``slack * reg`` (absolute) of the row's smallest.
+        ... among those within ``slack * reg`` (relative to the cost range)
+        of the row's smallest.
     price_per_row : int
         Entries of negative reduced cost added a row per pricing round (the
         most negative ones).
-    sns_min_entries : int
-        Problems with fewer entries ``n * m`` skip SNS and rank entries by
-        cost alone: the LP and a few pricing rounds are cheaper there.
+    first_lp : {"simplex", "highs"}
+        Solver of the first restricted LP: the network simplex from the
+        north-west corner's basis, or HiGHS (interior point and crossover;
+        measured slower). Later rounds always warm-start the network simplex.
     max_pivots : int
         Cap on simplex iterations over the whole solve: those HiGHS reports
-        for the first LP plus the network-simplex pivots after it (POT's
+        for the first LP plus the network-simplex pivots (POT's
         ``numItermax``). 0: none (each round's simplex stops after
         ``10 (n + m)`` pivots).
     """
 
+    ranking: str = "cost"
     reg: float = 3e-3
     sns_tol: float = 1e-2
     sns_max_iter: int = 2000
     candidates_per_row: int = 8
     slack: float = 10.0
     price_per_row: int = 4
-    sns_min_entries: int = 1 << 16
+    first_lp: str = "simplex"
     max_pivots: int = 0
 
     def __post_init__(self):
@@ -89,10 +104,13 @@ class ExactOptions:
                     or not math.isfinite(value):
                 raise ValueError(f"option {name!r} must be a positive finite number, got {value!r}")
         for name, least in (("sns_max_iter", 1), ("candidates_per_row", 1), ("price_per_row", 1),
-                            ("sns_min_entries", 0), ("max_pivots", 0)):
+                            ("max_pivots", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ValueError(f"option {name!r} must be an int >= {least}, got {value!r}")
+        for name, allowed in (("ranking", ("cost", "sns")), ("first_lp", ("simplex", "highs"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"option {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
 @dataclass(repr=False)
@@ -130,9 +148,9 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     .. math::
         \min_{P \ge 0} \langle M, P\rangle \quad \text{s.t.} \quad P 1 = a,\; P^T 1 = b
 
-    SNS at a small ``reg`` ranks the entries, the LP restricted to the best
-    ones is solved exactly, and column generation over every entry of ``M``
-    proves (or restores) optimality; see :mod:`fastsinkhorn._exact`.
+    The LP restricted to a few promising entries a row is solved exactly,
+    and column generation over every entry of ``M`` proves (or restores)
+    optimality; see :mod:`fastsinkhorn._exact`.
 
     Parameters
     ----------
@@ -147,7 +165,8 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     verbose : bool
         Print one line per pricing round.
     backend : {"auto", "cpu", "gpu", "reference"}
-        Backend of the SNS stage; the LP and the pricing run on the CPU.
+        Backend of the SNS ranking (``ranking="sns"``); the LP and the
+        pricing run on the CPU.
     **options
         :class:`ExactOptions` fields. Unknown names warn.
 
@@ -258,14 +277,14 @@ def _scatter(at, values, size):
 
 
 def _entropic_potentials(prob, opts):
-    """SNS potentials at ``opts.reg`` times the cost range (zeros when the
-    cost is constant, the plan forced or the problem small), ``-inf`` of
-    zero masses made finite."""
+    """SNS potentials at ``opts.reg`` times the cost range (zeros for
+    ``ranking="cost"``, a constant cost or a forced plan), ``-inf`` of zero
+    masses made finite."""
     from ._solve import solve  # the exact solver is itself reached from solve()
 
     xp = prob.xp
     n, m = prob.shape
-    if prob.cost_range <= 0 or min(n, m) == 1 or n * m < opts.sns_min_entries:
+    if opts.ranking == "cost" or prob.cost_range <= 0 or min(n, m) == 1:
         return np.zeros(n), np.zeros(m), {"sinkhorn": 0, "newton": 0}
     with warnings.catch_warnings():  # a capped SNS solve still ranks entries
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -310,10 +329,13 @@ class _ColumnGeneration:
     def _add(self, *pairs):
         """Join entries (pairs of row and column arrays) to the support, the
         basis carried over; ``grew`` tells whether any was new."""
-        old = self.rows * self.m + self.cols
-        keys = np.unique(np.concatenate([old] + [r.astype(np.int64) * self.m + c
-                                                 for r, c in zip(pairs[0::2], pairs[1::2])]))
-        self.grew = keys.shape[0] > old.shape[0]
+        old = self.rows * self.m + self.cols  # sorted
+        new = np.unique(np.concatenate([r.astype(np.int64) * self.m + c
+                                        for r, c in zip(pairs[0::2], pairs[1::2])]))
+        at = np.minimum(np.searchsorted(old, new), old.shape[0] - 1)
+        new = new[old[at] != new]
+        self.grew = new.shape[0] > 0
+        keys = np.sort(np.concatenate((old, new)))  # merging: far cheaper than unique on all
         if self.flow is not None:
             at = np.searchsorted(keys, old)
             self.flow, self.in_tree = _scatter(at, self.flow, keys.shape[0]), \
@@ -326,7 +348,10 @@ class _ColumnGeneration:
         n, m, rows, cols = self.n, self.m, self.rows, self.cols
         cost = gather_costs(self.C, rows, cols)
         if self.flow is None:
-            self._first_basis(cost)
+            if self.opts.first_lp == "highs":
+                self._first_basis(cost)
+            else:
+                self._northwest_basis()
         cap = 10 * (n + m)
         if self.opts.max_pivots:
             cap = min(cap, max(self.opts.max_pivots - self.pivots, 0))
@@ -345,6 +370,16 @@ class _ColumnGeneration:
         else:
             self.grew = False
         return max(0.0, -self.min_rc)
+
+    def _northwest_basis(self):
+        """The north-west corner's basis (a spanning staircase), as the first basis."""
+        keys = self.rows * self.m + self.cols
+        nw_rows, nw_cols = northwest_corner(self.a, self.b)
+        self.in_tree = np.zeros(keys.shape[0], np.bool_)
+        self.in_tree[np.searchsorted(keys, nw_rows * self.m + nw_cols)] = True
+        self.flow = np.zeros(keys.shape[0])
+        self.flow[self.in_tree] = tree_flows(self.n, self.m, self.rows[self.in_tree], self.cols[self.in_tree],
+                                             self.a, self.b)
 
     def _first_basis(self, cost):
         """A basic optimal solution of the first restricted LP, by HiGHS: its

@@ -219,7 +219,7 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
             break
         if solver.out_of_pivots:
             break
-        if not solver.grew:  # violated entries already in the LP: HiGHS' tolerance, not ours
+        if not (solver.grew or solver.capped):  # violated entries already in the LP: cycling
             status = Status.STALLED
             break
     phases["pricing"] = round_
@@ -316,7 +316,7 @@ class _ColumnGeneration:
         self.rows, self.cols = nw_rows, nw_cols
         self.flow = self.in_tree = None  # the basis, once the first LP is solved
         self.u, self.v = np.zeros(self.n), np.zeros(self.m)
-        self.grew, self.pivots = True, 0  # pivots: simplex iterations so far
+        self.grew, self.capped, self.pivots = True, False, 0  # pivots: simplex iterations so far
 
     def add_candidates(self, f, g):
         """Entries within ``slack * reg`` of their row's best at ``(f, g)``, and each column's best."""
@@ -352,10 +352,12 @@ class _ColumnGeneration:
                 self._first_basis(cost)
             else:
                 self._northwest_basis()
-        cap = 10 * (n + m)
+        cap = 10 * (n + m)  # a round that reaches it goes on in the next one
         if self.opts.max_pivots:
             cap = min(cap, max(self.opts.max_pivots - self.pivots, 0))
-        self.pivots += network_simplex(n, m, rows, cols, cost, self.flow, self.in_tree, self.tol, cap)
+        made = network_simplex(n, m, rows, cols, cost, self.flow, self.in_tree, self.tol, cap)
+        self.pivots += made
+        self.capped = made == cap
         # polish: the basis' flows and duals, from the marginals and the costs alone
         self.t_rows, self.t_cols, self.t_cost = rows[self.in_tree], cols[self.in_tree], cost[self.in_tree]
         self.t_flow = tree_flows(n, m, self.t_rows, self.t_cols, self.a, self.b)

@@ -105,6 +105,7 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
     path = np.empty(n_nodes, np.int64)
     down = np.empty(n_nodes, np.bool_)  # whether the cycle lowers the flow on that edge
     side = np.empty(n_nodes, np.bool_)  # whether the edge is on the column's side
+    stack = np.empty(n_nodes, np.int64)
     fresh = True  # potentials just rebuilt from scratch
     pivots = 0
     while pivots < max_pivots:
@@ -170,14 +171,16 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
         # on the other: edges inside it stay tight) and renumber its depths
         delta = cost[enter] - pi[parent[top]] - pi[top]
         top_is_row = top < n
-        stack = [top]
-        while len(stack) > 0:
-            x = stack.pop()
+        stack[0], size = top, 1
+        while size > 0:
+            size -= 1
+            x = stack[size]
             pi[x] += delta if (x < n) == top_is_row else -delta
             depth[x] = depth[parent[x]] + 1
             c = child[x]
             while c >= 0:
-                stack.append(c)
+                stack[size] = c
+                size += 1
                 c = sibling[c]
     in_tree[:] = slot >= 0
     return pivots

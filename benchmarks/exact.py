@@ -33,7 +33,7 @@ import time
 SOLVERS = {"fastsinkhorn": {}, "fastsinkhorn-sns": {"ranking": "sns"}, "pot": None}
 
 
-def _run(solver, family, n, queue):
+def _run(solver, family, n, warmup_n, queue):
     """Child: build, warm up, reset the peak, solve; put the measurements."""
     import numpy as np
 
@@ -56,7 +56,7 @@ def _run(solver, family, n, queue):
                     "support": res.support_size, "pivots": res.n_pivots,
                     "converged": bool(res.converged)}
 
-    solve(make_problem(family, 600, seed=1))  # warm-up: imports and compilation
+    solve(make_problem(family, warmup_n, seed=1))  # warm-up: imports and compilation
     p = make_problem(family, n, seed=0)
     tracked, base = _reset_peak_rss(), _status_kib("VmRSS")
     start = time.perf_counter()
@@ -69,11 +69,11 @@ def _run(solver, family, n, queue):
     queue.put(out)
 
 
-def run_case(solver, family, n, timeout):
+def run_case(solver, family, n, timeout, warmup_n=600):
     """One measurement in a fresh process; ``{"error": ...}`` on timeout or crash."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(solver, family, n, queue))
+    proc = ctx.Process(target=_run, args=(solver, family, n, warmup_n, queue))
     proc.start()
     try:
         return queue.get(timeout=timeout)
@@ -114,6 +114,7 @@ def main(argv=None):
     parser.add_argument("--families", nargs="+", default=["grid-w2", "grid-w1", "cloud", "assignment"])
     parser.add_argument("--solvers", nargs="+", choices=list(SOLVERS), default=["fastsinkhorn", "pot"])
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per run")
+    parser.add_argument("--warmup-n", type=int, default=600, help="size of the untimed warm-up problem")
     parser.add_argument("--json", help="also write the raw measurements here")
     args = parser.parse_args(argv)
 
@@ -123,7 +124,7 @@ def main(argv=None):
         shift = case % len(args.solvers)
         order = args.solvers[shift:] + args.solvers[:shift]
         load = os.getloadavg()
-        res = {s: run_case(s, family, n, args.timeout) for s in order}
+        res = {s: run_case(s, family, n, args.timeout, args.warmup_n) for s in order}
         raw.append({"family": family, "n": n, "load": load, **res})
         pot = res.get("pot", {"error": "not run"})
         for name in ours_names:

@@ -1,6 +1,10 @@
 """Exact OT (``solve_exact``) and its POT drop-ins ``emd``/``emd2``, against ``ot.emd``."""
 
 import inspect
+import json
+import pathlib
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -243,3 +247,15 @@ def test_emd_unsupported_arguments_raise():
         emd2([], [], sp.csr_matrix(M))
     with pytest.raises(ValueError, match="numItermax"):
         emd([], [], M, numItermax=0)
+
+
+def test_benchmark_script_runs(tmp_path):
+    """``benchmarks/exact.py`` on a tiny case: a row per solver, values that agree."""
+    script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "exact.py"
+    out = tmp_path / "out.json"
+    subprocess.run([sys.executable, str(script), "--sizes", "40", "--families", "cloud", "--warmup-n", "20",
+                    "--json", str(out)], check=True, capture_output=True, timeout=300)
+    (case,) = json.loads(out.read_text())
+    ours, pot = case["fastsinkhorn"], case["pot"]
+    assert ours["value"] == pytest.approx(pot["value"], rel=1e-12) and ours["converged"]
+    assert ours["time"] > 0 and ours["gap"] == pytest.approx(0.0, abs=1e-15)

@@ -8,7 +8,8 @@ Families (``fastsinkhorn.problems``): ``grid-w2`` / ``grid-w1`` (histograms on
 a k x k grid, squared / plain Euclidean cost), ``cloud`` (uniform points,
 squared Euclidean cost), ``assignment`` (i.i.d. uniform random costs). One
 run per solver and case (``fastsinkhorn``: ``solve_exact`` with its
-defaults; ``fastsinkhorn-sns``: with ``ranking="sns"``; ``pot``: ``ot.emd``),
+defaults; ``fastsinkhorn-sns``: with ``ranking="sns"``; ``fastsinkhorn-highs``:
+with ``first_lp="highs"``; ``pot``: ``ot.emd``),
 each in a fresh child process that builds the
 problem, warms up (JIT compilation, on a small problem of the same family),
 resets its peak resident size (Linux ``clear_refs``) and solves: the peak
@@ -30,7 +31,8 @@ import sys
 import time
 
 #: solver name -> solve_exact options (``None``: POT's ot.emd)
-SOLVERS = {"fastsinkhorn": {}, "fastsinkhorn-sns": {"ranking": "sns"}, "pot": None}
+SOLVERS = {"fastsinkhorn": {}, "fastsinkhorn-sns": {"ranking": "sns"},
+           "fastsinkhorn-highs": {"first_lp": "highs"}, "pot": None}
 
 
 def _run(solver, family, n, warmup_n, queue):

@@ -90,16 +90,15 @@ def tree_flows(n, m, rows, cols, a, b):
 
 
 @njit(cache=True)
-def tree_duals(n, m, rows, cols, cost, u0, v0):
+def tree_duals(n, m, rows, cols, cost):
     """Duals with ``u_i + v_j = cost_e`` on every edge of the forest.
 
-    Each tree is rooted at its first node, whose dual is taken from ``u0``
-    / ``v0`` (the LP solver's estimate, so that the shift between trees stays
-    sensible); the rest follows by propagation along the edges.
+    Each tree is rooted at its first node, whose dual is 0; the rest follows
+    by propagation along the edges.
     """
     src, dst = rows, cols + n
     start, adj = adjacency(n + m, src, dst)
-    dual = np.concatenate((u0, v0))
+    dual = np.zeros(n + m)
     seen = np.zeros(n + m, np.bool_)
     for root in range(n + m):
         if seen[root]:

@@ -419,6 +419,8 @@ class _ColumnGeneration:
     def result(self, prob, status, phases, history, tol):
         """Package the last basic solution as an :class:`ExactResult`."""
         n, m, flow = self.n, self.m, np.maximum(self.t_flow, 0.0)  # rounding-level negatives
+        # zero masses pass on only the rounding of leaf elimination: exactly 0
+        flow[(self.a[self.t_rows] == 0) | (self.b[self.t_cols] == 0)] = 0.0
         value = float(flow @ self.t_cost)
         r = np.bincount(self.t_rows, flow, n)
         c = np.bincount(self.t_cols, flow, m)

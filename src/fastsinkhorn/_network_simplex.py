@@ -20,16 +20,18 @@ from ._spanning_tree import adjacency
 
 
 @njit(cache=True)
-def _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev):
+def _hang(root, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev):
     """Parents, depths, potentials (``pi_x + pi_y = cost_e`` on tree edges,
-    ``pi = 0`` at the root, node 0) and child lists of the spanning tree
-    ``tree``, from scratch."""
+    ``pi = 0`` at ``root``) and child lists of the spanning tree ``tree``,
+    from scratch; returns the nodes in traversal order (parents first)."""
     start, adj = adjacency(n_nodes, src[tree], dst[tree])
     child[:], sibling[:], prev[:] = -1, -1, -1
-    parent[0], pedge[0], depth[0], pi[0] = -1, -1, 0, 0.0
-    stack = [0]
-    while len(stack) > 0:
-        x = stack.pop()
+    parent[root], pedge[root], depth[root], pi[root] = -1, -1, 0, 0.0
+    order = np.empty(n_nodes, np.int64)
+    order[0], k, head = root, 1, 0
+    while head < k:
+        x = order[head]
+        head += 1
         for p in range(start[x], start[x + 1]):
             e = tree[adj[p]]
             y = dst[e] if src[e] == x else src[e]
@@ -37,7 +39,30 @@ def _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sib
                 parent[y], pedge[y], depth[y] = x, e, depth[x] + 1
                 pi[y] = cost[e] - pi[x]
                 _link(y, x, child, sibling, prev)
-                stack.append(y)
+                order[k] = y
+                k += 1
+    return order
+
+
+@njit(cache=True)
+def _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev):
+    """:func:`_hang` from the tree's centroid (no subtree above half the
+    nodes): shallow trees make the cycles and the re-hung subtrees of the
+    pivots short."""
+    order = _hang(0, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev)
+    size = np.ones(n_nodes, np.int64)
+    largest = np.zeros(n_nodes, np.int64)  # largest child subtree
+    for q in range(n_nodes - 1, 0, -1):
+        x = order[q]
+        size[parent[x]] += size[x]
+        largest[parent[x]] = max(largest[parent[x]], size[x])
+    centroid, best = 0, n_nodes
+    for x in range(n_nodes):
+        worst = max(largest[x], n_nodes - size[x])
+        if worst < best:
+            centroid, best = x, worst
+    if centroid != 0:
+        _hang(centroid, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev)
 
 
 @njit(cache=True, inline="always")

@@ -207,9 +207,17 @@ def test_solve_n_threads_and_potentials_init(rng):
     assert warm.n_iter <= 2 < many.n_iter
 
 
-def test_solve_without_reg_is_exact_ot_not_yet_here():
-    with pytest.raises(NotImplementedError, match="reg=None"):
-        fs.solve(np.eye(2))
+def test_solve_without_reg_is_exact_ot_as_in_pot(rng):
+    M, a, b = random_problem(rng, 30, 20)
+    theirs = ot.solve(M, a, b)
+    for res in (fs.solve(M, a, b), fs.solve(M, a, b, 0), fs.solve(M, a, b, method="exact")):
+        assert isinstance(res, fs.ExactResult) and res.method == "exact"
+        assert res.value == pytest.approx(float(theirs.value), rel=1e-12)
+        np.testing.assert_allclose(res.plan.toarray(), theirs.plan, atol=1e-15)
+    for kwargs, error in (({"reg": 0.1, "method": "exact"}, ValueError), ({"unbalanced": 1.0}, NotImplementedError),
+                          ({"method": "sns"}, ValueError), ({"potentials_init": (a, b)}, NotImplementedError)):
+        with pytest.raises(error):
+            fs.solve(M, a, b, **kwargs)
 
 
 def test_solve_pot_methods():

@@ -15,8 +15,11 @@ from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
 from ._lazy_plan import LazyPlan
 from ._solve import METHODS, choose_method, solve, solve_sample
 from .geometry import PointCloud
+from ._exact import ExactResult, solve_exact
+from ._pot_exact import emd, emd2
 
 __version__ = "0.1.0"
 __all__ = ["solve", "solve_sample", "batch", "unbalanced", "sinkhorn_unbalanced", "sinkhorn_unbalanced2",
            "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
-           "ConvergenceWarning", "METHODS", "choose_method", "__version__"]
+           "ConvergenceWarning", "METHODS", "choose_method", "__version__",
+           "solve_exact", "ExactResult", "emd", "emd2"]

@@ -80,8 +80,12 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     a, b : array_like (n,), (m,), optional
         Marginals (with equal sums for balanced OT); uniform when omitted or
         empty. For a batch, ``(B, n)``/``(B, m)``, or 1-D ones shared by every problem.
-    reg : float
-        Entropic regularization (> 0). ``None`` (exact OT) is not implemented.
+    reg : float or None
+        Entropic regularization (> 0). ``None`` or ``0`` (POT's convention):
+        exact OT by :func:`~fastsinkhorn.solve_exact` (``max_iter``, ``tol``,
+        ``verbose``, ``backend`` and ``**options`` go to it; it returns an
+        :class:`~fastsinkhorn.ExactResult` with a sparse plan and a
+        certificate).
     c : array_like (n, m), optional
         Reference measure of the KL regulariser, ``KL(P | c)`` (positive;
         default ``a b^T``), for a dense 2-D ``M``. Ignored with
@@ -94,10 +98,10 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         ``inf`` keeps a marginal exact). ``None``: balanced OT.
     unbalanced_type : {"KL"}
         Only KL-relaxed marginals are implemented.
-    method : {None, "auto", "sinkhorn", "sinkhorn_log", "sns"}
+    method : {None, "auto", "sinkhorn", "sinkhorn_log", "sns", "exact"}
         ``"sinkhorn"`` (or POT's ``"sinkhorn_log"``): log-stable Sinkhorn with
         early stopping. ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
-        ``None``/``"auto"``: see :func:`choose_method`.
+        ``None``/``"auto"``: see :func:`choose_method`. ``"exact"``: as ``reg=None``.
     n_threads : int, optional
         CPU threads of this solve (default: Numba's, all cores).
     max_iter : int, optional
@@ -165,9 +169,11 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     >>> round(float(res.plan.sum()), 3)  # between the two masses
     0.673
     """
-    if reg is None:
-        raise NotImplementedError("reg=None (exact OT) is not implemented; give reg > 0")
     _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend)
+    if reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact":
+        with _threads(n_threads):
+            return _exact(M, a, b, reg, unbalanced, method, max_iter, potentials_init, tol, verbose,
+                          warm_start, callback, backend, options)
     if potentials_init is not None:
         if warm_start is not None:
             raise TypeError("give potentials_init (POT's name) or warm_start, not both")
@@ -177,6 +183,22 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
                       max_iter=max_iter, warm_start=warm_start, callback=callback, verbose=verbose,
                       backend=backend, options=options, unbalanced=check_unbalanced(unbalanced),
                       reg_type=reg_type, c=c)
+
+
+def _exact(M, a, b, reg, unbalanced, method, max_iter, potentials_init, tol, verbose, warm_start, callback,
+           backend, options):
+    """``reg=None`` or ``0`` (POT's convention), or ``method="exact"``: :func:`solve_exact`."""
+    from ._exact import solve_exact
+
+    if reg is not None and reg != 0:
+        raise ValueError(f"method='exact' solves unregularised OT: give reg=None (or 0), got reg={reg!r}")
+    if method not in (None, "auto", "exact"):
+        raise ValueError(f"method={method!r} needs reg > 0; exact OT (reg=None) has method 'exact'")
+    for name, value in (("unbalanced", unbalanced), ("potentials_init", potentials_init),
+                        ("warm_start", warm_start), ("callback", callback)):
+        if value is not None:
+            raise NotImplementedError(f"{name} is not supported by exact OT (reg=None)")
+    return solve_exact(M, a, b, max_iter=max_iter, tol=tol, verbose=verbose, backend=backend, **options)
 
 
 def _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend):

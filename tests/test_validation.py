@@ -74,9 +74,14 @@ def test_import_does_not_load_cupy_or_compile():
     import subprocess
     import sys
 
-    code = "import sys, fastsinkhorn; print('cupy' in sys.modules, 'fastsinkhorn.backends._cpu' in sys.modules)"
+    code = ("import sys, fastsinkhorn; print(*(m in sys.modules for m in "
+            "('cupy', 'fastsinkhorn.backends._cpu', 'numba', 'scipy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
+    assert out.split() == ["False"] * 4
+    # the exact solver's names resolve on first use
+    code = "import fastsinkhorn as fs; print(fs.emd2 is fs._pot_exact.emd2, fs.ExactResult.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "ExactResult"]
 
 
 def test_gpu_backend_without_cupy_or_device_is_a_clear_error():

@@ -5,7 +5,8 @@ a :class:`PointCloud` (costs computed on the fly); :func:`solve_sample`
 starts from two samples. POT drop-ins:
 :func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist`, :func:`sinkhorn_unbalanced`,
 :func:`sinkhorn_unbalanced2`, the modules :mod:`~fastsinkhorn.unbalanced` and
-:mod:`~fastsinkhorn.batch` (``import fastsinkhorn as ot``).
+:mod:`~fastsinkhorn.batch`, and exact OT: :func:`solve_exact`, :func:`emd`,
+:func:`emd2` (``import fastsinkhorn as ot``).
 """
 
 from ._pot import dist, sinkhorn, sinkhorn2
@@ -15,11 +16,23 @@ from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
 from ._lazy_plan import LazyPlan
 from ._solve import METHODS, choose_method, solve, solve_sample
 from .geometry import PointCloud
-from ._exact import ExactResult, solve_exact
-from ._pot_exact import emd, emd2
 
 __version__ = "0.1.0"
 __all__ = ["solve", "solve_sample", "batch", "unbalanced", "sinkhorn_unbalanced", "sinkhorn_unbalanced2",
            "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
            "ConvergenceWarning", "METHODS", "choose_method", "__version__",
            "solve_exact", "ExactResult", "emd", "emd2"]
+
+#: Exact OT loads Numba and SciPy at import: its names are resolved on first use,
+#: so that ``import fastsinkhorn`` stays light (NumPy only).
+_LAZY = {"solve_exact": "._exact", "ExactResult": "._exact", "emd": "._pot_exact", "emd2": "._pot_exact"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,7 @@ B = np.array([0.2, 0.3, 0.5])
     ({"b": np.array([0.2, np.nan, 0.8])}, "b must not contain NaN"),
     ({"b": np.array([0.2, 0.3, 0.6])}, "a and b must have equal sums"),
     ({"a": np.zeros(2), "b": np.zeros(3)}, "a must have a positive sum"),
-    ({"reg": 0.0}, "reg must be a positive finite number"),
+    ({"reg": np.nan}, "reg must be a positive finite number"),  # (reg=0 or None: exact OT, as in POT)
     ({"reg": -1.0}, "reg must be a positive finite number"),
     ({"reg": np.inf}, "reg must be a positive finite number"),
     ({"reg": "1"}, "reg must be a positive finite number"),

@@ -15,8 +15,9 @@ the L1 marginal error ``--tol`` at ``--reg``. Measured, in this order:
   against warm starts from a neighbouring pair's potentials;
 * Dask's overhead per task (no-op tasks through the scheduler) and the
   loopback transfer rate, on a 2-worker cluster;
-* ``pairwise`` on a ``LocalCluster`` of each ``--workers`` count (one
-  thread per worker, ``NUMBA_NUM_THREADS=1`` in each), after an untimed
+* ``pairwise`` on a ``LocalCluster`` of each ``--workers`` count, set up
+  as ``local_client`` does (one thread per worker, ``NUMBA_NUM_THREADS=1``
+  in each, its allocator and profiler settings), after an untimed
   warm-up on the same cluster;
 * POT's ``ot.sinkhorn2`` in a Python loop over the first ``--pot-sample``
   pairs, scaled to all pairs; its ``stopThr`` bounds an L2 norm of the
@@ -139,9 +140,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_rule:
         return batch_rule(args)
+    import dask
     from distributed import Client, LocalCluster
 
-    from fastsinkhorn.distributed import pairwise
+    from fastsinkhorn.distributed import WORKER_CONFIG, WORKER_ENV, pairwise
 
     H, C = histograms(args.n_hist, args.k)
     N, n = H.shape
@@ -159,9 +161,11 @@ def main(argv=None):
 
     runs, reference = {}, None
     for w in args.workers:
-        with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"},
-                          scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster, Client(cluster) as client:
+        with dask.config.set(WORKER_CONFIG):  # the workers of local_client: its allocator and profiler settings
+            cluster = LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, env=WORKER_ENV,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+        with cluster, Client(cluster) as client:
             if w == 2 or len(args.workers) == 1:
                 out["task_overhead_s"], out["loopback_bytes_per_s"] = dask_overhead(client, args.overhead_tasks, 64)
                 print(f"Dask: {out['task_overhead_s'] * 1e3:.2f} ms per no-op task ({w} workers), "

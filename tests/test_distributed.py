@@ -257,3 +257,17 @@ def test_split_batch_gives_each_problem_its_own_fields(rng):
         assert part.plan.shape == (4, 5) and part.n_iter == res.n_iter[p]
         assert part.value == res.value[p] and part.converged == res.converged[p]
         assert part.status is (fs.Status.CONVERGED if part.converged else fs.Status.MAX_ITER)
+
+
+def test_default_tile_balances_the_load_and_caps_the_tasks():
+    from fastsinkhorn._many import tiles
+    from fastsinkhorn.distributed import MAX_CHUNK, MAX_TASKS, TASKS_PER_THREAD, default_tile
+
+    for N, threads in ((7, 2), (60, 2), (200, 2), (1000, 64), (5_000, 2048)):
+        tile = default_tile(N, threads)
+        assert tile * tile <= MAX_CHUNK  # small N: tiles of at most MAX_CHUNK pairs
+        assert len(tiles(N, tile)) >= min(TASKS_PER_THREAD * threads, N * (N + 1) // 2 // MAX_CHUNK)
+    for N in (10**4, 10**5, 3 * 10**5):  # large N: about MAX_TASKS tasks, not N^2 / 512
+        tile = default_tile(N, 2048)
+        count = (-(-N // tile)) * (-(-N // tile) + 1) // 2
+        assert 0.5 * MAX_TASKS <= count <= MAX_TASKS

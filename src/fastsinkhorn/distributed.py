@@ -92,6 +92,26 @@ WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 3
                  "distributed.worker.profile.enabled": False}
 
 
+#: At most about this many tasks for one ``pairwise`` by default: at ~2 ms of
+#: scheduler time each, 10^5 tasks are minutes, where tiles of 256 pairs at
+#: N = 10^5 would be 2 x 10^7 tasks (11 hours of scheduling).
+MAX_TASKS = 100_000
+
+
+def default_tile(N, threads):
+    """``pairwise``'s default tile (rows of the matrix per task) for N distributions.
+
+    About ``TASKS_PER_THREAD`` tasks per worker thread (blocks b with
+    b (b + 1) / 2 >= TASKS_PER_THREAD * threads), of at most ``MAX_CHUNK``
+    pairs each, unless that makes more than ``MAX_TASKS`` tasks: then larger
+    tiles, so that there are about ``MAX_TASKS``.
+    """
+    blocks = math.ceil(math.sqrt(2 * TASKS_PER_THREAD * threads))
+    tile = min(math.isqrt(MAX_CHUNK), max(1, math.ceil(N / blocks)))
+    most_blocks = (math.isqrt(8 * MAX_TASKS + 1) - 1) // 2  # b (b + 1) / 2 <= MAX_TASKS
+    return max(tile, math.ceil(N / most_blocks))
+
+
 @contextlib.contextmanager
 def local_client(n_workers=None):
     """A ``Client`` on a fresh ``LocalCluster``, both closed on exit.
@@ -227,8 +247,10 @@ def pairwise(distributions, reg, *, cost, loss="linear", client=None, tile=None,
         The cluster to use; by default a ``LocalCluster`` sized to this
         machine, started and closed around the call.
     tile : int, optional
-        Rows (and columns) of the matrix per task; by default about
-        ``TASKS_PER_THREAD`` tasks per worker thread, of at most ``MAX_CHUNK`` pairs.
+        Rows (and columns) of the matrix per task; by default
+        :func:`default_tile` (about ``TASKS_PER_THREAD`` tasks per worker
+        thread, of at most ``MAX_CHUNK`` pairs, and at most about
+        ``MAX_TASKS`` tasks).
     progress : bool
         Show Dask's progress bar (``distributed.progress``).
     method : str
@@ -262,9 +284,8 @@ def pairwise(distributions, reg, *, cost, loss="linear", client=None, tile=None,
     options = {"method": method, **_solve_options(options)}
     N = len(H)
     with _connected(client) as client:
-        if tile is None:  # blocks b with b (b + 1) / 2 >= TASKS_PER_THREAD * threads
-            blocks = math.ceil(math.sqrt(2 * TASKS_PER_THREAD * _threads(client)))
-            tile = min(math.isqrt(MAX_CHUNK), max(1, math.ceil(N / blocks)))
+        if tile is None:
+            tile = default_tile(N, _threads(client))
         # the cost and each block of tile rows are tasks of their own: in the graph once
         # (not once per tile), fetched by the workers that need them, recomputed if lost
         cost_future = client.submit(np.asarray, C, pure=False)

@@ -42,11 +42,19 @@ class OTResult:
     potentials : tuple of arrays
         Dual potentials ``(f, g)`` (``-inf`` where a mass is zero).
     value : float
-        Entropic objective ``<M, P> + reg * sum(P * (log P - 1))``.
+        The objective as POT reports it: ``<M, P> + reg * KL(P | a b^T)``
+        (``reg_type="KL"``, the default) or ``<M, P> + reg * sum P log P``
+        (``"entropy"``), plus ``rho * KL(P 1 | a)`` and ``rho * KL(P^T 1 |
+        b)`` for relaxed marginals, with ``KL(p | q) = sum p log(p / q)``.
     value_linear : float
         Linear transport cost ``<M, P>``.
+    marginals : tuple of arrays
+        ``(P 1, P^T 1)`` of the returned plan (float64); also
+        ``marginal_a``, ``marginal_b``.
     marginal_error : float
-        ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of the returned plan.
+        ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of the returned plan; for
+        unbalanced OT, against the marginals the optimum has at the returned
+        potentials (the L1 norm of the dual's gradient).
     n_iter : int
         Total number of iterations (Sinkhorn iterations plus Newton steps);
         for a batch, an array of each problem's.

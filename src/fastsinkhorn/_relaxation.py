@@ -15,8 +15,8 @@ and see each side of the problem only through a :class:`Side`:
   The L1 distance of the plan's marginals to it is the norm of the dual's
   gradient, which vanishes at the optimum in both cases: it is the marginal
   error every solver checks.
-* ``dual(f)`` and ``curvature(f)``: this side's term of the concave dual and
-  its second derivative (the Newton system's extra diagonal).
+* ``dual(f)`` and ``curvature(target(f))``: this side's term of the concave
+  dual and its second derivative (the Newton system's extra diagonal).
 """
 
 import math
@@ -96,11 +96,12 @@ class Side:
             return (self.mass * xp.where(xp.isfinite(f), f, 0.0)).sum(axis=-1)
         return self.rho * (self.mass - self.target(f)).sum(axis=-1)
 
-    def curvature(self, f):
-        """``reg`` times minus this term's second derivative: ``reg target / rho``."""
+    def curvature(self, target):
+        """``reg`` times minus this term's second derivative, from ``target(f)``:
+        ``reg target / rho`` (0 if exact)."""
         if self.exact:
             return 0.0
-        return self.reg * self.target(f) / self.rho
+        return self.reg * target / self.rho
 
 
 def translation(rows, cols, f, g):

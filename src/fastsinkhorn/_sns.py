@@ -60,7 +60,8 @@ class _Point:
             # POT's "l2" criterion for an iterate whose rows are not exact either
             l2 = math.sqrt(float(((self.r - self.target_r) ** 2).sum() + ((self.c - self.target_c) ** 2).sum()))
             # the Newton system's diagonal: the marginals plus the relaxations' curvature
-            self.diag_r, self.diag_c = self.r + rows.curvature(f), self.c + cols.curvature(g)
+            self.diag_r = self.r + rows.curvature(self.target_r)
+            self.diag_c = self.c + cols.curvature(self.target_c)
         finite = math.isfinite(dual) and math.isfinite(error)
         self.dual = dual if finite else -math.inf
         self.error = error if finite else math.inf

@@ -79,7 +79,8 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
         ``cost`` (``<M, P>``) and ``total_cost``; plus ``niter``,
         ``converged`` and the :class:`~fastsinkhorn.OTResult` as ``result``.
     **kwargs
-        POT's ``tau`` (absorption threshold) and our method options.
+        POT's ``tau`` (absorption threshold), ``print_period`` (rows of the
+        ``verbose`` table; 1 by default) and our method options.
 
     Returns
     -------
@@ -153,7 +154,7 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
         c = None
     rho = check_unbalanced(reg_m)
     options = _options(dict(kwargs))
-    options.pop("print_period", None)
+    print_period = options.pop("print_period", None) or 1  # POT's unbalanced solvers print every iteration
     xp = _namespace(M=M, a=a, b=b)
     M = xp.asarray(M)
     b = xp.asarray(b) if b is not None else b
@@ -168,7 +169,7 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
         reg_type = "entropy"
         M, b = xp.ascontiguousarray(xp.broadcast_to(M, (n_hists,) + M.shape)), b.T
         warmstart = None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
-    table = _ProgressTable(1) if verbose else None
+    table = _ProgressTable(print_period) if verbose else None
     shift = _frame_shift(xp, a, b, reg_type if c is None else "entropy", M.shape)
     res = _solve(M, a, b, reg=reg, method=METHODS[method.lower()], tol=_stop_threshold(stopThr),
                  max_iter=numItermax, warm_start=_potentials(xp, warmstart, shift, reg),

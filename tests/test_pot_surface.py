@@ -260,8 +260,10 @@ def test_solve_sample_methods_we_do_not_have_raise(name, value):
 
 def test_sinkhorn_unbalanced_verbose_prints_pots_table_every_print_period(rng, capsys):
     M, a, b = random_problem(rng, 20, 15)
-    fs.sinkhorn_unbalanced(a, 2 * b, M, 0.05, 1.0, verbose=True, stopThr=0, numItermax=30)
+    with pytest.warns(ConvergenceWarning):  # stopThr=0: never met
+        fs.sinkhorn_unbalanced(a, 2 * b, M, 0.05, 1.0, verbose=True, stopThr=0, numItermax=30)
     every = [line for line in capsys.readouterr().out.splitlines() if line.endswith("|")]
-    fs.sinkhorn_unbalanced(a, 2 * b, M, 0.05, 1.0, verbose=True, stopThr=0, numItermax=30, print_period=10)
+    with pytest.warns(ConvergenceWarning):
+        fs.sinkhorn_unbalanced(a, 2 * b, M, 0.05, 1.0, verbose=True, stopThr=0, numItermax=30, print_period=10)
     tenth = [line for line in capsys.readouterr().out.splitlines() if line.endswith("|")]
     assert len(every) == 30 and [int(x.split("|")[0]) for x in tenth] == [0, 10, 20, 29]

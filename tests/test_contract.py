@@ -28,7 +28,12 @@ def _calls(xp, rng, n=37, m=23, cost=CostSpec("sqeuclidean", scale=0.7)):
     k = 5
     idx = np.stack([rng.choice(m, size=k, replace=False) for _ in range(n)]).astype(np.int64)
     val = rng.random((n, k))
+    # forbidden and huge entries, a row and a column without a finite entry
+    Mf = M.copy()
+    Mf[2, :], Mf[:, 4], Mf[5, 7], Mf[1, 3] = np.inf, np.inf, np.inf, 1e30
     return {
+        "reduction_offsets": (Mf,),
+        "largest_reduced_cost": (Mf, *REF.reduction_offsets(Mf), 0.6),
         "lse_rows": (M, g, reg),
         "lse_cols": (M, f, reg),
         "plan": (M, f, g, reg, np.empty((n, m))),
@@ -105,6 +110,25 @@ def test_reference_selection_floor_is_relative_to_each_row():
     np.put_along_axis(D, idx, val, axis=1)
     np.testing.assert_allclose(D, [[1.0, 0.0, 0.5], [1e-14, 1e-15, 0.0]], rtol=1e-12, atol=0)
     np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-12)
+
+
+def test_reference_reduction_by_definition(rng):
+    """Reduced costs are >= 0 with a zero in every row and column that has a
+    finite entry; the largest one below a cutoff is the brute-force maximum."""
+    M = rng.random((6, 5)) + 3 * np.arange(6)[:, None]  # row offsets
+    M[0, 1], M[:, 2], M[4, :] = np.inf, np.inf, np.inf
+    u, v = REF.reduction_offsets(M)
+    assert u[4] == np.inf and v[2] == np.inf
+    live = np.isfinite(u)[:, None] & np.isfinite(v)[None, :]
+    with np.errstate(invalid="ignore"):
+        R = np.where(live, M - u[:, None] - v[None, :], np.nan)
+    finite = np.isfinite(R)
+    assert (R[finite] >= 0).all()
+    assert np.all(np.nanmin(np.where(finite, R, np.nan)[[0, 1, 2, 3, 5]], axis=1) == 0)
+    assert np.all(np.nanmin(np.where(finite, R, np.nan)[:, [0, 1, 3, 4]], axis=0) == 0)
+    cut = float(np.median(R[finite]))
+    assert REF.largest_reduced_cost(M, u, v, cut) == R[finite & (R <= cut)].max()
+    assert REF.largest_reduced_cost(M, u, v, -1.0) == 0.0
 
 
 def _check_member(rng, backend_name, member, args):

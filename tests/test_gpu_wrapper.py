@@ -559,3 +559,19 @@ def test_point_cloud_solve_through_the_wrapper(be, monkeypatch, method, reg):
     assert (got.backend, want.backend) == ("gpu", "cpu") and got.converged
     for p, q in zip(got.potentials, want.potentials):
         np.testing.assert_allclose(p - p.mean(), q - q.mean(), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cost_statistics_match_the_reference(be, monkeypatch, dtype):
+    """The blocked CuPy reductions (run here on NumPy), blocks smaller than
+    the matrix, with forbidden entries, a dead row and a dead column."""
+    monkeypatch.setattr(_gpu, "_STAT_BLOCK_ENTRIES", 64)
+    rng = np.random.default_rng(31)
+    M = (rng.random((37, 23)) + np.arange(37)[:, None]).astype(dtype)
+    M[3, :], M[:, 5], M[7, 9] = np.inf, np.inf, np.inf
+    u, v = be.reduction_offsets(M)
+    want_u, want_v = ref.reduction_offsets(M)
+    np.testing.assert_array_equal(u, want_u)
+    np.testing.assert_allclose(v, want_v, rtol=1e-15)
+    for cutoff in (0.3, 1e9):
+        assert be.largest_reduced_cost(M, u, v, cutoff) == ref.largest_reduced_cost(M, want_u, want_v, cutoff)

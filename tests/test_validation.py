@@ -262,7 +262,7 @@ def test_shape_and_sum_messages_name_what_they_compare():
     Ms = np.stack([M, M])
     with pytest.raises(ValueError, match=r"^b must have shape \(3,\) or \(2, 3\) to match M\.shape\[-1\], got \(2,\)$"):
         fs.solve(Ms, None, np.full(2, 0.5), reg=0.1)
-    with pytest.raises(ValueError, match=r"^a and b must have equal sums \(to a relative 0\.001\) in problem 1, got sum\(a\)=1\.0 and sum\(b\)=2\.0 \(or solve"):
+    with pytest.raises(ValueError, match=r"^a and b must have equal sums in problem 1 \(to a relative 0\.001\), got sum\(a\)=1\.0 and sum\(b\)=2\.0 \(or solve"):
         fs.solve(Ms, np.stack([A, A]), np.stack([B, 2 * B]), reg=0.1)
     # the sums' tolerance is relative: large masses with a 1e-10 relative mismatch are accepted
     res = fs.solve(M, 1000 * A, 1000 * (1 + 1e-10) * B, reg=0.1)

@@ -8,7 +8,11 @@ hold a kernel buffer (``lazy = False``); ``CloudGeometry`` computes costs from
 coordinates and holds nothing n x m (``lazy = True``).
 """
 
+import functools
+
 import numpy as np
+
+from ._cost_scale import support_scale
 
 #: Plan entries per block when a pass over the plan is done block by block.
 BLOCK_ENTRIES = 1 << 18
@@ -40,7 +44,7 @@ class _Geometry:
             P = self.plan_rows(f, g, reg, start, stop)
             r[start:stop] = P.sum(axis=1)
             c += P.sum(axis=0)
-            linear += float((P * self.cost_rows(start, stop)).sum())
+            linear += float(_weighted_costs(xp, self.cost_rows(start, stop), P).sum())
         return r, c, linear
 
 
@@ -55,6 +59,15 @@ class DenseGeometry(_Geometry):
 
     def __init__(self, M, backend, cost_range):
         self.M, self.backend, self.cost_range = M, backend, cost_range
+
+    @functools.cached_property
+    def cost_scale(self):
+        """The spread of the costs that can carry mass (:func:`support_scale`;
+        for a batch, ``cost_range``): what ``reg`` is compared with by
+        ``method="auto"`` and SNS's annealing. Computed on first use."""
+        if self.batched:
+            return self.cost_range
+        return support_scale(self.M, self.backend)
 
     @classmethod
     def from_array(cls, M, backend, cost_range):
@@ -102,15 +115,20 @@ class DenseGeometry(_Geometry):
         blocks: no n x m float64 temporary, and no BLAS call (a large ``vdot``
         wakes OpenBLAS's threads, whose busy-waiting then slows the solver's
         own threads by up to 2x on a 2-core machine)."""
-        M = self.M
+        M, xp = self.M, self.backend.xp
         if self.batched:  # by blocks of whole problems
             step = max(1, (1 << 18) // (M.shape[1] * M.shape[2]))
-            return self.backend.xp.concatenate([
-                (M[p:p + step].astype(np.float64, copy=False) * P[p:p + step]).sum(axis=(1, 2))
-                for p in range(0, M.shape[0], step)])
+            return xp.concatenate([_weighted_costs(xp, M[p:p + step], P[p:p + step]).sum(axis=(1, 2))
+                                   for p in range(0, M.shape[0], step)])
         rows = max(1, (1 << 18) // M.shape[1])
-        return float(sum(float((M[i:i + rows].astype(np.float64, copy=False) * P[i:i + rows]).sum())
+        return float(sum(float(_weighted_costs(xp, M[i:i + rows], P[i:i + rows]).sum())
                          for i in range(0, M.shape[0], rows)))
+
+
+def _weighted_costs(xp, C, P):
+    """``C * P`` in float64, an entry without mass counting 0 even at an
+    infinite (forbidden) cost, where the product would be NaN."""
+    return xp.where(P > 0, C.astype(np.float64, copy=False), 0.0) * P
 
 
 class CloudGeometry(_Geometry):
@@ -127,7 +145,7 @@ class CloudGeometry(_Geometry):
         xp = backend.xp
         self.x, self.y = xp.asarray(cloud.x), xp.asarray(cloud.y)
         self.cost, self.backend = cloud.spec, backend
-        self.cost_range = cloud.cost_range_bound()
+        self.cost_range = self.cost_scale = cloud.cost_range_bound()
 
     @property
     def shape(self):

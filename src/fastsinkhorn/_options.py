@@ -93,12 +93,13 @@ class SNSOptions(SinkhornOptions):
         the current marginal error (so rows keep one to a few entries near
         the optimum at small ``reg``).
     anneal_factor : float
-        Annealing: below ``anneal_start * (max M - min M)``, SNS solves a
+        Annealing: below ``anneal_start * cost_scale`` (the spread of the
+        costs that can carry mass; see ``choose_method``), SNS solves a
         sequence of problems with ``reg`` divided by this factor each time,
         each warm-started from the last and solved to ``anneal_tol``, before
         the problem asked for. ``1`` switches annealing off.
     anneal_start : float
-        First regularisation of the schedule, relative to the cost range.
+        First regularisation of the schedule, relative to the cost scale.
     anneal_tol : float
         L1 marginal error at which an intermediate stage hands over.
     sinkhorn_hedge : bool
@@ -106,6 +107,14 @@ class SNSOptions(SinkhornOptions):
         time per iteration, and keep iterating Sinkhorn to ``tol`` when that
         is predicted to be faster than the Newton phase (one timed dense pass
         sets its estimate). ``method="auto"`` turns it on.
+    sinkhorn_first : bool
+        At the target ``reg``, run Sinkhorn to ``tol`` with the whole
+        ``max_iter`` budget instead of the warm-up, and take Newton steps only
+        once Sinkhorn stalls or its rate over the last 100 checks predicts
+        that it would not reach ``tol`` within the budget. ``method="auto"``
+        runs so where it chooses Sinkhorn (``reg`` large against the cost
+        scale): the answer of plain Sinkhorn where Sinkhorn converges, and of
+        SNS where it would not.
     """
 
     warmup_iter: int = 500
@@ -127,6 +136,7 @@ class SNSOptions(SinkhornOptions):
     anneal_start: float = 1e-3
     anneal_tol: float = 1e-4
     sinkhorn_hedge: bool = False
+    sinkhorn_first: bool = False
 
     def __post_init__(self):
         super().__post_init__()

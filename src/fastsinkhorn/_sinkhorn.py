@@ -28,6 +28,7 @@ returned is exactly the one whose error was checked.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,28 @@ def log_iteration(prob, f, g):
     f = prob.rows.potential(geom.lse_rows(g, reg))
     g = prob.cols.potential(geom.lse_cols(f, reg))
     return f, g
+
+
+def centred(prob, f, g):
+    """``(f + t, g - t)`` with the mass-weighted means of both equal.
+
+    Balanced OT is invariant along ``(1, -1)``, so the offset ``t`` is
+    arbitrary, and every half-step carries it over. A warm start of much
+    larger magnitude than the costs (an annealing stage at a far larger
+    ``reg``, a caller's potentials) then leaves ``f_i + g_j`` to cancel two
+    large numbers and the plan to rounding noise; centring keeps both
+    potentials on the scale of ``f_i + g_j``. Zero masses (``-inf``) are left
+    as they are; for a batch, one offset per problem.
+    """
+    xp = prob.xp
+
+    def mean(p, w):
+        w = xp.where(xp.isfinite(p), w, 0.0)
+        return (xp.where(w > 0, p, 0.0) * w).sum(axis=-1) / w.sum(axis=-1)
+
+    t = 0.5 * (mean(g, prob.b) - mean(f, prob.a))
+    t = t[..., None] if xp.ndim(t) else t
+    return f + t, g - t
 
 
 class _ScalingIterate:
@@ -266,7 +289,7 @@ def marginal_errors(xp, c, b, norm):
 
 
 def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
-                  first_iteration=1, norm="l1", tol=None, stall_window=0):
+                  first_iteration=1, norm="l1", tol=None, stall_window=0, predict_miss=False):
     """Run Sinkhorn from potentials ``(f, g)`` until ``monitor`` says stop.
 
     Parameters
@@ -287,8 +310,12 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
     tol : float or None
         Stop at this error instead of the monitor's tolerance (SNS warm-up).
     stall_window : int
-        If positive, stop with ``Status.STALLED`` when the error fell by less
-        than 0.1% over this many convergence checks (SNS hands over to Newton then).
+        If positive, stop with ``Status.STALLED`` when Sinkhorn is not worth
+        going on with (SNS hands over to Newton then; see :func:`hand_over`),
+        judged over this many convergence checks.
+    predict_miss : bool
+        Also stop so when the rate over the window predicts that ``tol`` is
+        out of reach within ``max_iter`` (see :func:`hand_over`).
 
     Returns
     -------
@@ -297,6 +324,8 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
     xp = prob.xp
     check_every = 1 if prob.geom.lazy else (opts.check_every or prob.backend.check_every)
     g = xp.where(prob.b > 0, g, -np.inf)  # zero-mass columns stay empty from the start
+    if prob.balanced:
+        f, g = centred(prob, f, g)
     state = (_LogIterate if prob.geom.lazy else _ScalingIterate)(prob, opts, f, g, K)
     # a batch stops problem by problem on the L1 criterion (POT's joint "l2" is one criterion)
     freezer = _Freezer(prob, opts) if len(prob.shape) == 3 and norm == "l1" else None
@@ -314,9 +343,12 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
             if freezer is not None:
                 stop_error = freezer.check(state, c, it - first_iteration + 1, monitor.tol if tol is None else tol)
             stop = monitor.check(it, stop_error, phase, tol=tol)
-            recent = monitor.history["error"][first_check:][-stall_window - 1:]
-            if stop is None and stall_window and len(recent) > stall_window and recent[-1] > 0.999 * recent[0]:
-                stop = Status.STALLED
+            if stop is None and stall_window:
+                recent = monitor.history["error"][first_check:][-stall_window - 1:]
+                checks_left = (first_iteration + max_iter - 1 - it) // check_every
+                if hand_over(recent, stall_window, checks_left if predict_miss else None,
+                             monitor.tol if tol is None else tol):
+                    stop = Status.STALLED
             if stop is not None:
                 status = stop
                 break
@@ -332,6 +364,28 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
         freezer.finish(state, n_iter)
         state, n_iter = freezer, freezer.n_iter
     return SinkhornOutcome(iterate=state, n_iter=n_iter, status=status, error=error)
+
+
+def hand_over(errors, window, checks_left, tol):
+    """Whether Sinkhorn should stop and leave the rest to Newton steps.
+
+    ``errors`` are this loop's last ``window + 1`` checked errors (or fewer,
+    early on). True once there are ``window + 1`` of them and either the error
+    fell by less than 0.1% over the window (stalled), or the window's rate of
+    convergence predicts more than ``checks_left`` checks to reach ``tol``
+    (Sinkhorn would run out of its budget: nearly degenerate plans, supports
+    cut by forbidden entries, small ``reg``); ``checks_left=None`` tests the
+    stall only.
+    """
+    if len(errors) <= window:
+        return False
+    first, last = errors[0], errors[-1]
+    if not last <= 0.999 * first:
+        return True
+    if checks_left is None or last <= tol or tol <= 0:
+        return False
+    rate = (last / first) ** (1.0 / window)
+    return math.log(tol / last) / math.log(rate) > checks_left
 
 
 def run_sinkhorn(prob, opts, monitor, max_iter, f0, g0, norm="l1"):

@@ -166,6 +166,14 @@ class LinearSolver:
     @staticmethod
     def _finish(prob, df, dg, grad_f, grad_g, info):
         df, dg = prob.reg * df, prob.reg * dg
+        if prob.balanced:
+            # Without the null direction (1, -1): it changes neither the plan nor
+            # the dual, but the shift mu of a nearly singular system can make it
+            # the largest part of the solve, which would then use up the trust
+            # region and drag both potentials far from the cost scale (see
+            # ``centred`` in _sinkhorn).
+            t = (float(df.sum()) - float(dg.sum())) / (df.shape[0] + dg.shape[0])
+            df, dg = df - t, dg + t
         info["slope"] = float(grad_f @ df + grad_g @ dg)
         return df, dg, info
 
@@ -198,19 +206,20 @@ class LinearSolver:
         return system.solve(to_numpy(grad_f), to_numpy(grad_g))
 
 
-def anneal_schedule(reg, cost_range, opts, warm):
+def anneal_schedule(reg, cost_scale, opts, warm):
     """Regularisations of the stages of one SNS solve, largest first, ending at ``reg``.
 
     At small ``reg`` the dual is far from quadratic at the Sinkhorn warm-up's
     iterate and damped Newton crawls (hundreds of steps) before it reaches
     its quadratic basin. Solving a sequence of problems, ``reg`` divided by
-    ``anneal_factor`` each time from ``anneal_start * (max M - min M)``, and
+    ``anneal_factor`` each time from ``anneal_start * cost_scale`` (the
+    spread of the costs that can carry mass: see ``choose_method``), and
     warm-starting each from the last, keeps every stage inside that basin: a
     few Newton steps each. A warm start from the caller skips the schedule.
     """
-    if warm or opts.anneal_factor <= 1 or cost_range <= 0:
+    if warm or opts.anneal_factor <= 1 or cost_scale <= 0:
         return [reg]
-    regs, stage = [], opts.anneal_start * cost_range
+    regs, stage = [], opts.anneal_start * cost_scale
     while stage > reg * 1.5:
         regs.append(stage)
         stage /= opts.anneal_factor
@@ -233,10 +242,11 @@ class _SNSRun:
     def used(self):
         return sum(self.phases.values())
 
-    def sinkhorn_steps(self, prob, f, g, iters, tol, stall_window=0, norm="l1"):
+    def sinkhorn_steps(self, prob, f, g, iters, tol, stall_window=0, norm="l1", predict_miss=False):
         iters = max(1, min(iters, self.max_iter - self.used))
         out = sinkhorn_loop(prob, self.opts, self.monitor, iters, f, g, K=self.K, norm=norm, tol=tol,
-                            first_iteration=self.used + 1, stall_window=stall_window)
+                            first_iteration=self.used + 1, stall_window=stall_window,
+                            predict_miss=predict_miss)
         self.phases["sinkhorn"] += out.n_iter
         return out
 
@@ -251,8 +261,14 @@ class _SNSRun:
         final = prob.reg == self.prob.reg
         norm = self.norm if final else "l1"
         first_check = len(self.monitor.history["error"])
-        warm = self.sinkhorn_steps(prob, f, g, max(opts.warmup_iter, 1), max(tol, opts.switch_tol),
-                                   stall_window=100)
+        if opts.sinkhorn_first and final:  # Sinkhorn to tol; Newton only if it would miss
+            warm = self.sinkhorn_steps(prob, f, g, self.max_iter, tol, stall_window=100, norm=norm,
+                                       predict_miss=True)
+            if warm.status in (Status.CONVERGED, Status.CALLBACK) or self.used >= self.max_iter:
+                return (*warm.potentials(), warm.status, warm.plan_into)
+        else:
+            warm = self.sinkhorn_steps(prob, f, g, max(opts.warmup_iter, 1), max(tol, opts.switch_tol),
+                                       stall_window=100)
         if warm.status is Status.CONVERGED and warm.error > tol and opts.sinkhorn_hedge and final:
             start = time.perf_counter()
             first = _Point(prob, *warm.potentials(), self.k)  # Newton's start, if it goes on
@@ -371,7 +387,7 @@ def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     """
     run = _SNSRun(prob, opts, monitor, max_iter, norm)
     warm = bool(prob.xp.any(f0 != 0) or prob.xp.any(g0 != 0))
-    regs = anneal_schedule(prob.reg, prob.cost_range, opts, warm)
+    regs = anneal_schedule(prob.reg, prob.cost_scale, opts, warm)
     f, g = f0, g0
     for stage_reg in regs:
         final = stage_reg == regs[-1]

@@ -26,22 +26,27 @@ METHODS = {
 }
 
 #: ``method="auto"`` picks SNS when ``reg`` is at most this fraction of the
-#: cost range (and the tolerance is tight): there Sinkhorn needs thousands of
+#: cost scale (and the tolerance is tight): there Sinkhorn needs thousands of
 #: iterations, SNS a few dozen. Above it, Sinkhorn converges in a few hundred
 #: cheap iterations and Newton steps do not pay for themselves.
 AUTO_SNS_MAX_REG = 5e-3
 AUTO_SNS_MAX_TOL = 1e-4
 
 
-def choose_method(reg, cost_range, tol):
+def choose_method(reg, cost_scale, tol):
     """The documented rule behind ``method="auto"``.
 
-    ``"sns"`` if ``reg <= AUTO_SNS_MAX_REG * (max(M) - min(M))`` and
-    ``tol <= AUTO_SNS_MAX_TOL``, else ``"sinkhorn"``. When ``"auto"`` picks
-    SNS it also turns on its ``sinkhorn_hedge``: at the switch to Newton, the
-    warm-up's measured rate decides whether Sinkhorn would finish sooner.
+    ``"sns"`` if ``reg <= AUTO_SNS_MAX_REG * cost_scale`` and ``tol <=
+    AUTO_SNS_MAX_TOL``, else ``"sinkhorn"``. ``cost_scale`` is the spread of
+    the costs that can carry mass: ``max(M) - min(M)`` for the usual costs,
+    without the entries that forbid (``inf``, or huge finite costs), and
+    unchanged by adding a constant to a row or column of ``M`` (see
+    :func:`fastsinkhorn._cost_scale.support_scale`); for a point cloud, a
+    bound of its cost range. When ``"auto"`` picks SNS it also turns on its
+    ``sinkhorn_hedge``: at the switch to Newton, the warm-up's measured rate
+    decides whether Sinkhorn would finish sooner.
     """
-    if cost_range > 0 and reg <= AUTO_SNS_MAX_REG * cost_range and tol <= AUTO_SNS_MAX_TOL:
+    if cost_scale > 0 and reg <= AUTO_SNS_MAX_REG * cost_scale and tol <= AUTO_SNS_MAX_TOL:
         return "sns"
     return "sinkhorn"
 
@@ -317,10 +322,14 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     prob = prepare_problem(M, a, b, reg, backend, unbalanced, kl_frame=kl_frame)
     batched = len(prob.shape) == 3
     tol = effective_tol(tol, prob.dtype, prob.shape[-2:])
+    sinkhorn_first = False
     if method == "auto":
-        method = "sinkhorn" if batched else choose_method(prob.reg, prob.cost_range, tol)
+        method = "sinkhorn" if batched else choose_method(prob.reg, prob.cost_scale, tol)
         if method == "sns":  # and keep Sinkhorn where it is measured to be faster
             options = {"sinkhorn_hedge": True, **options}
+        elif not batched:  # Sinkhorn, with Newton steps if it would not reach tol in max_iter
+            method, sinkhorn_first = "sns", True
+            options = {"sinkhorn_first": True, **options}
     if method not in METHODS:
         raise ValueError(f"method must be one of {('auto',) + tuple(METHODS)}, got {method!r}")
     if batched and method != "sinkhorn":
@@ -338,6 +347,8 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     rounding = float(np.finfo(prob.dtype).eps) * float(prob.a.sum(axis=-1).max())
     monitor = Monitor(tol - rounding if tol > 0 else -1.0, callback, verbose)
     plan, f, g, phases, status = runner(prob, opts, monitor, int(max_iter), f0, g0, norm=norm)
+    if sinkhorn_first and not phases["newton"]:  # what ran was plain Sinkhorn
+        method, phases = "sinkhorn", {"sinkhorn": phases["sinkhorn"]}
     result = _result(prob, plan, f, g, phases, status, monitor, method, tol, norm)
     if M_given is not None:  # <M, P> of the caller's cost, not of M - reg log c
         result.value_linear = DenseGeometry(M_given, prob.backend, 0.0).linear_cost(result.plan)

@@ -67,8 +67,14 @@ class PreparedProblem:
 
     @property
     def cost_range(self):
-        """``max C - min C`` (a bound for point clouds), for the auto rule."""
+        """``max C - min C`` over the finite entries (a bound for point clouds)."""
         return self.geom.cost_range
+
+    @property
+    def cost_scale(self):
+        """The spread of the costs that can carry mass, which ``reg`` is
+        compared with (see :mod:`fastsinkhorn._cost_scale`)."""
+        return self.geom.cost_scale
 
 
 def check_reg(reg):
@@ -157,7 +163,7 @@ def _equal_sums(xp, a, b, dtype, batch, transposed):
         i = int(xp.argmax(mismatch)) if batch else ()  # the first offending problem
         where = f" in problem {i}" if batch else ""
         first, second = ("b", "a") if transposed else ("a", "b")  # the caller's names
-        raise ValueError(f"a and b must have equal sums (to a relative {MASS_SUM_RTOL:g}){where}, got "
+        raise ValueError(f"a and b must have equal sums{where} (to a relative {MASS_SUM_RTOL:g}), got "
                          f"sum({first})={float(sa[i])!r} and sum({second})={float(sb[i])!r} "
                          "(or solve unbalanced OT: unbalanced=...)")
     return b * (sa / sb)[..., None]  # b on the sum of a: tol is reachable

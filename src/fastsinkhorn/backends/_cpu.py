@@ -79,9 +79,10 @@ def _exp_blocks(n, m, exponent, f, g, cut, work):
     the block into ``P``, with ``fr = f[rows]`` and ``gc`` = ``g`` with its
     ``-inf`` replaced by 0 (so every argument is finite). ``work(rows, P,
     state)`` then consumes each float64 block of the plan. Entries below
-    ``exp(cut)`` (~1e-200 in float64) are stored as ``exp(cut)``: far below
-    any tolerance, and never subnormal; rows and columns of zero mass
-    (``-inf`` potentials) are exact zeros. Returns the threads' states.
+    ``exp(cut)`` (~1e-200 in float64) come as ``exp(cut)``: far below any
+    tolerance, and never subnormal (``plan`` stores them as exact zeros);
+    rows and columns of zero mass (``-inf`` potentials) are exact zeros.
+    Returns the threads' states.
     """
     empty_cols = np.flatnonzero(g == -np.inf)  # zero-mass columns (usually none)
     gc = np.where(g == -np.inf, 0.0, g)
@@ -160,7 +161,13 @@ class CPUBackend:
         if M.ndim == 3:
             return batch.plan(M, _vec(f), _vec(g), float(reg), _cut(out.dtype), out)
 
+        floor = np.exp(_cut(out.dtype))
+
         def store(rows, P, state):
+            # entries clamped at exp(cut) are exact zeros in a kernel or plan:
+            # a forbidden (+inf) or huge cost must carry no mass (its 1e-200,
+            # times scalings or the cost itself, would not be negligible)
+            P[P <= floor] = 0.0
             out[rows] = P
 
         _exp_blocks(*M.shape, _dense_exponent(M, float(reg)), _vec(f), _vec(g), _cut(out.dtype), store)
@@ -182,6 +189,14 @@ class CPUBackend:
 
     def dense_pass(self, M, f, g, reg, k):
         return _select_top_k(*M.shape, _dense_exponent(M, float(reg)), f, g, k)
+
+    def reduction_offsets(self, M):
+        u = M.min(axis=1).astype(np.float64)  # NumPy's SIMD min
+        return u, kern.column_minima_reduced(M, u, get_num_threads())
+
+    def largest_reduced_cost(self, M, u, v, cutoff):
+        v = np.where(v < np.inf, v, 0.0)
+        return float(kern.largest_reduced_cost(M, _vec(u), v, float(cutoff)))
 
     # -- point clouds: the cost of each block of rows computed on the fly
     def pc_cost_rows(self, x, y, cost, start, stop):

@@ -66,19 +66,20 @@ def lse_cols(M, f, reg):
 
 @njit(cache=True, parallel=True)
 def plan(M, f, g, reg, cut, out):
-    """``out[p, i, j] = exp(max((f + g - M) / reg, cut))``; exact zeros where
-    a potential is ``-inf`` (zero mass). ``cut`` keeps entries normal (see
-    ``_cpu_kernels``)."""
+    """``out[p, i, j] = exp((f + g - M) / reg)``, flushed to an exact zero
+    below ``exp(cut)`` (see ``_cpu_kernels``) and where a potential is
+    ``-inf`` (zero mass) or the cost ``+inf`` (a forbidden entry)."""
     B, n, m = M.shape
     inv = 1.0 / reg
     for t in prange(B * n):
         p, i = t // n, t % n
         fi = f[p, i]
         for j in range(m):
-            if fi == -np.inf or g[p, j] == -np.inf:
+            x = (fi + g[p, j] - M[p, i, j]) * inv
+            if fi == -np.inf or g[p, j] == -np.inf or not x > cut:
                 out[p, i, j] = 0.0
             else:
-                out[p, i, j] = np.exp(max((fi + g[p, j] - M[p, i, j]) * inv, cut))
+                out[p, i, j] = np.exp(x)
     return out
 
 

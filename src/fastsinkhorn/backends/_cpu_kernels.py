@@ -6,11 +6,14 @@ with its own column accumulator, reduced after the loop; that keeps every
 kernel a single streaming read of the matrix (row-major) even when it needs
 column sums.
 
-Underflow: kernel and plan entries below ``exp(cut)`` (``cut`` = -460, i.e.
-1e-200, for float64; -87 for float32) are clamped to ``exp(cut)`` by the exp
-passes (``_cpu.py``): products of smaller entries with the scalings would be
-subnormal, and subnormal arithmetic is ~100x slower on x86, while their mass
-is far below any reachable tolerance.
+Underflow: entries below ``exp(cut)`` (``cut`` = -460, i.e. 1e-200, for
+float64; -87 for float32) are clamped to ``exp(cut)`` inside the exp passes
+(``_cpu.py``; NumPy's SIMD exp is fast on normal arguments only), and stored
+kernels and plans (``plan``) flush them to exact zeros: products of smaller
+entries with the scalings would be subnormal (~100x slower on x86), their
+mass is far below any reachable tolerance, and a clamped entry at a huge or
+infinite cost must carry no mass. The SNS dense pass keeps the clamped value
+(1e-200 per entry in its sums).
 
 Fastmath: only ``reassoc``/``contract`` style flags, and only in kernels whose
 inputs are finite: log-domain kernels see ``-inf`` (zero masses), which
@@ -304,6 +307,56 @@ def ell_rmatvec_parallel(idx, val, y, m, nb):
         for j in range(m):
             out[j] += partial[t, j]
     return out
+
+
+# Cost statistics: the caller has ruled out NaN (``prepare_problem``), so
+# ``nnan`` lets min/max reductions vectorise; ``+inf`` entries stay legal.
+_FAST_NO_NAN = _FAST | {"nnan"}
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST_NO_NAN)
+def column_minima_reduced(M, u, nb):
+    """``v_j = min_i (M_ij - u_i)`` over rows with a finite ``u_i`` (the second
+    half of ``ReferenceBackend.reduction_offsets``): one row-major pass, the
+    minima in one accumulator per row block."""
+    n, m = M.shape
+    nb = min(nb, n)
+    size = _blocks(n, nb)
+    partial = np.full((nb, m), np.inf)
+    for t in prange(nb):
+        acc = partial[t]
+        for i in range(t * size, min(n, (t + 1) * size)):
+            ui = u[i]
+            if ui == np.inf:
+                continue
+            for j in range(m):
+                x = M[i, j] - ui
+                acc[j] = x if x < acc[j] else acc[j]
+    v = partial[0].copy()
+    for t in range(1, nb):
+        for j in range(m):
+            v[j] = min(v[j], partial[t, j])
+    return v
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST_NO_NAN)
+def largest_reduced_cost(M, u, v_finite, cutoff):
+    """Largest ``M_ij - u_i - v_j <= cutoff`` over rows with a finite ``u_i``
+    (0 if none). ``v_finite``: ``v`` with ``inf`` replaced by 0, since such a
+    column's entries are all ``inf`` and exceed the cutoff anyway."""
+    n, m = M.shape
+    best = np.zeros(n)
+    for i in prange(n):
+        ui = u[i]
+        if ui == np.inf:
+            continue
+        top = 0.0
+        for j in range(m):
+            r = M[i, j] - ui - v_finite[j]
+            r = r if r <= cutoff else 0.0
+            top = r if r > top else top
+        best[i] = top
+    return best.max()
 
 
 # Serial twins of the per-iteration kernels: below a few 1e5 entries the

@@ -138,6 +138,7 @@ _MAX_GRID_Y = 65535  # also the limit of gridDim.z (problems of a batch, grid-st
 #: Point-cloud log-sum-exp: fewer rows than this (a warp each) cannot fill a
 #: large GPU (an H100 holds 132 x 64 warps), so the column-shaped kernel runs.
 _CLOUD_ROW_WARPS = 8192
+_STAT_BLOCK_ENTRIES = 1 << 22  # cost statistics: float64 entries per CuPy block
 
 
 def read_kernel_source(filename):
@@ -447,6 +448,40 @@ class GPUBackend:
         kernels = (self._cloud_kernel(name, cost) for name in ("pc_marginals_kernel", "pc_topk_rows_kernel"))
         head = self._cloud_head(x, y, cost)
         return self._dense_pass(*kernels, head, x.shape[0], y.shape[0], f, g, reg, k)
+
+    # -- cost statistics: one-off, so CuPy reductions by blocks of rows ------
+    def _reduced_blocks(self, M, u, v=None):
+        """``(rows, R)`` for blocks of about ``_STAT_BLOCK_ENTRIES`` entries:
+        ``R = M - u`` (``- v`` too if given) in float64, ``inf`` at rows or
+        columns without a finite entry."""
+        xp = self.xp
+        M = self._rows(M)
+        n, m = M.shape
+        step = max(1, _STAT_BLOCK_ENTRIES // m)
+        live_u = u < xp.inf
+        shift_u = xp.where(live_u, u, 0.0)
+        shift_v = 0.0 if v is None else xp.where(v < xp.inf, v, 0.0)[None, :]
+        for start in range(0, n, step):
+            rows = slice(start, min(n, start + step))
+            R = M[rows].astype(xp.float64) - shift_u[rows, None] - shift_v
+            dead = ~live_u[rows, None] if v is None else ~live_u[rows, None] | (v >= xp.inf)[None, :]
+            yield rows, xp.where(dead, xp.inf, R)
+
+    def reduction_offsets(self, M):
+        """See ``ReferenceBackend.reduction_offsets``."""
+        xp = self.xp
+        u = self._rows(M).min(axis=1).astype(xp.float64)
+        v = xp.full(M.shape[1], xp.inf)
+        for _, R in self._reduced_blocks(M, u):
+            v = xp.minimum(v, R.min(axis=0))
+        return u, v
+
+    def largest_reduced_cost(self, M, u, v, cutoff):
+        """See ``ReferenceBackend.largest_reduced_cost``."""
+        xp, top = self.xp, 0.0
+        for _, R in self._reduced_blocks(M, self._vec(u), self._vec(v)):
+            top = max(top, float(xp.where(R <= cutoff, R, 0.0).max()))
+        return top
 
     # -- row-wise sparse products -------------------------------------------
     def ell_matvec(self, idx, val, x):

@@ -129,6 +129,30 @@ class ReferenceBackend:
         val[val <= SELECT_FLOOR * P.max(axis=1, keepdims=True)] = 0.0
         return r, c, float(r.sum()), idx, val
 
+    # -- cost statistics (method="auto", annealing) -----------------------
+    def reduction_offsets(self, M):
+        """Row then column reduction of a dense cost (one-off, before a solve).
+
+        Returns float64 ``(u, v)``: ``u_i = min_j M_ij`` and ``v_j = min_i
+        (M_ij - u_i)`` over the rows with a finite ``u_i``, so the reduced
+        costs ``M_ij - u_i - v_j`` are ``>= 0`` with a zero in every row and
+        column. ``M`` may hold ``+inf`` (a row or column without a finite
+        entry gets ``inf``).
+        """
+        M64 = np.asarray(M, np.float64)
+        u = M64.min(axis=1)
+        live = u < np.inf
+        v = (M64[live] - u[live, None]).min(axis=0, initial=np.inf)
+        return u, v
+
+    def largest_reduced_cost(self, M, u, v, cutoff):
+        """The largest reduced cost ``M_ij - u_i - v_j`` at or below ``cutoff``
+        over the entries with finite ``u_i``, ``v_j`` (float; 0.0 if none)."""
+        live = (u < np.inf)[:, None] & (v < np.inf)[None, :]
+        with np.errstate(invalid="ignore"):
+            R = np.asarray(M, np.float64) - np.where(u < np.inf, u, 0.0)[:, None] - np.where(v < np.inf, v, 0.0)
+        return float(np.max(R, where=live & (R <= cutoff), initial=0.0))
+
     # -- point clouds -----------------------------------------------------
     def pc_cost_rows(self, x, y, cost, start, stop):
         """Rows ``start:stop`` of the cost ``C_ij = cost(x_i, y_j)``, float64.

@@ -7,10 +7,12 @@ exact solver rejects ``inf``), and then the range says nothing of the costs
 that carry mass. :func:`support_scale` measures the spread of the costs that
 can carry mass instead:
 
-1. It is invariant to adding a constant to a row or a column of ``M`` (which
-   leaves every plan unchanged): it looks at the reduced costs
-   ``R_ij = M_ij - u_i - v_j >= 0`` with ``u_i = min_j M_ij`` and
-   ``v_j = min_i (M_ij - u_i)`` (every row and column of ``R`` has a zero).
+1. Adding a constant to a row or a column of ``M`` leaves every plan
+   unchanged, and the scale within a factor 2 (exactly, for rows): it looks
+   at the reduced costs ``R_ij = M_ij - u_i - v_j >= 0`` with ``u_i = min_j
+   M_ij`` and ``v_j = min_i (M_ij - u_i)`` (every row and column of ``R`` has
+   a zero, so ``max R`` lies between half and all of the largest cycle cost
+   ``M_ij + M_kl - M_il - M_kj``, which such constants do not change).
 2. It ignores forbidding entries. On a sample of rows (evenly spaced, at most
    :data:`SAMPLE_ENTRIES` entries in all), each row's :data:`ROW_QUANTILE`
    quantile of its positive reduced costs measures the spread of its cheap

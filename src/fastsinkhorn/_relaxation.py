@@ -52,7 +52,9 @@ class Side:
 
     def potential(self, lse):
         """The half-step: the potential that is optimal given the other one."""
-        step = self.reg * (self.log_mass - lse)
+        with np.errstate(invalid="ignore"):  # a zero mass whose costs all forbid: -inf - -inf
+            step = self.reg * (self.log_mass - lse)
+        step = self.xp.where(self.mass > 0, step, -np.inf)  # zero masses: empty, whatever lse
         if self.exact:
             return step
         return self.tau * step + (1.0 - self.tau) * self.reg * self.shift

@@ -40,7 +40,7 @@ def choose_method(reg, cost_scale, tol):
     AUTO_SNS_MAX_TOL``, else ``"sinkhorn"``. ``cost_scale`` is the spread of
     the costs that can carry mass: ``max(M) - min(M)`` for the usual costs,
     without the entries that forbid (``inf``, or huge finite costs), and
-    unchanged by adding a constant to a row or column of ``M`` (see
+    insensitive to constants added to rows or columns of ``M`` (see
     :func:`fastsinkhorn._cost_scale.support_scale`); for a point cloud, a
     bound of its cost range. When ``"auto"`` picks SNS it also turns on its
     ``sinkhorn_hedge``: at the switch to Newton, the warm-up's measured rate

@@ -125,11 +125,12 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
         if cloud is None:
             M = xp.asarray(np.asarray(M))
     reg = check_reg(reg)
+    forbidden = False
     if cloud is not None:
         geom, transposed = CloudGeometry(cloud, be), False
         against = ("x.shape[0]", "y.shape[0]")
     else:
-        cost, cost_range = _as_cost(xp, M)
+        cost, cost_range, forbidden = _as_cost(xp, M)
         geom, transposed = DenseGeometry.from_array(cost, be, cost_range)
         against = ("M.shape[-2]", "M.shape[-1]") if cost.ndim == 3 else ("M.shape[0]", "M.shape[1]")
     *batch, n, m = geom.shape
@@ -142,6 +143,8 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
         a, b, rho_a, rho_b = b, a, rho_b, rho_a
     prob = PreparedProblem(geom=geom, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed,
                            rho_a=rho_a, rho_b=rho_b, kl_frame=kl_frame)
+    if forbidden:
+        _drop_unreachable_masses(prob)
     if prob.balanced:
         prob.b = _equal_sums(xp, a, b, geom.dtype, batch, transposed)
     return prob
@@ -199,7 +202,9 @@ def cupy_or_numpy(library):
 
 
 def _as_cost(xp, M):
-    """``(M, cost_range)``: a float32/float64 cost, checked; a 2-D cost C- or
+    """``(M, cost_range, forbidden)``: a float32/float64 cost, checked (``+inf``
+    entries, which forbid, allowed: ``forbidden`` says whether there are any;
+    ``cost_range`` is that of the finite entries); a 2-D cost C- or
     F-contiguous, a batch ``(B, n, m)`` of costs C-contiguous."""
     if M is None:
         raise ValueError("M must be a 2-D array (or a 3-D batch), got None")
@@ -218,11 +223,65 @@ def _as_cost(xp, M):
         raise ValueError("M must not contain NaN")
     if lo == -math.inf:
         raise ValueError("M must not contain -inf (+inf marks a forbidden entry: no mass goes there)")
-    if hi == math.inf:  # forbidden entries: the range of the finite ones
+    forbidden = hi == math.inf
+    if forbidden:  # the range of the finite entries
         hi = _finite_max(xp, M)
         if hi == -math.inf:
             raise ValueError("M must have a finite entry (every entry is +inf: nothing can be transported)")
-    return M, hi - lo
+    return M, hi - lo, forbidden
+
+
+def _unreachable(xp, M, a, b):
+    """Positive masses with no finite cost to a positive mass on the other
+    side: boolean ``(rows, cols)`` for one ``(n, m)`` cost, by blocks of rows."""
+    n, m = M.shape
+    row_reach, col_reach = xp.zeros(n, dtype=bool), xp.zeros(m, dtype=bool)
+    step = max(1, (1 << 18) // m)
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        finite = M[rows] < np.inf
+        row_reach[rows] = (finite & (b > 0)[None, :]).any(axis=1)
+        col_reach |= (finite & (a[rows] > 0)[:, None]).any(axis=0)
+    return (a > 0) & ~row_reach, (b > 0) & ~col_reach
+
+
+def _drop_unreachable_masses(prob):
+    """A cost with forbidden (``+inf``) entries: masses that no finite cost links
+    to a positive mass on the other side cannot be transported.
+
+    On an exact (balanced) side that makes the problem infeasible: a
+    ``ValueError`` naming the first such entry. On a KL-relaxed side the
+    optimal plan simply leaves it empty: its mass is set to zero here (the
+    plan and POT's value are unchanged by it), repeatedly, since emptying one
+    row can leave a column without partners. Problems whose forbidden entries
+    only break Hall's condition (a group of rows with too few partners) pass
+    here, and are caught when the solve does not converge.
+    """
+    xp, M = prob.xp, prob.geom.M
+    prob.a, prob.b = prob.a.copy(), prob.b.copy()  # (fresh copies may be read-only broadcasts)
+    names = (("b", "column"), ("a", "row")) if prob.transposed else (("a", "row"), ("b", "column"))
+    batch = M.shape[0] if M.ndim == 3 else None
+    for p in range(batch or 1):
+        at = (p,) if batch is not None else ()
+        problem = f" in problem {p}" if batch is not None else ""
+        while True:
+            dead = _unreachable(xp, M[at], prob.a[at], prob.b[at])
+            if not (bool(dead[0].any()) or bool(dead[1].any())):
+                break
+            for side_dead, mass, rho, (name, axis) in zip(dead, (prob.a, prob.b), (prob.rho_a, prob.rho_b), names):
+                if not bool(side_dead.any()):
+                    continue
+                i = int(xp.argmax(side_dead))
+                if math.isinf(rho):
+                    raise ValueError(
+                        f"M: {axis} {i}{problem} has mass ({name}[{i}] > 0) but no finite cost to a "
+                        f"{'column' if axis == 'row' else 'row'} of positive mass (+inf entries forbid): "
+                        "the masses cannot be transported")
+                mass[at][side_dead] = 0.0
+        for mass, (name, _) in zip((prob.a, prob.b), names):
+            if not bool((mass[at] > 0).any()):
+                raise ValueError(f"M: no mass of {name}{problem} has a finite cost to the other side "
+                                 "(+inf entries forbid): nothing can be transported")
 
 
 def _finite_max(xp, M):

@@ -51,3 +51,49 @@ def random_clouds(rng, n, m, d):
     if m > 2:
         g[-1] = -np.inf
     return x, y, f, g
+
+
+def log_sinkhorn_reference(M, a, b, reg, tol=1e-12, max_iter=100_000):
+    """The plain float64 log-domain Sinkhorn, written for clarity: an oracle
+    independent of the library (scipy's ``logsumexp``; ``+inf`` costs and
+    zero masses allowed). Runs until the L1 marginal error is ``<= tol``.
+
+    Returns ``(P, f, g, error)`` with ``P = exp((f + g - M) / reg)``; the
+    caller decides what an ``error`` above ``tol`` (not converged) means.
+    """
+    from scipy.special import logsumexp
+
+    M = np.asarray(M, dtype=np.float64)
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(divide="ignore"):
+        log_a, log_b = np.log(a), np.log(b)
+    f, g = np.zeros(M.shape[0]), np.zeros(M.shape[1])
+    error = np.inf
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _ in range(max_iter):
+            f = np.where(a > 0, reg * (log_a - logsumexp((g[None, :] - M) / reg, axis=1)), -np.inf)
+            g = np.where(b > 0, reg * (log_b - logsumexp((f[:, None] - M) / reg, axis=0)), -np.inf)
+            P = np.exp(np.nan_to_num((f[:, None] + g[None, :] - M) / reg, nan=-np.inf))
+            error = plan_error(P, a, b)
+            if error <= tol:
+                break
+    return P, f, g, error
+
+
+def northwest_corner_plan(a, b):
+    """The northwest-corner plan of ``(a, b)`` (``b`` rescaled to the sum of
+    ``a``): a feasible plan, so keeping its support finite keeps a problem
+    with forbidden entries feasible, and its cost bounds the exact value."""
+    a, b = np.array(a, np.float64), np.array(b, np.float64) * (np.sum(a) / np.sum(b))
+    plan = np.zeros((a.size, b.size))
+    i = j = 0
+    while i < a.size and j < b.size:
+        moved = min(a[i], b[j])
+        plan[i, j] += moved
+        a[i] -= moved
+        b[j] -= moved
+        if a[i] <= b[j]:
+            i += 1
+        else:
+            j += 1
+    return plan

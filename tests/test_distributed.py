@@ -83,6 +83,17 @@ def test_pairwise_equals_the_in_process_solves(client, rng, loss):
     assert np.array_equal(D, D.T)
 
 
+def test_pairwise_with_forbidden_entries(client, rng):
+    """``inf`` in the (symmetric) cost forbids those moves; the values are those
+    of the in-process solves, where no mass crosses a forbidden entry."""
+    C, H = grid_cost(4), histograms(rng, 5, 16)
+    far = C > 0.6
+    C = np.where(far, np.inf, C)
+    D = pairwise(H, REG, cost=C, client=client, tol=TOL, tile=2)
+    np.testing.assert_allclose(D, in_process_matrix(H, C, "value_linear"), rtol=0, atol=1e-12)
+    assert np.all(np.isfinite(D))
+
+
 def test_pairwise_default_tiling_and_progress_bar(client, rng, capsys):
     C, H = grid_cost(4), histograms(rng, 7, 16)
     D = pairwise(H, REG, cost=C, client=client, tol=TOL, progress=True)
@@ -223,7 +234,9 @@ def test_local_client_one_numba_thread_per_single_threaded_worker_on_loopback():
     ({"callback": print}, TypeError, "callback cannot be given here"),
     ({"cost": np.arange(16.0).reshape(4, 4)}, ValueError, "cost must be symmetric"),
     ({"cost": np.zeros((3, 3))}, ValueError, r"cost must have shape \(4, 4\)"),
-    ({"cost": np.full((4, 4), np.inf)}, ValueError, "cost must not contain NaN or inf"),
+    ({"cost": np.full((4, 4), np.inf)}, ValueError, "cost must have a finite entry"),
+    ({"cost": np.full((4, 4), -np.inf)}, ValueError, r"cost must not contain NaN or -inf"),
+    ({"cost": np.triu(np.full((4, 4), np.inf), 1)}, ValueError, "cost must be symmetric"),
     ({"distributions": [[0.5, 0.5, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]]}, ValueError,
      r"equal sums: distributions\[2\] sums to 2.0"),
     ({"distributions": [[0.5, 0.5, 0, 0], [1, -1, 1, 0]]}, ValueError, r"distributions\[1\] must be finite, non-neg"),

@@ -44,7 +44,7 @@ import numpy as np
 
 from ._many import LOSSES, debias, fill_symmetric, solve_chunk, tile_values, tiles
 from ._result import ConvergenceWarning
-from ._validation import check_reg
+from ._validation import MASS_SUM_RTOL, check_reg
 
 __all__ = ["pairwise", "map_solve", "ProblemErrors", "local_client"]
 
@@ -196,7 +196,7 @@ def _histograms(distributions):
         raise ValueError(f"distributions[{int(np.argmax(bad))}] must be finite, non-negative "
                          "and of positive sum")
     s = H.sum(axis=1)
-    unequal = np.abs(s - s[0]) > np.sqrt(np.finfo(np.float64).eps) * np.maximum(s, s[0])
+    unequal = np.abs(s - s[0]) > MASS_SUM_RTOL * np.maximum(s, s[0])  # solve()'s rule
     if unequal.any():
         i = int(np.argmax(unequal))
         raise ValueError(f"distributions must have equal sums: distributions[{i}] sums to "
@@ -211,9 +211,13 @@ def _symmetric_cost(cost, n):
     C = np.ascontiguousarray(C, dtype=np.float64)
     if C.shape != (n, n):
         raise ValueError(f"cost must have shape ({n}, {n}) to match distributions, got {C.shape}")
-    if not np.isfinite(C).all():
-        raise ValueError("cost must not contain NaN or inf")
-    if not np.allclose(C, C.T, rtol=1e-12, atol=1e-12 * float(np.abs(C).max())):
+    if np.isnan(C).any() or (C == -np.inf).any():
+        raise ValueError("cost must not contain NaN or -inf (+inf forbids an entry)")
+    finite = np.isfinite(C)
+    if not finite.any():
+        raise ValueError("cost must have a finite entry")
+    if not (np.array_equal(finite, finite.T)
+            and np.allclose(C[finite], C.T[finite], rtol=1e-12, atol=1e-12 * float(np.abs(C[finite]).max()))):
         raise ValueError("cost must be symmetric (OT(a, b) = OT(b, a) is used to solve each pair once)")
     return C
 

@@ -70,6 +70,9 @@ class Solver:
         on the size, such as fastsinkhorn's serial/parallel kernels).
     needs_gpu : bool
         Available only with a CUDA device.
+    describe : str
+        How the solver is called and when it stops, for the legend under the
+        table.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Solver:
     requires: tuple = ()
     warmup: str = "tiny"
     needs_gpu: bool = False
+    describe: str = ""
 
     def warm_up(self, family, reg, tol, dtype="float64", inputs=None, max_iter=100_000,
                 **options):
@@ -164,6 +168,23 @@ def _run_pot(M, a, b, reg, tol, max_iter, *, method):
                    info={"curve_time": "linear in iterations"})
 
 
+def _run_pot_solve(M, a, b, reg, tol, max_iter):
+    """POT ``ot.solve(M, a, b, reg)``: its default entropic solver, ``sinkhorn_log``.
+
+    Same stopping rule as ``ot.sinkhorn`` (``tol`` on ``||P^T 1 - b||_2``,
+    every 10 iterations), hence ``tol / sqrt(m)``. ``ot.solve`` reports
+    neither its iterations nor its errors: ``n_iter`` is ``-1`` and the curve
+    is empty.
+    """
+    import ot
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            res = ot.solve(M, a, b, reg=reg, max_iter=max_iter, tol=tol / math.sqrt(M.shape[1]))
+    return Outcome(plan=res.plan, n_iter=-1, info={"runs": "sinkhorn_log"})
+
+
 def _to_cupy(M, a, b, **options):
     import cupy
 
@@ -227,20 +248,34 @@ def _run_mdot(M, a, b, reg, tol, max_iter):
 
 # -- registry ------------------------------------------------------------------
 METHODS = ("sinkhorn", "sns", "auto")
+_POT_STOP = ("stopThr = tol / sqrt(m) on POT's ||P^T 1 - b||_2, checked every 10 iterations "
+             "(the loosest threshold that guarantees L1 <= tol)")
 
 SOLVERS = {
     **{f"fastsinkhorn-{m}": Solver(f"fastsinkhorn-{m}", partial(_run_fastsinkhorn, method=m),
-                                   peer=False, prepare=_prepare_fastsinkhorn, warmup="full")
+                                   peer=False, prepare=_prepare_fastsinkhorn, warmup="full",
+                                   describe=f"fastsinkhorn.solve(method='{m}'), tol on the L1 marginal "
+                                            "error, checked every iteration on the CPU")
        for m in METHODS},
-    **{f"pot-{m}": Solver(f"pot-{m}", partial(_run_pot, method=m), requires=("ot",))
-       for m in ("sinkhorn", "sinkhorn_log")},
+    "pot-sinkhorn": Solver("pot-sinkhorn", partial(_run_pot, method="sinkhorn"), requires=("ot",),
+                           describe=f"ot.sinkhorn, POT's default method (scaling domain); {_POT_STOP}"),
+    "pot-sinkhorn_log": Solver("pot-sinkhorn_log", partial(_run_pot, method="sinkhorn_log"), requires=("ot",),
+                               describe=f"ot.sinkhorn(method='sinkhorn_log'), POT's log domain; {_POT_STOP}"),
+    "pot-solve": Solver("pot-solve", _run_pot_solve, requires=("ot",),
+                        describe="ot.solve(M, a, b, reg), which runs sinkhorn_log (POT's default "
+                                 f"entropic solver); {_POT_STOP}; reports no iteration count"),
     **{f"regot-{m}": Solver(f"regot-{m}", partial(_run_regot, method=f"sinkhorn_{m}"),
-                            prepare=_fortran_float64, dtypes=("float64",), requires=("regot",))
+                            prepare=_fortran_float64, dtypes=("float64",), requires=("regot",),
+                            describe=f"regot.sinkhorn_{m} with its default options, tol / sqrt(n + m) "
+                                     "on its L2 norm of both marginal errors, checked every iteration")
        for m in ("ssns", "bcd")},
     "mdot-tnt": Solver("mdot-tnt", _run_mdot, prepare=_fortran_float64, dtypes=("float64",),
-                       requires=("mdot_tnt", "torch")),
+                       requires=("mdot_tnt", "torch"),
+                       describe="mdot_tnt.mdot to temperature 1 / reg, its final threshold tol / 4, "
+                                "the plan before its rounding step"),
     **{name: Solver(name, partial(_run_pot, method=m), prepare=_to_cupy,
-                    requires=("ot", "cupy"), warmup="full", needs_gpu=True)
+                    requires=("ot", "cupy"), warmup="full", needs_gpu=True,
+                    describe=f"ot.sinkhorn(method='{m}') on CuPy arrays; {_POT_STOP}")
        for name, m in (("pot-cupy", "sinkhorn"), ("pot-cupy_log", "sinkhorn_log"))},
 }
 PEERS = tuple(name for name, s in SOLVERS.items() if s.peer)

@@ -128,3 +128,13 @@ def test_python_dash_m_runs():
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert "fastsinkhorn demo" in out.stdout and "<M, P>" in out.stdout
+
+
+def test_peer_status_says_why_a_run_ended():
+    from fastsinkhorn.__main__ import _peer_status
+
+    assert _peer_status(1e-10, 1e-9, 50, 100, 1000) == "converged"
+    assert _peer_status(float("nan"), 1e-9, 50, 100, 1000) == "NOT converged (NaN plan)"
+    assert _peer_status(1e-3, 1e-9, 50, 100, 1000) == "NOT converged (stopped itself)"
+    assert _peer_status(1e-3, 1e-9, 100, 100, 1000) == "NOT converged (time budget)"
+    assert _peer_status(1e-3, 1e-9, -1, 1000, 1000) == "NOT converged (max_iter)"

@@ -12,7 +12,7 @@ from fastsinkhorn.bench import plan_values
 from fastsinkhorn.problems import make_problem
 
 COLUMNS = ("reg", "solver", "iterations", "L1 error", "status", "time [s]", "vs ours", "value", "<M, P>")
-SMALL = ["-n", "48", "--reg", "1e-1", "1e-2", "--peer-time", "1"]
+SMALL = ["-n", "48", "--reg", "1e-1", "1e-2", "--time-budget", "1"]
 
 
 def _table(printed):
@@ -138,3 +138,12 @@ def test_peer_status_says_why_a_run_ended():
     assert _peer_status(1e-3, 1e-9, 50, 100, 1000) == "NOT converged (stopped itself)"
     assert _peer_status(1e-3, 1e-9, 100, 100, 1000) == "NOT converged (time budget)"
     assert _peer_status(1e-3, 1e-9, -1, 1000, 1000) == "NOT converged (max_iter)"
+
+
+def test_our_run_gets_the_same_time_budget():
+    """Ours is held to the budget too: stopped by its callback, reported as such."""
+    p = make_problem("cloud", 200, seed=0)
+    (row,), _ = our_rows(p, [1e-4], "sinkhorn", 1e-9, 10_000, budget=1e-3)
+    assert row.status == "NOT converged (time budget)" and row.error > 1e-9
+    (row,), _ = our_rows(p, [1e-1], "sinkhorn", 1e-9, 10_000, budget=60.0)
+    assert row.converged

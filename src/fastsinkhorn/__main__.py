@@ -57,9 +57,10 @@ value       <M, P> + reg KL(P | a b^T) of the returned plan, KL(p | q) = sum p l
             solvers agree to about tol (the marginal error moves the value that much)
 peers       POT with its defaults, except stopThr = tol / sqrt(m): POT stops on the L2 norm
             of the column error, checked every 10 iterations, and that is the loosest
-            threshold that guarantees L1 <= tol. Every solver gets max_iter = {max_iter}; a
-            peer run also gets {budget:g} s (--peer-time): its iteration cap is set from its
-            time per iteration, measured by an untimed {probe}-iteration probe"""
+            threshold that guarantees L1 <= tol. Every run gets max_iter = {max_iter} and
+            {budget:g} s (--time-budget): ours is stopped there by its callback, a peer's
+            iteration cap is set from its time per iteration, measured by an untimed
+            {probe}-iteration probe"""
 
 
 @dataclass
@@ -151,8 +152,21 @@ def _phases(phases):
     return " + ".join(f"{count} {names.get(name, name)}" for name, count in phases.items() if count) or "0"
 
 
-def our_rows(p, regs, method, tol, max_iter):
-    """Our solve at each reg: its first call (untimed here), then the timed runs.
+class _TimeBudget:
+    """``solve``'s callback: stops the solve once it has run ``seconds``."""
+
+    def __init__(self, seconds):
+        self.seconds, self.hit = seconds, False
+
+    def __call__(self, state):
+        if state.elapsed > self.seconds:
+            self.hit = True
+            raise StopIteration
+
+
+def our_rows(p, regs, method, tol, max_iter, budget=float("inf")):
+    """Our solve at each reg: its first call (untimed here), then the timed runs,
+    each stopped after ``budget`` seconds.
 
     Returns
     -------
@@ -161,8 +175,11 @@ def our_rows(p, regs, method, tol, max_iter):
     """
     rows, first = [], []
     for reg in regs:
-        def run(reg=reg):
-            return solve(p.M, p.a, p.b, reg=reg, method=method, tol=tol, max_iter=max_iter)
+        stop = _TimeBudget(budget)
+
+        def run(reg=reg, stop=stop):
+            stop.hit = False
+            return solve(p.M, p.a, p.b, reg=reg, method=method, tol=tol, max_iter=max_iter, callback=stop)
 
         with warnings.catch_warnings(), _CompiledKernels() as compiled:
             warnings.simplefilter("ignore")  # non-convergence is reported in the table
@@ -174,7 +191,8 @@ def our_rows(p, regs, method, tol, max_iter):
                       len(compiled.names)))
         name = f"fastsinkhorn {method}" + (f" ({res.method})" if method == "auto" else "")
         row = _measured(Row(reg, name, _phases(res.n_iter_phases), 0.0, "", times), res.plan, p)
-        row.status = "converged" if row.error <= tol else "NOT converged (max_iter)"
+        row.status = "converged" if row.error <= tol else \
+            "NOT converged (" + ("time budget" if stop.hit else "max_iter") + ")"
         rows.append(row)
     return rows, first
 
@@ -282,8 +300,8 @@ def build_parser():
     parser.add_argument("--max-iter", type=int, default=MAX_ITER, help="iteration cap of every solver")
     parser.add_argument("--peers", default=",".join(DEFAULT_PEERS),
                         help=f"comma list from {','.join(PEERS)}")
-    parser.add_argument("--peer-time", type=float, default=2.5,
-                        help="time budget in seconds of each peer run (default 2.5)")
+    parser.add_argument("--time-budget", "--peer-time", dest="time_budget", type=float, default=2.5,
+                        help="seconds each run may take, ours and each peer's (default 2.5)")
     parser.add_argument("--no-pot", action="store_true", help="skip the POT comparison")
     return parser
 
@@ -300,19 +318,19 @@ def main(argv=None):
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"fastsinkhorn demo: {p.name} ({p.M.shape[0]} x {p.M.shape[1]}, float64, max M = {p.M.max():g}), "
           f"L1 tol {args.tol:g}, max_iter {args.max_iter}; {os.cpu_count()} cores{load}")
-    rows, first = our_rows(p, args.reg, args.method, args.tol, args.max_iter)
+    rows, first = our_rows(p, args.reg, args.method, args.tol, args.max_iter, args.time_budget)
     ot, pot_import = (None, None) if args.no_pot else _import_pot()
     pot_first = 0.0
     if ot is not None:
         for reg in args.reg:
-            peer, untimed = peer_rows(p, reg, args.tol, args.max_iter, args.peer_time, peers)
+            peer, untimed = peer_rows(p, reg, args.tol, args.max_iter, args.time_budget, peers)
             rows += peer
             pot_first += untimed
     rows.sort(key=lambda r: -r.reg)  # stable: ours first within each reg
     print("\n".join(_first_call_lines(age, first, pot_import, pot_first)) + "\n")
     print(format_table(rows))
     print()
-    print(LEGEND.format(repeat=REPEAT_BELOW, max_iter=args.max_iter, budget=args.peer_time, probe=PROBE_ITER))
+    print(LEGEND.format(repeat=REPEAT_BELOW, max_iter=args.max_iter, budget=args.time_budget, probe=PROBE_ITER))
     if not args.no_pot and ot is None:
         print("\n(POT not installed: pip install pot for the comparison)")
     return 0

@@ -4,7 +4,9 @@
 
 Columns: each solver's median time (``miss`` for a timeout or crash, ``n.c.``
 when it stopped above the tolerance), then ``ours`` over the fastest
-converged peer and over the better of our Sinkhorn and SNS.
+converged peer and over the better of our Sinkhorn and SNS, then the value
+``<M, P> + reg KL(P | a b^T)`` of our plan and how far the converged
+solvers' values spread around it (the largest relative difference).
 """
 
 import argparse
@@ -17,6 +19,16 @@ def _cell(r):
     if r["time"] is None:
         return "miss"
     return f"{r['time']:.3g}" if r["converged"] else f"n.c. ({r['error']:.0e})"
+
+
+def _values(ours, rows):
+    """Our plan's value and the largest relative difference of the converged solvers' values to it."""
+    mine = ours.get("value") if ours and ours["converged"] else None
+    if mine is None:
+        return " | "
+    others = [r["value"] for r in rows if r["converged"] and r.get("value") is not None]
+    spread = max(abs(v - mine) for v in others) / abs(mine) if mine else 0.0
+    return f"{mine:.9g} | {spread:.0e}"
 
 
 def main():
@@ -32,8 +44,9 @@ def main():
                 if r["solver"] not in solvers:
                     solvers.append(r["solver"])
     short = [s.replace("fastsinkhorn-", "") for s in solvers]
-    print("| problem | reg | dtype | " + " | ".join(short) + " | ours / best peer | ours / best of sinkhorn, sns |")
-    print("|---|---|---|" + "---|" * (len(solvers) + 2))
+    print("| problem | reg | dtype | " + " | ".join(short)
+          + " | ours / best peer | ours / best of sinkhorn, sns | value (ours) | values spread |")
+    print("|---|---|---|" + "---|" * (len(solvers) + 4))
     for (problem, reg, dtype), rows in cases.items():
         def best(names):
             times = [rows[n]["time"] for n in names if n in rows and rows[n]["converged"]]
@@ -46,7 +59,7 @@ def main():
         vs_peer = f"{mine / peer:.2f}x" if mine and peer else ("peers miss" if mine else "ours miss")
         vs_own = f"{mine / own:.2f}x" if mine and own else ""
         print(f"| {problem} | {reg:g} | {dtype} | " + " | ".join(_cell(rows.get(s)) for s in solvers)
-              + f" | {vs_peer} | {vs_own} |")
+              + f" | {vs_peer} | {vs_own} | {_values(ours, rows.values())} |")
 
 
 if __name__ == "__main__":

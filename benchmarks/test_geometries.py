@@ -2,7 +2,8 @@
 
 Sizes are small by default (CI runs this once with timing disabled);
 ``FASTSINKHORN_BENCH_CLOUD_SIZES`` (default ``1000``) and
-``FASTSINKHORN_BENCH_BATCHES`` (default ``200x32``, ``BxN`` items) set them.
+``FASTSINKHORN_BENCH_BATCHES`` (default ``64x32``, ``BxN`` items; POT runs to the same tolerance with the
+same cap, so a large batch takes it minutes) set them.
 The full-size figures of benchmarks/RESULTS.md come from
 ``benchmarks/lazy_clouds.py`` and ``benchmarks/batches.py``.
 """
@@ -16,9 +17,10 @@ import pytest
 import fastsinkhorn as fs
 
 TOL = 1e-6
+MAX_ITER = 10_000  # solve's default, given to POT too
 CLOUD_SIZES = [int(v) for v in os.environ.get("FASTSINKHORN_BENCH_CLOUD_SIZES", "1000").split(",")]
 BATCHES = [tuple(int(x) for x in v.split("x"))
-           for v in os.environ.get("FASTSINKHORN_BENCH_BATCHES", "200x32").split(",")]
+           for v in os.environ.get("FASTSINKHORN_BENCH_BATCHES", "64x32").split(",")]
 
 
 def _clouds(n, d=2, seed=0):
@@ -58,7 +60,9 @@ def test_batch(benchmark, B, n, how):
         run = (lambda: np.stack([fs.solve(M[p], reg=reg, tol=TOL).plan for p in range(B)]))
     else:
         solve_batch = pytest.importorskip("ot.batch").solve_batch
-        run = (lambda: np.asarray(solve_batch(M, reg=reg, tol=TOL / 10, max_iter=500).plan))
+        # POT's own stopping rule (largest ||P 1 - a||_2 of the batch), at the loosest
+        # threshold that guarantees our L1 tolerance, with our iteration cap
+        run = (lambda: np.asarray(solve_batch(M, reg=reg, tol=TOL / np.sqrt(n), max_iter=MAX_ITER).plan))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fs.solve(M[:2], reg=reg, tol=TOL), fs.solve(M[0], reg=reg, tol=TOL)  # JIT is never timed
@@ -66,5 +70,4 @@ def test_batch(benchmark, B, n, how):
         P = benchmark.pedantic(run, rounds=1, iterations=1)
     errors = np.abs(P.sum(2) - 1 / n).sum(1) + np.abs(P.sum(1) - 1 / n).sum(1)
     benchmark.extra_info["max_error"] = float(errors.max())
-    if how != "pot-solve_batch":  # POT stops on the change of its potentials (and at 500 iterations here)
-        assert errors.max() <= TOL
+    assert errors.max() <= TOL

@@ -41,8 +41,13 @@ def _bench_solve(benchmark, solver_name, options, family, n, reg, max_iter):
     solver.warm_up(family, reg, TOL, inputs=inputs, max_iter=max_iter, **options)  # JIT is never timed
 
     benchmark.group = f"solve {problem.name} reg={reg:g}"
-    out = benchmark.pedantic(solver.run, args=(*inputs, reg, TOL, max_iter), kwargs=options,
-                             rounds=3, iterations=1)
+    try:
+        out = benchmark.pedantic(solver.run, args=(*inputs, reg, TOL, max_iter), kwargs=options,
+                                 rounds=3, iterations=1)
+    except RuntimeError as exc:  # a peer that gives up (MDOT-TNT before its final temperature)
+        if not solver.peer:
+            raise
+        pytest.skip(f"{solver_name} gave up: {exc}")
     error = marginal_error(out.plan, problem.a, problem.b)
     benchmark.extra_info.update(n_iter=out.n_iter, error=error, converged=bool(error <= TOL),
                                 **{k: v for k, v in out.info.items() if k == "n_iter_phases"})

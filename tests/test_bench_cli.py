@@ -69,6 +69,11 @@ def test_quick_run_writes_json_and_figure(tmp_path, capsys):
         assert len(r["curve"]["time"]) == len(r["curve"]["error"]) > 0
     peer = data["results"][1]
     assert peer["peer"] and peer["ratio"] == 1.0
+    # objective values of each plan, side by side: converged solvers agree
+    ours = data["results"][0]
+    assert ours["value"] == pytest.approx(peer["value"], rel=1e-7)
+    assert ours["value_linear"] == pytest.approx(peer["value_linear"], rel=1e-6)
+    assert "<M, P>" in printed and "pot-sinkhorn: ot.sinkhorn, POT's default method" in printed
     assert (out / "convergence.png").stat().st_size > 0
 
 

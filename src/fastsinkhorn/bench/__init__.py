@@ -13,9 +13,21 @@ Examples
 ...                     [1e-2], ["float64"], timeout=10)  # doctest: +SKIP
 """
 
+from ._measure import marginal_error, plan_values
 from ._report import add_ratios, format_table, machine_info
-from ._runner import marginal_error, run_suite
+from ._runner import run_suite
 from ._solvers import PEERS, SOLVERS, Outcome, Solver, get_solver
 
-__all__ = ["run_suite", "marginal_error", "add_ratios", "format_table", "machine_info",
-           "Solver", "Outcome", "SOLVERS", "PEERS", "get_solver"]
+__all__ = [
+           "PEERS",
+           "SOLVERS",
+           "Outcome",
+           "Solver",
+           "add_ratios",
+           "format_table",
+           "get_solver",
+           "machine_info",
+           "marginal_error",
+           "plan_values",
+           "run_suite",
+]

@@ -7,9 +7,17 @@ import sys
 from .._validation import DEFAULT_TOL
 from ..problems import DEFAULT_FAMILIES, FAMILIES
 from ._latency import latency_rows, run_latency
-from ._report import add_ratios, format_machine, format_rows, format_table, machine_info, write_json
+from ._report import (
+    add_ratios,
+    format_legend,
+    format_machine,
+    format_rows,
+    format_table,
+    machine_info,
+    write_json,
+)
 from ._runner import run_suite
-from ._solvers import METHODS, PEERS, SOLVERS
+from ._solvers import METHODS, PEERS, SOLVERS, get_solver
 
 #: ``--quick`` defaults: tiny cases that finish in seconds (CI smoke run).
 QUICK = {"families": ["cloud", "grid-w2"], "sizes": [64], "reg": [1e-2], "timeout": 20.0,
@@ -98,13 +106,18 @@ def main(argv=None):
     add_ratios(records)
     machine["load_avg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print(format_table(records, markdown=args.markdown))
+    tol = ", ".join(f"{v:g} {k}" for k, v in DEFAULT_TOL.items() if k in args.dtype) if args.tol is None \
+        else f"{args.tol:g}"
+    print("\n" + format_legend([get_solver(name) for name in solvers], tol))
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         config = {k: v for k, v in vars(args).items() if k not in ("out", "markdown")}
         config["argv"] = list(sys.argv[1:] if argv is None else argv)
         config["solvers"] = solvers
         write_json(os.path.join(args.out, "results.json"), machine, config, records)
-        from ._plot import plot_convergence  # matplotlib only when a figure is asked for
+        from ._plot import (
+            plot_convergence,  # matplotlib only when a figure is asked for
+        )
 
         plot_convergence(records, os.path.join(args.out, "convergence.png"))
         print(f"# wrote {args.out}/results.json and convergence.png", file=sys.stderr)

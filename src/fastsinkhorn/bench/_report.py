@@ -1,4 +1,13 @@
-"""Machine description, ratio column, result table and JSON output."""
+"""Machine description, ratio column, result table and JSON output.
+
+Table columns: ``time [s]`` the median of the timed runs (``±`` half their
+range over the median), ``iter`` the iterations as the solver counts them,
+``L1 error`` recomputed from the returned plan, ``status`` ``converged`` when
+that error is at most the tolerance, ``value`` ``<M, P> + reg KL(P | a b^T)``
+and ``<M, P>`` computed from the plan (:func:`~fastsinkhorn.bench._measure.plan_values`),
+``peak MiB`` the run's peak memory beyond what the process held before it,
+``vs best peer`` time over the fastest converged peer.
+"""
 
 import datetime
 import json
@@ -92,7 +101,42 @@ def _case_key(r):
 
 
 COLUMNS = ("problem", "reg", "dtype", "solver", "time [s]", "iter", "L1 error", "status",
-           "peak MiB", "vs best peer")
+           "value", "<M, P>", "peak MiB", "vs best peer")
+
+
+#: One line per column of :func:`format_table`, printed under it.
+LEGEND = (
+    ("time [s]", ("seconds of the solve alone (imports, JIT and a warm-up run untimed), median of "
+                  "the repeats, solvers alternating; ± half their range; miss: no result within the cap")),
+    ("iter", ("iterations as the solver counts them: Sinkhorn iterations (one pass over the "
+              "n x m kernel each), Newton steps for Newton methods; 102+8: fastsinkhorn SNS's "
+              "Sinkhorn warm-up + Newton steps (all annealing stages); n/a: not reported")),
+    ("L1 error", "||P 1 - a||_1 + ||P^T 1 - b||_1 of the returned plan, recomputed by the bench"),
+    ("status", ("converged: L1 error <= tol; NOT converged: stopped above it (its own rule or "
+                "the iteration cap); TIMEOUT: killed at the time cap")),
+    ("value", "<M, P> + reg KL(P | a b^T) of the returned plan (POT's ot.solve value)"),
+    ("<M, P>", "transport cost of the returned plan"),
+    ("peak MiB", "peak resident memory of the run beyond what the process held before it"),
+    ("vs best peer", "time over the fastest converged peer on the same case"),
+)
+
+
+def format_legend(solvers, tol=None):
+    """The lines under the table: each column, then how each solver is called.
+
+    Parameters
+    ----------
+    solvers : list of Solver
+        The solvers of the run (their ``describe``).
+    tol : str or None
+        The tolerance, as printed.
+    """
+    width = max(len(name) for name, _ in LEGEND)
+    lines = [f"{name.rjust(width)}  {text}" for name, text in LEGEND]
+    lines.append(f"every solver runs to the same L1 tolerance{f' ({tol})' if tol else ''} "
+                 "with the same iteration cap and time cap:")
+    lines += [f"  {s.name}: {s.describe}" for s in solvers if s.describe]
+    return "\n".join(lines)
 
 
 def format_table(records, markdown=False):
@@ -121,18 +165,35 @@ def _row(r):
     status = {"ok": "converged", "not converged": "NOT converged"}.get(r["status"], r["status"].upper())
     return (
         r["problem"], f"{r['reg']:g}", r["dtype"], r["solver"], time,
-        "-" if r["n_iter"] is None else str(r["n_iter"]),
+        _iterations(r),
         _error(r),
         status,
+        _value(r.get("value")),
+        _value(r.get("value_linear")),
         "-" if r.get("peak_memory") is None else f"{r['peak_memory'] / 2**20:.1f}",
         "-" if r.get("ratio") is None else f"{r['ratio']:.2f}x",
     )
+
+
+def _iterations(r):
+    """Total iterations, or per phase (``102+8``: Sinkhorn warm-up + Newton steps)."""
+    if r["n_iter"] is None:
+        return "-"
+    if r["n_iter"] < 0:
+        return "n/a"
+    phases = [v for v in (r.get("info") or {}).get("n_iter_phases", {}).values() if v]
+    return "+".join(str(v) for v in phases) if len(phases) > 1 else str(r["n_iter"])
 
 
 def _error(r):
     if r["error"] is not None:
         return f"{r['error']:.1e}"
     return "nan" if r["status"] == "not converged" else "-"
+
+
+def _value(v):
+    """Objective values to 9 digits: converged solvers agree far beyond the 4th."""
+    return "-" if v is None else f"{v:.9g}"
 
 
 def _spread(times):

@@ -23,34 +23,15 @@ import traceback
 
 import numpy as np
 
-from .._marginals import marginal_error as _l1
 from .._validation import default_tol
 from ..problems import make_problem
+from ._measure import marginal_error, plan_values
 from ._solvers import _synchronize, get_solver
 
 #: Seconds allowed for a child to start, build the problem and do the tiny warm-up.
 SETUP_TIMEOUT = 120.0
 #: Most points kept per convergence curve in the results.
 CURVE_POINTS = 400
-
-
-def marginal_error(plan, a, b):
-    """L1 marginal error ``||P 1 - a||_1 + ||P^T 1 - b||_1`` in float64.
-
-    Parameters
-    ----------
-    plan : array (n, m)
-        NumPy or CuPy transport plan (any float dtype).
-    a, b : ndarray (n,), (m,)
-        Target marginals.
-
-    Returns
-    -------
-    float
-        ``nan`` if the plan holds non-finite entries.
-    """
-    plan = plan.get() if hasattr(plan, "get") else np.asarray(plan)
-    return _l1(np, plan.sum(axis=1, dtype=np.float64), plan.sum(axis=0, dtype=np.float64), a, b)
 
 
 def _thin(curve, points=CURVE_POINTS):
@@ -130,10 +111,13 @@ def _worker_main(conn, solver_name, options):
             elapsed = time.perf_counter() - start
             peak = _status_kib("VmHWM")
             peak_bytes = 1024 * (peak - base) if tracked and None not in (peak, base) else None
+            value, value_linear = plan_values(out.plan, inputs[0], a, b, case["reg"])
             conn.send(("done", {
                 "time": elapsed,
                 "n_iter": int(out.n_iter),
                 "error": marginal_error(out.plan, a, b),
+                "value": value,
+                "value_linear": value_linear,
                 "curve": _thin(out.curve),
                 "info": out.info,
                 "peak_memory": peak_bytes,
@@ -315,12 +299,13 @@ def _record(base, name, peer, runs, failure):
     if failure is not None:
         return {**record, "status": failure[0], "message": failure[1], "time": None,
                 "n_iter": None, "error": None, "converged": False, "curve": None, "info": {},
-                "peak_memory": None}
+                "peak_memory": None, "value": None, "value_linear": None}
     last = runs[-1]
     converged = bool(last["error"] <= base["tol"])  # False for nan
     return {**record, "status": "ok" if converged else "not converged", "message": "",
             "time": statistics.median(record["times"]), "n_iter": last["n_iter"],
             "error": _finite(last["error"]), "converged": converged,
+            "value": _finite(last["value"]), "value_linear": _finite(last["value_linear"]),
             "curve": last["curve"], "info": last["info"],
             # the largest over repeats: resident pages held on from an earlier run hide a peak
             "peak_memory": max((r["peak_memory"] for r in runs if r.get("peak_memory") is not None),

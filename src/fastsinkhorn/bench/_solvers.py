@@ -70,6 +70,9 @@ class Solver:
         on the size, such as fastsinkhorn's serial/parallel kernels).
     needs_gpu : bool
         Available only with a CUDA device.
+    describe : str
+        How the solver is called and when it stops, for the legend under the
+        table.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Solver:
     requires: tuple = ()
     warmup: str = "tiny"
     needs_gpu: bool = False
+    describe: str = ""
 
     def warm_up(self, family, reg, tol, dtype="float64", inputs=None, max_iter=100_000,
                 **options):
@@ -164,6 +168,23 @@ def _run_pot(M, a, b, reg, tol, max_iter, *, method):
                    info={"curve_time": "linear in iterations"})
 
 
+def _run_pot_solve(M, a, b, reg, tol, max_iter):
+    """POT ``ot.solve(M, a, b, reg)``: its default entropic solver, ``sinkhorn_log``.
+
+    Same stopping rule as ``ot.sinkhorn`` (``tol`` on ``||P^T 1 - b||_2``,
+    every 10 iterations), hence ``tol / sqrt(m)``. ``ot.solve`` reports
+    neither its iterations nor its errors: ``n_iter`` is ``-1`` and the curve
+    is empty.
+    """
+    import ot
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            res = ot.solve(M, a, b, reg=reg, max_iter=max_iter, tol=tol / math.sqrt(M.shape[1]))
+    return Outcome(plan=res.plan, n_iter=-1, info={"runs": "sinkhorn_log"})
+
+
 def _to_cupy(M, a, b, **options):
     import cupy
 
@@ -195,17 +216,26 @@ def _fortran_float64(M, a, b, **options):
 
 
 # -- MDOT-TNT ------------------------------------------------------------------
+#: MDOT-TNT's L1 marginal error is at most this many times its final ``eps``.
+MDOT_ERROR_BOUND = 1.5
+
+
 def _run_mdot(M, a, b, reg, tol, max_iter):
     """MDOT-TNT (Kemertas, Farahmand, Jepson, ICLR 2025): temperature annealing
     with truncated-Newton projections, on CPU torch in float64.
 
-    Its final temperature is ``1 / reg``. Each projection stops once the dual
-    gradient is below ``H_min / gamma**p`` (``H_min`` the smaller marginal
-    entropy) against marginals smoothed by half that much; its default
-    ``p = 1.5`` stops near 1e-5 to 1e-6, so ``p`` is chosen to make the final
-    threshold ``tol / 4``. The plan is ``exp(u + v - C / reg)`` *before* its
-    rounding step (rounding makes the marginals exact by construction and
-    would hide the error the bench measures). ``max_iter`` has no
+    Its final temperature is ``1 / reg``. At temperature ``gamma`` it sets
+    ``eps = H_min / gamma**p`` (``H_min`` the smaller marginal entropy), moves
+    the marginals towards uniform by ``eps / 2`` (``r_hat = (1 - 0.9 eps / 2) r
+    + 0.9 eps / 2 / n``, ``c_hat`` likewise with weight 0.1) and projects
+    until ``||P 1 - r_hat||_1 <= eps / 2``, its columns exactly ``c_hat``. So
+    the L1 error against ``(a, b)`` is at most ``eps / 2 + 0.9 eps + 0.1 eps
+    = 1.5 eps`` (``||r - 1/n||_1 <= 2``): ``p`` is chosen to make the final
+    ``eps = tol / 1.5``, the loosest setting that guarantees ``tol`` (its
+    default ``p = 1.5`` stops near 1e-5 to 1e-6). The plan is ``exp(u + v -
+    C / reg)`` *before* its rounding step (rounding makes the marginals
+    exact by construction and would hide the error the bench measures).
+    ``n_iter`` is its count of O(n m) operations. ``max_iter`` has no
     counterpart (the time cap bounds it). A run that gives up before the
     final temperature raises.
     """
@@ -215,7 +245,8 @@ def _run_mdot(M, a, b, reg, tol, max_iter):
     C, r, c = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)) for x in (M, a, b))
     entropy = min(float(-(w[w > 0] * np.log(w[w > 0])).sum()) for w in (np.asarray(a), np.asarray(b)))
     gamma_f = 1.0 / reg
-    p = max(1.5, math.log(max(entropy, 1e-12) / (tol / 4)) / math.log(gamma_f)) if gamma_f > 1 else 1.5
+    final_eps = tol / MDOT_ERROR_BOUND
+    p = math.log(max(entropy, 1e-12) / final_eps) / math.log(gamma_f) if gamma_f > 1 else 1.5
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         u, v, gamma, k_total, logs = mdot(r, c, C, gamma_f, p=p)
@@ -227,20 +258,35 @@ def _run_mdot(M, a, b, reg, tol, max_iter):
 
 # -- registry ------------------------------------------------------------------
 METHODS = ("sinkhorn", "sns", "auto")
+_POT_STOP = ("stopThr = tol / sqrt(m) on POT's ||P^T 1 - b||_2, checked every 10 iterations "
+             "(the loosest threshold that guarantees L1 <= tol)")
 
 SOLVERS = {
     **{f"fastsinkhorn-{m}": Solver(f"fastsinkhorn-{m}", partial(_run_fastsinkhorn, method=m),
-                                   peer=False, prepare=_prepare_fastsinkhorn, warmup="full")
+                                   peer=False, prepare=_prepare_fastsinkhorn, warmup="full",
+                                   describe=f"fastsinkhorn.solve(method='{m}'), tol on the L1 marginal "
+                                            "error, checked every iteration on the CPU")
        for m in METHODS},
-    **{f"pot-{m}": Solver(f"pot-{m}", partial(_run_pot, method=m), requires=("ot",))
-       for m in ("sinkhorn", "sinkhorn_log")},
+    "pot-sinkhorn": Solver("pot-sinkhorn", partial(_run_pot, method="sinkhorn"), requires=("ot",),
+                           describe=f"ot.sinkhorn, POT's default method (scaling domain); {_POT_STOP}"),
+    "pot-sinkhorn_log": Solver("pot-sinkhorn_log", partial(_run_pot, method="sinkhorn_log"), requires=("ot",),
+                               describe=f"ot.sinkhorn(method='sinkhorn_log'), POT's log domain; {_POT_STOP}"),
+    "pot-solve": Solver("pot-solve", _run_pot_solve, requires=("ot",),
+                        describe="ot.solve(M, a, b, reg), which runs sinkhorn_log (POT's default "
+                                 f"entropic solver); {_POT_STOP}; reports no iteration count"),
     **{f"regot-{m}": Solver(f"regot-{m}", partial(_run_regot, method=f"sinkhorn_{m}"),
-                            prepare=_fortran_float64, dtypes=("float64",), requires=("regot",))
+                            prepare=_fortran_float64, dtypes=("float64",), requires=("regot",),
+                            describe=f"regot.sinkhorn_{m} with its default options, tol / sqrt(n + m) "
+                                     "on its L2 norm of both marginal errors, checked every iteration")
        for m in ("ssns", "bcd")},
     "mdot-tnt": Solver("mdot-tnt", _run_mdot, prepare=_fortran_float64, dtypes=("float64",),
-                       requires=("mdot_tnt", "torch")),
+                       requires=("mdot_tnt", "torch"),
+                       describe="mdot_tnt.mdot to temperature 1 / reg, p set so that its final "
+                                "eps = tol / 1.5 (the loosest that guarantees L1 <= tol), the plan "
+                                "before its rounding step; iter: its count of O(n m) operations"),
     **{name: Solver(name, partial(_run_pot, method=m), prepare=_to_cupy,
-                    requires=("ot", "cupy"), warmup="full", needs_gpu=True)
+                    requires=("ot", "cupy"), warmup="full", needs_gpu=True,
+                    describe=f"ot.sinkhorn(method='{m}') on CuPy arrays; {_POT_STOP}")
        for name, m in (("pot-cupy", "sinkhorn"), ("pot-cupy_log", "sinkhorn_log"))},
 }
 PEERS = tuple(name for name, s in SOLVERS.items() if s.peer)

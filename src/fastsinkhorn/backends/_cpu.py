@@ -196,7 +196,7 @@ class CPUBackend:
 
     def largest_reduced_cost(self, M, u, v, cutoff):
         v = np.where(v < np.inf, v, 0.0)
-        return float(kern.largest_reduced_cost(M, _vec(u), v, float(cutoff)))
+        return float(kern.largest_reduced_cost(M, _vec(u), v, float(cutoff), get_num_threads()))
 
     # -- point clouds: the cost of each block of rows computed on the fly
     def pc_cost_rows(self, x, y, cost, start, stop):

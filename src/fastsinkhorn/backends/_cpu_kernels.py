@@ -340,23 +340,26 @@ def column_minima_reduced(M, u, nb):
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST_NO_NAN)
-def largest_reduced_cost(M, u, v_finite, cutoff):
+def largest_reduced_cost(M, u, v_finite, cutoff, nb):
     """Largest ``M_ij - u_i - v_j <= cutoff`` over rows with a finite ``u_i``
     (0 if none). ``v_finite``: ``v`` with ``inf`` replaced by 0, since such a
-    column's entries are all ``inf`` and exceed the cutoff anyway."""
+    column's entries are all ``inf`` and exceed the cutoff anyway. A running
+    maximum per column and row block (no reduction chain across a row: the
+    inner loop vectorises)."""
     n, m = M.shape
-    best = np.zeros(n)
-    for i in prange(n):
-        ui = u[i]
-        if ui == np.inf:
-            continue
-        top = 0.0
-        for j in range(m):
-            r = M[i, j] - ui - v_finite[j]
-            r = r if r <= cutoff else 0.0
-            top = r if r > top else top
-        best[i] = top
-    return best.max()
+    nb = min(nb, n)
+    size = _blocks(n, nb)
+    partial = np.zeros((nb, m))
+    for t in prange(nb):
+        acc = partial[t]
+        for i in range(t * size, min(n, (t + 1) * size)):
+            ui = u[i]
+            if ui == np.inf:
+                continue
+            for j in range(m):
+                r = M[i, j] - ui - v_finite[j]
+                acc[j] = r if (r > acc[j]) & (r <= cutoff) else acc[j]
+    return partial.max()
 
 
 # Serial twins of the per-iteration kernels: below a few 1e5 entries the

@@ -17,8 +17,8 @@ r"""``solve_exact``: unregularised optimal transport, with an optimality certifi
    simplex (:mod:`fastsinkhorn._network_simplex`) from that basis, or by
    HiGHS (:mod:`fastsinkhorn._restricted_lp`).
 4. Its basis is polished (:mod:`fastsinkhorn._spanning_tree`): flows by leaf
-   elimination from the marginals, duals by propagation along the basis,
-   exact up to rounding.
+   elimination from the marginals, duals by propagation along the basis
+   (the simplex's own, rebuilt from scratch), exact up to rounding.
 5. Pricing: one blocked pass over every entry of ``M``
    (:mod:`fastsinkhorn._exact_kernels`). Entries of negative reduced cost
    join the candidates and 3-5 repeat, the simplex warm-started from the
@@ -61,6 +61,11 @@ DEFAULT_MAX_ITER = 1000
 #: safety net against cycling, never the normal end; the most measured was
 #: 12 per node (2-D clouds, n = 3000; POT's simplex on the full graph took 22).
 PIVOTS_PER_NODE = 1000
+#: Reduced costs also count as non-negative down to ``-eps (2 d + 1) (max|u| +
+#: max|v|)``, ``d`` the basis' depth: the roundings duals of that size gather
+#: along the basis' paths (below ``DEFAULT_TOL`` unless huge costs set the
+#: duals' scale, or the basis is thousands of edges deep).
+EPS = float(np.finfo(np.float64).eps)
 #: Entries above ``min M + HUGE_RATIO * (s - min M)`` are *huge* for the first
 #: basis (which avoids them where it can), ``s`` the largest row or column
 #: minimum of ``M``: the cost any plan must pay somewhere.
@@ -270,7 +275,7 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
             break
         if solver.cut_short:  # the LP itself needed more than max_pivots
             break
-        if not solver.grew:  # violated entries already in the LP: cycling
+        if not solver.grew and solver.tol >= solver.lp_tol:  # violated entries already in the LP
             status = Status.STALLED
             break
     phases["pricing"] = round_
@@ -427,7 +432,8 @@ class _ColumnGeneration:
         self.fixed[at] = fixed
         self.flow = np.zeros(keys.shape[0])
         self.flow[at] = self._basis_flows(b_rows, b_cols, fixed)
-        self._set_tol(np.where(fixed, self.fake, gather_costs(C, b_rows, b_cols, self.lo)))
+        b_cost = np.where(fixed, self.fake, gather_costs(C, b_rows, b_cols, self.lo))
+        self._set_tol(b_cost, *tree_duals(self.n, self.m, b_rows, b_cols, b_cost))
 
     def _huge_limit(self, row_min, col_min):
         """Costs above it are huge for the first basis (:data:`HUGE_RATIO`),
@@ -456,9 +462,15 @@ class _ColumnGeneration:
         flows[fixed] = 0.0
         return np.maximum(flows, 0.0)
 
-    def _set_tol(self, tree_cost):
-        """``rel_tol`` times the largest cost of the basis (the duals' scale)."""
-        self.tol = self.rel_tol * float(np.abs(tree_cost).max(initial=0.0))
+    def _set_tol(self, tree_cost, u, v, depth):
+        """``rel_tol`` times the largest cost of the basis that is not huge,
+        plus the rounding of reduced costs at duals ``(u, v)``: where huge
+        entries must carry mass, the duals take their scale, and a tolerance
+        in proportion to it would accept real violations (of the order of the
+        other costs) as rounding."""
+        normal = np.abs(tree_cost[tree_cost <= self.limit])
+        self.tol = (self.rel_tol * float(normal.max(initial=0.0))
+                    + EPS * (2 * depth + 1) * (float(np.abs(u).max(initial=0.0)) + float(np.abs(v).max(initial=0.0))))
 
     def _add(self, *pairs):
         """Join entries (pairs of row and column arrays) to the support, the
@@ -485,8 +497,9 @@ class _ColumnGeneration:
         cost = gather_costs(self.C, rows, cols, self.lo)
         if self.opts.first_lp == "highs" and self.pivots == 0:
             self._highs_basis(cost)
-        made, optimal = network_simplex(n, m, rows, cols, cost, self.fixed, self.fake, self.flow, self.in_tree,
-                                        self.tol, self.cap)
+        self.lp_tol = self.tol  # the tolerance this LP is solved to
+        made, optimal, pi, depth = network_simplex(n, m, rows, cols, cost, self.fixed, self.fake, self.flow,
+                                                   self.in_tree, self.tol, self.cap)
         self.pivots += made
         self.lp_pivots, self.max_lp_pivots = made, max(self.max_lp_pivots, made)
         self.cut_short = not optimal
@@ -496,8 +509,11 @@ class _ColumnGeneration:
         self.t_cost = np.where(t_fixed, self.fake, cost[tree])
         self.t_flow = self._basis_flows(self.t_rows, self.t_cols, t_fixed)
         self.flow[tree] = self.t_flow
-        self.u, self.v = tree_duals(n, m, self.t_rows, self.t_cols, self.t_cost)
-        self._set_tol(self.t_cost)
+        if optimal:  # the simplex's potentials, just rebuilt: pricing sees what it saw
+            self.u, self.v = pi[:n].copy(), pi[n:].copy()
+        else:
+            self.u, self.v, depth = tree_duals(n, m, self.t_rows, self.t_cols, self.t_cost)
+        self._set_tol(self.t_cost, self.u, self.v, depth)
         idx, rc, col_arg, col_min = self._price()
         bad = rc < -self.tol
         bad_cols = np.nonzero(col_min < -self.tol)[0]
@@ -509,20 +525,23 @@ class _ColumnGeneration:
         return max(0.0, -self.min_rc)
 
     def _highs_basis(self, cost):
-        """A basic optimal solution of the first restricted LP, by HiGHS (on
-        the finite entries, costs scaled to about [0, 1]): its positive
-        flows (acyclic), completed into a spanning tree by the entries of
-        smallest reduced cost at its duals (forbidden ones last, fixed)."""
+        """A basic optimal solution of the first restricted LP, by HiGHS, on
+        the allowed entries (finite, at most ``limit``: the first basis is
+        feasible on them), costs scaled to about [0, 1]; its positive flows
+        (acyclic) completed into a spanning tree by the entries of smallest
+        reduced cost at its duals, the others last (and fixed)."""
         n, m, rows, cols = self.n, self.m, self.rows, self.cols
-        finite = cost < np.inf
-        lo, span = float(cost[finite].min()), float(np.ptp(cost[finite])) or 1.0
+        allowed = cost <= self.limit
+        if (self.flow[~allowed] > 0).any():  # huge entries must carry mass: all finite ones
+            allowed = cost < np.inf
+        lo, span = float(cost[allowed].min()), float(np.ptp(cost[allowed])) or 1.0
         x = np.zeros(rows.shape[0])
-        x[finite], u0, v0, self.pivots = solve_restricted(n, m, rows[finite], cols[finite],
-                                                          (cost[finite] - lo) / span, self.a, self.b)
+        x[allowed], u0, v0, self.pivots = solve_restricted(n, m, rows[allowed], cols[allowed],
+                                                           (cost[allowed] - lo) / span, self.a, self.b)
         u0, v0 = u0 * span + lo, v0 * span
-        order = np.lexsort((np.abs(cost - u0[rows] - v0[cols]), x <= 0, ~finite))
+        order = np.lexsort((np.abs(cost - u0[rows] - v0[cols]), x <= 0, ~allowed))
         self.in_tree = spanning_forest(n, m, rows, cols, order)
-        self.fixed = self.in_tree & ~finite
+        self.fixed = self.in_tree & ~allowed
         self.flow = np.zeros(rows.shape[0])
         tree = self.in_tree
         self.flow[tree] = self._basis_flows(rows[tree], cols[tree], self.fixed[tree])

@@ -124,6 +124,11 @@ def network_simplex(n, m, rows, cols, cost, fixed, fake, flow, in_tree, tol, max
     optimal : bool
         Whether the basis is optimal on the support; ``False`` only when
         ``max_pivots`` stopped the pivots with an entry still to enter.
+    pi : float64 array (n + m,)
+        The basis' potentials (rows', then columns'), rebuilt from scratch
+        from the tree's centroid when ``optimal``.
+    depth : int
+        The tree's depth from that centroid (the roundings a potential holds).
 
     Each pivot re-hangs the subtree cut off by the leaving edge from the
     entering edge and shifts its potentials (O(subtree)); potentials drift
@@ -233,4 +238,4 @@ def network_simplex(n, m, rows, cols, cost, fixed, fake, flow, in_tree, tol, max
                 size += 1
                 c = sibling[c]
     in_tree[:] = slot >= 0
-    return pivots, optimal
+    return pivots, optimal, pi, int(depth.max())

@@ -11,30 +11,52 @@ import numpy as np
 import ot
 import pytest
 import scipy.sparse as sp
+from scipy.optimize import linprog
 
 import fastsinkhorn
 from fastsinkhorn import ConvergenceWarning, Status, emd, emd2, solve_exact
-from fastsinkhorn._exact import optimality_certificate
+from fastsinkhorn._exact import optimality_certificate, pivot_safety_net
 from fastsinkhorn.problems import FAMILIES, make_problem
 
 
-def check_exact(res, M, a, b, rtol=1e-9):
-    """``res`` is optimal: POT's value, a feasible sparse plan, dual feasible
-    potentials, a zero duality gap, each to rounding."""
+def lp_value(M, a, b):
+    """The exact optimum by HiGHS on the LP over the finite entries of ``M``
+    (POT's ``emd`` is no reference with ``+inf`` or huge entries: it returns
+    0 for the former and a suboptimal plan for the latter)."""
+    n, m = M.shape
+    rows, cols = np.nonzero(np.isfinite(M))
+    E = rows.shape[0]
+    A = sp.vstack([sp.csr_matrix((np.ones(E), (rows, np.arange(E))), shape=(n, E)),
+                   sp.csr_matrix((np.ones(E), (cols, np.arange(E))), shape=(m, E))])
+    res = linprog(M[rows, cols], A_eq=A, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs")
+    assert res.status == 0, res.message
+    return float(res.fun)
+
+
+def check_exact(res, M, a, b, rtol=1e-9, expected=None):
+    """``res`` is optimal: POT's value (or ``expected``), a feasible sparse
+    plan off the forbidden entries, dual feasible potentials, a zero duality
+    gap, each to rounding (relative to the largest finite cost)."""
     M = np.asarray(M, dtype=np.float64)
-    expected = ot.emd2(a, b, M, numItermax=10**8)
-    scale = max(np.abs(M).max(), 1e-300)
+    if expected is None:
+        expected = ot.emd2(a, b, M, numItermax=10**8)
+    finite = np.isfinite(M)
+    scale = max(np.abs(M[finite]).max(), 1e-300)
     assert res.converged and res.status is Status.CONVERGED
     assert res.method == "exact" and res.reg == 0
-    assert isinstance(res.plan, sp.csr_matrix) and res.plan.shape == M.shape
+    assert isinstance(res.plan, sp.csr_array) and res.plan.shape == M.shape
     assert res.plan.data.min(initial=0.0) >= 0
+    P = res.plan.tocoo()
+    assert finite[P.row, P.col].all()  # no mass on a forbidden entry
     assert abs(res.value - expected) <= rtol * max(abs(expected), 1e-300) + 1e-15 * scale
     assert res.value == res.value_linear
     gap, min_rc, error = optimality_certificate(M, a, b, res.plan, res.potentials)
     assert error <= 1e-12 and res.marginal_error <= 1e-12
     assert min_rc >= -1e-12 * scale and res.min_reduced_cost >= -1e-12 * scale
     assert abs(gap) <= 1e-12 * scale and abs(res.duality_gap) <= 1e-12 * scale
-    assert res.value == pytest.approx(float((res.plan.multiply(M)).sum()), rel=1e-12, abs=1e-15 * scale)
+    assert res.value == pytest.approx(float(P.data @ M[P.row, P.col]), rel=1e-12, abs=1e-15 * scale)
+    np.testing.assert_allclose(res.marginal_a, a, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.marginal_b, b, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -241,12 +263,259 @@ def test_emd_warnings_as_pot(rng):
 
 def test_emd_unsupported_arguments_raise():
     M = np.eye(3)
-    with pytest.raises(NotImplementedError, match="potentials_init"):
-        emd([], [], M, potentials_init=(np.zeros(3), np.zeros(3)))
     with pytest.raises(NotImplementedError, match="sparse M"):
         emd2([], [], sp.csr_matrix(M))
     with pytest.raises(ValueError, match="numItermax"):
         emd([], [], M, numItermax=0)
+
+
+def test_emd_shape_mismatch_raises_valueerror_and_pots_assertionerror():
+    M = np.ones((4, 4))
+    for fn in (emd, emd2):
+        with pytest.raises(ValueError, match="a must have length 4"):
+            fn(np.full(5, 0.2), [], M)
+        with pytest.raises(AssertionError, match="b must have length 4"):  # POT's assert
+            fn([], np.full(3, 1 / 3), M)
+
+
+# --- the pivot cap: a safety net, never the normal end (issue 19) ------------
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_emd2_default_arguments_right_at_a_thousand_points(seed):
+    """A shifted 2-D Gaussian cloud of 1000 points needs ~10^5 pivots in all:
+    the default numItermax used to end the solve early with a value 1e-4 too
+    high and only a warning."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(1000, 2)), rng.normal(size=(1000, 2)) + 1.0
+    M = ot.dist(x, y)
+    expected = ot.emd2([], [], M, numItermax=10**7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the cap is not reached
+        value, log = emd2([], [], M, log=True)
+    assert log["result_code"] == 1 and log["warning"] is None
+    assert value == pytest.approx(expected, rel=1e-12)
+
+
+def test_max_pivots_caps_each_lp_not_the_whole_solve():
+    """``max_pivots`` (POT's numItermax) bounds the pivots of one restricted
+    LP: the longest LP's count suffices, however many rounds follow."""
+    p = make_problem("cloud", 300, seed=7)
+    free = solve_exact(p.M, p.a, p.b)
+    assert free.n_rounds > 1 and free.n_pivots > free.max_lp_pivots
+    res = solve_exact(p.M, p.a, p.b, max_pivots=free.max_lp_pivots)
+    check_exact(res, p.M, p.a, p.b)
+    assert res.value == free.value and res.n_pivots == free.n_pivots
+    with pytest.warns(ConvergenceWarning, match="max_pivots"):
+        capped = solve_exact(p.M, p.a, p.b, max_pivots=max(free.max_lp_pivots // 4, 1))
+    assert capped.status is Status.MAX_ITER and not capped.converged
+    assert capped.marginal_error <= 1e-12 and capped.min_reduced_cost < 0  # feasible, not optimal
+
+
+def test_numitermax_values_of_pots_default_or_more_are_a_safety_net(monkeypatch):
+    import fastsinkhorn._pot_exact as pe
+
+    seen = []
+    real = pe.solve_exact
+    monkeypatch.setattr(pe, "solve_exact", lambda *a, **k: seen.append(k["max_pivots"]) or real(*a, **k))
+    M = np.random.default_rng(0).random((150, 200))
+    for numitermax in (100000, 10**6, 10**9, 99999, 10):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            emd([], [], M, numItermax=numitermax)
+    net = pivot_safety_net(150, 200)
+    assert 10**6 > net > 100000 and seen == [net, 10**6, 10**9, 99999, 10]
+
+
+def test_cap_warns_only_when_it_cut_an_optimal_solve_short():
+    """A 1-D problem with a convex cost: the north-west corner's basis is
+    optimal, so even numItermax=1 finds the optimum (no pivot needed) and must
+    not warn; POT warns there because its own first basis is artificial."""
+    x = np.arange(100, dtype=np.float64)
+    a, b = ot.datasets.make_1D_gauss(100, m=30, s=5), ot.datasets.make_1D_gauss(100, m=50, s=10)
+    M = np.abs(x[:, None] - x[None, :])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, log = emd(a, b, M, numItermax=1, log=True)
+    assert log["result_code"] == 1 and log["cost"] == pytest.approx(ot.emd2(a, b, M), rel=1e-12)
+
+
+# --- forbidden (+inf) and huge entries (issue 19) ------------------------------
+
+def _forbidden_cases(rng, n=120):
+    """``(name, M, a, b)``: costs with +inf entries whose problems stay feasible."""
+    M = rng.random((n, n))
+    a, u = rng.dirichlet(np.ones(n)) * 0.5 + 0.5 / n, np.full(n, 1.0 / n)
+    yield "scattered", np.where(rng.random((n, n)) < 0.3, np.inf, M), a, u
+    corner = M.copy()
+    corner[:6, :6] = np.inf  # the north-west corner's first entries
+    yield "north-west corner", corner, a, u
+    yield "mostly forbidden", np.where((rng.random((n, n)) < 0.9) & ~np.eye(n, dtype=bool), np.inf, M), u, u
+    blocks = np.full((n, n), np.inf)
+    h = n // 2
+    blocks[:h, :h], blocks[h:, h:] = M[:h, :h], M[h:, h:]
+    yield "two blocks", blocks, u, u
+    band = np.full((n, n), np.inf)
+    perm = rng.permutation(n)
+    for k in range(3):
+        band[np.arange(n), perm[(np.arange(n) + k) % n]] = M[np.arange(n), k]
+    yield "permuted band", band, u, u
+
+
+def test_forbidden_entries_solve_exact_emd_and_solve(rng):
+    for name, M, a, b in _forbidden_cases(rng):
+        expected = lp_value(M, a, b)
+        check_exact(solve_exact(M, a, b), M, a, b, expected=expected)
+        res = fastsinkhorn.solve(M, a, b, reg=None)
+        assert res.value == pytest.approx(expected, rel=1e-9), name
+        G, log = emd(a, b, M, log=True)
+        assert log["result_code"] == 1 and np.all(G[np.isinf(M)] == 0), name
+        assert log["cost"] == pytest.approx(expected, rel=1e-9) == emd2(a, b, M)
+        u, v = log["u"], log["v"]
+        finite = np.isfinite(M)
+        assert (M - u[:, None] - v[None, :])[finite].min() >= -1e-12
+
+
+def test_forbidden_entries_zero_masses_and_transposed(rng):
+    n, m = 70, 90
+    M = np.where(rng.random((n, m)) < 0.5, np.inf, rng.random((n, m)))
+    M[3, :] = np.inf  # a row that cannot send anything, of zero mass
+    a, b = rng.random(n), rng.random(m)
+    a[[3, 5, 8]] = 0.0
+    b[:10] = 0.0
+    a, b = a / a.sum(), b / b.sum()
+    expected = lp_value(M, a, b)
+    check_exact(solve_exact(M, a, b), M, a, b, expected=expected)
+    MF = np.asfortranarray(M)  # solved transposed
+    res = solve_exact(MF, a, b)
+    check_exact(res, MF, a, b, expected=expected)
+    assert np.all(res.plan.toarray()[np.isinf(M)] == 0)
+
+
+@pytest.mark.parametrize("kind", ["row with no finite entry", "row reaching only empty columns", "Hall"])
+def test_infeasible_support_raises_naming_m(rng, kind):
+    n = 40
+    M = rng.random((n, n))
+    a, b = np.full(n, 1 / n), np.full(n, 1 / n)
+    if kind == "row with no finite entry":
+        M[7] = np.inf
+    elif kind == "row reaching only empty columns":
+        b[:5] = 0
+        b /= b.sum()
+        M[7, 5:] = np.inf
+    else:  # three rows whose mass exceeds the two columns they reach
+        M[:3, 2:] = np.inf
+    for call in (lambda: solve_exact(M, a, b), lambda: emd2(a, b, M), lambda: emd(a, b, M),
+                 lambda: fastsinkhorn.solve(M, a, b, reg=None)):
+        with pytest.raises(ValueError, match="^M: the masses cannot be transported within its finite entries"):
+            call()
+
+
+@pytest.mark.parametrize("big", [1e12, 1e30, 1e250])
+def test_huge_finite_costs(rng, big):
+    """A few huge entries (or huge off-diagonal blocks, a user's stand-in for
+    +inf) change nothing: the optimum avoids them. POT's emd returns a
+    suboptimal plan here (its value up to 40x the optimum)."""
+    n = 100
+    a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(n))
+    M = rng.random((n, n))
+    few = M.copy()
+    few[rng.integers(0, n, 15), rng.integers(0, n, 15)] = big
+    few[0, 0] = big  # on the north-west corner's path
+    blocks = M.copy()
+    h = n // 2
+    blocks[:h, h:] = blocks[h:, :h] = big
+    a_blocks = np.concatenate([a[:h] / a[:h].sum(), a[h:] / a[h:].sum()]) / 2
+    b_blocks = np.concatenate([b[:h] / b[:h].sum(), b[h:] / b[h:].sum()]) / 2
+    for C, x, y in ((few, a, b), (blocks, a_blocks, b_blocks)):
+        expected = lp_value(np.where(C == big, np.inf, C), x, y)
+        for options in ({}, {"first_lp": "highs"}, {"ranking": "sns"}):
+            res = solve_exact(C, x, y, **options)
+            assert res.converged and res.value == pytest.approx(expected, rel=1e-9), options
+            assert res.plan.toarray()[C == big].sum() == 0
+            assert res.min_reduced_cost >= -1e-12 and abs(res.duality_gap) <= 1e-12
+        assert emd2(x, y, C) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("big", [1e12, 1e250])
+def test_huge_costs_that_must_carry_mass(rng, big):
+    """Four rows reach one column cheaply: most of their mass must take huge
+    entries. The plan puts the least mass possible there (the deficit of the
+    problem with those entries forbidden); its cheap part is optimal only to
+    the rounding of duals of the huge scale (all float64 can resolve)."""
+    from fastsinkhorn._feasibility import transport_deficit
+
+    n = 60
+    M = rng.random((n, n))
+    M[:4, 1:] = big
+    res = solve_exact(M)
+    need = transport_deficit(np.where(M == big, np.inf, M))
+    assert need > 0.03 and res.converged and res.marginal_error <= 1e-12
+    assert res.plan.toarray()[M == big].sum() == pytest.approx(need, rel=1e-12)
+    assert res.value == pytest.approx(need * big, rel=1e-12)
+
+
+def test_large_offset_costs_keep_their_digits(rng):
+    """``1e12 + r``: the digits of r that float64 keeps decide the plan (the
+    shifted cost is exact); the tolerance follows the basis' spread, not the
+    offset (it used to accept reduced costs down to -1)."""
+    n = 150
+    a, b = rng.dirichlet(np.ones(n)), rng.dirichlet(np.ones(n))
+    M = 1e12 + rng.random((n, n))
+    shifted = M - 1e12  # exact (Sterbenz)
+    res = solve_exact(M, a, b)
+    P = res.plan.tocoo()
+    assert float(P.data @ shifted[P.row, P.col]) == pytest.approx(lp_value(shifted, a, b), rel=1e-9)
+    assert res.min_reduced_cost >= -1e-12
+
+
+def test_zero_diagonal_gives_exactly_zero(rng):
+    for n in (2, 37, 300):
+        x = rng.normal(size=(n, 2))
+        x[: n // 3] = x[0]  # repeated points: ties
+        M = ot.dist(x, x)  # zero diagonal
+        w = rng.dirichlet(np.ones(n))
+        assert emd2(w, w, M) == 0.0 and emd2([], [], M) == 0.0
+        assert solve_exact(M, w, w).value == 0.0
+
+
+# --- POT's result API ----------------------------------------------------------
+
+def test_marginals_and_a_plan_that_multiplies_entrywise(rng):
+    M = rng.random((40, 40))
+    a, b = rng.dirichlet(np.ones(40)), rng.dirichlet(np.ones(40))
+    res = fastsinkhorn.solve(M, a, b, reg=None)
+    np.testing.assert_allclose(res.marginal_a, a, atol=1e-15)
+    np.testing.assert_allclose(res.marginal_b, b, atol=1e-15)
+    # POT's idiom for the cost of a plan; a square csr_matrix would multiply matrices
+    assert float((res.plan * M).sum()) == pytest.approx(res.value, rel=1e-12)
+
+
+def test_point_clouds_exact(rng):
+    x, y = rng.random((60, 2)), rng.random((45, 2))
+    a, b = rng.dirichlet(np.ones(60)), rng.dirichlet(np.ones(45))
+    for metric in ("sqeuclidean", "euclidean"):
+        expected = ot.emd2(a, b, ot.dist(x, y, metric=metric))
+        res = fastsinkhorn.solve(fastsinkhorn.PointCloud(x, y, cost=metric), a, b, reg=None)
+        assert res.value == pytest.approx(expected, rel=1e-12)
+        lazy = fastsinkhorn.solve_sample(x, y, a, b, metric=metric, reg=None, lazy=True)
+        assert lazy.value == pytest.approx(expected, rel=1e-12) and lazy.marginal_a.shape == (60,)
+    with pytest.raises(ValueError, match="2-D cost for exact OT"):
+        solve_exact(rng.random((2, 5, 5)))
+
+
+def test_potentials_init_warm_start_gives_the_same_answer(rng):
+    x, y = rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + 1
+    M = ot.dist(x, y)
+    with pytest.warns(UserWarning, match="numItermax"):
+        _, partial = emd([], [], M, numItermax=100, log=True)
+    _, log = emd([], [], M, log=True, potentials_init=(partial["u"], partial["v"]))
+    _, log_cold = emd([], [], M, log=True)
+    assert log["cost"] == pytest.approx(log_cold["cost"], rel=1e-12)
+    assert log["cost"] == pytest.approx(ot.emd2([], [], M), rel=1e-12)
+    res = fastsinkhorn.solve(M, reg=None, potentials_init=(log["u"], log["v"]))
+    assert res.value == pytest.approx(log["cost"], rel=1e-12) and res.n_rounds == 1  # optimal duals: one LP
+    with pytest.raises(ValueError, match="warm_start must be arrays of shapes"):
+        solve_exact(M, warm_start=(np.zeros(3), np.zeros(150)))
 
 
 def test_benchmark_script_runs(tmp_path):
@@ -259,3 +528,12 @@ def test_benchmark_script_runs(tmp_path):
     ours, pot = case["fastsinkhorn"], case["pot"]
     assert ours["value"] == pytest.approx(pot["value"], rel=1e-12) and ours["converged"]
     assert ours["time"] > 0 and ours["gap"] == pytest.approx(0.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("name", ["fastsinkhorn._exact", "fastsinkhorn._pot_exact", "fastsinkhorn._feasibility"])
+def test_docstring_examples_of_exact_ot(name):
+    import doctest
+    import importlib
+
+    failed, attempted = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert attempted > 0 and failed == 0, f"{failed} of {attempted} examples in {name} failed"

@@ -215,9 +215,12 @@ def test_solve_without_reg_is_exact_ot_as_in_pot(rng):
         assert res.value == pytest.approx(float(theirs.value), rel=1e-12)
         np.testing.assert_allclose(res.plan.toarray(), theirs.plan, atol=1e-15)
     for kwargs, error in (({"reg": 0.1, "method": "exact"}, ValueError), ({"unbalanced": 1.0}, NotImplementedError),
-                          ({"method": "sns"}, ValueError), ({"potentials_init": (a, b)}, NotImplementedError)):
+                          ({"method": "sns"}, ValueError)):
         with pytest.raises(error):
             fs.solve(M, a, b, **kwargs)
+    # POT's warm start: duals rank the first candidates, the answer is the same
+    warm = fs.solve(M, a, b, potentials_init=(rng.random(30), rng.random(20)))
+    assert warm.value == pytest.approx(float(theirs.value), rel=1e-12)
 
 
 def test_solve_pot_methods():

@@ -4,23 +4,30 @@ r"""``solve_exact``: unregularised optimal transport, with an optimality certifi
     \min_{P \ge 0} \langle M, P\rangle \quad \text{s.t.} \quad P 1 = a,\; P^T 1 = b
 
 1. Candidates: per row, the few entries of smallest reduced cost
-   ``M_ij - f_i - g_j``, each column's best, and the north-west corner's
-   basis (which keeps every restricted LP feasible). ``(f, g)`` are the
+   ``M_ij - f_i - g_j``, and each column's best. ``(f, g)`` are the
    potentials of an SNS solve at a small ``reg`` (``ranking="sns"``:
-   near-optimal duals, so the optimal support lies among them) or zero
-   (``ranking="cost"``, the default: cheaper, as measured, at the sizes a
-   dense cost fits in memory).
-2. The LP restricted to them is solved by a network simplex
-   (:mod:`fastsinkhorn._network_simplex`) from the north-west corner's basis,
-   or by HiGHS (:mod:`fastsinkhorn._restricted_lp`).
-3. Its basis is polished (:mod:`fastsinkhorn._spanning_tree`): flows by leaf
-   elimination from the marginals, duals by propagation along the basis,
-   exact up to rounding.
-4. Pricing: one blocked pass over every entry of ``M``
+   near-optimal duals, so the optimal support lies among them), the caller's
+   (``warm_start``) or zero (``ranking="cost"``, the default: cheaper, as
+   measured, at the sizes a dense cost fits in memory).
+2. A first basis: the north-west corner's, unless it sends mass through a
+   forbidden (``+inf``) or huge entry; then one built from a flow through
+   the allowed entries (:mod:`fastsinkhorn._first_basis`), or ``ValueError``
+   when the masses cannot be moved within the finite entries.
+3. The LP restricted to the candidates and the basis is solved by a network
+   simplex (:mod:`fastsinkhorn._network_simplex`) from that basis, or by
+   HiGHS (:mod:`fastsinkhorn._restricted_lp`).
+4. Its basis is polished (:mod:`fastsinkhorn._spanning_tree`): flows by leaf
+   elimination from the marginals, duals by propagation along the basis
+   (the simplex's own, rebuilt from scratch), exact up to rounding.
+5. Pricing: one blocked pass over every entry of ``M``
    (:mod:`fastsinkhorn._exact_kernels`). Entries of negative reduced cost
-   join the candidates and 2-4 repeat, the simplex warm-started from the
+   join the candidates and 3-5 repeat, the simplex warm-started from the
    last basis (column generation); none left means the plan is optimal, and
    the duality gap certifies it.
+
+Reduced costs count as negative below ``-tol * s``, ``s`` the largest cost
+of the current basis (the scale of the duals and of their rounding): a few
+huge or forbidden entries elsewhere in ``M`` do not loosen the test.
 """
 
 import math
@@ -35,18 +42,39 @@ from numba import get_num_threads
 
 from ._arrays import to_numpy
 from ._exact_kernels import gather_costs, smallest_reduced_costs
+from ._first_basis import flow_basis
 from ._network_simplex import network_simplex
 from ._options import parse_options
 from ._restricted_lp import solve_restricted
 from ._result import ConvergenceWarning, OTResult, Status
 from ._spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
 from ._validation import prepare_problem
+from .geometry import PointCloud
 
-#: Reduced costs down to ``-DEFAULT_TOL * max|M|`` count as non-negative:
-#: a few roundings of ``M_ij - u_i - v_j`` along the basis' paths.
+#: Reduced costs down to ``-DEFAULT_TOL * s`` count as non-negative, ``s``
+#: the largest cost of the basis: a few roundings of ``M_ij - u_i - v_j``
+#: along the basis' paths.
 DEFAULT_TOL = 1e-12
 #: Pricing rounds are a safety net, not a budget: 5-30 were needed up to n = 10^4.
 DEFAULT_MAX_ITER = 1000
+#: The pivots one restricted LP may take by default, per node (``n + m``): a
+#: safety net against cycling, never the normal end; the most measured was
+#: 12 per node (2-D clouds, n = 3000; POT's simplex on the full graph took 22).
+PIVOTS_PER_NODE = 1000
+#: Reduced costs also count as non-negative down to ``-eps (2 d + 1) (max|u| +
+#: max|v|)``, ``d`` the basis' depth: the roundings duals of that size gather
+#: along the basis' paths (below ``DEFAULT_TOL`` unless huge costs set the
+#: duals' scale, or the basis is thousands of edges deep).
+EPS = float(np.finfo(np.float64).eps)
+#: Entries above ``min M + HUGE_RATIO * (s - min M)`` are *huge* for the first
+#: basis (which avoids them where it can), ``s`` the largest row or column
+#: minimum of ``M``: the cost any plan must pay somewhere.
+HUGE_RATIO = 1e6
+
+
+def pivot_safety_net(n, m):
+    """Default cap on the pivots of one restricted LP: ``PIVOTS_PER_NODE * (n + m)``."""
+    return PIVOTS_PER_NODE * (n + m)
 
 
 @dataclass(frozen=True)
@@ -82,10 +110,10 @@ class ExactOptions:
         north-west corner's basis, or HiGHS (interior point and crossover;
         measured slower). Later rounds always warm-start the network simplex.
     max_pivots : int
-        Cap on simplex iterations over the whole solve: those HiGHS reports
-        for the first LP plus the network-simplex pivots (POT's
-        ``numItermax``). 0: none (each round's simplex stops after
-        ``10 (n + m)`` pivots).
+        Cap on the network-simplex pivots of any one restricted LP (POT's
+        ``numItermax`` counts the pivots of its single LP); 0 (the default):
+        :func:`pivot_safety_net`, far above what a solve needs. A capped LP
+        ends the solve (``Status.MAX_ITER``) unless its plan is optimal.
     """
 
     ranking: str = "cost"
@@ -117,7 +145,7 @@ class ExactOptions:
 @dataclass(repr=False)
 class ExactResult(OTResult):
     """Result of :func:`solve_exact`: an :class:`OTResult` (``plan`` a
-    ``scipy.sparse.csr_matrix``, ``potentials`` the LP duals ``(u, v)`` in
+    ``scipy.sparse.csr_array``: ``*`` multiplies entrywise, as with NumPy and POT's plans; ``potentials`` the LP duals ``(u, v)`` in
     cost units, ``reg = 0``, ``value == value_linear``) plus its certificate.
 
     Attributes
@@ -126,14 +154,17 @@ class ExactResult(OTResult):
         ``<M, P> - (<a, u> + <b, v>)``: with ``min_reduced_cost >= 0`` (dual
         feasibility) the plan's cost exceeds the optimum by at most this much.
     min_reduced_cost : float
-        ``min_ij M_ij - u_i - v_j`` over every entry (``>= -tol * max|M|``
-        when converged).
+        ``min_ij M_ij - u_i - v_j`` over every entry (``>= -tol * s`` when
+        converged, ``s`` the largest cost of the final basis; ``+inf``
+        entries count as ``+inf``).
     n_rounds : int
         Restricted LPs solved (column-generation rounds).
     support_size : int
         Entries in the last restricted LP.
     n_pivots : int
         Simplex iterations: HiGHS' on the first LP, then the network simplex's.
+    max_lp_pivots : int
+        Pivots of the longest restricted LP (what ``max_pivots`` caps).
     """
 
     duality_gap: float = 0.0
@@ -141,9 +172,11 @@ class ExactResult(OTResult):
     n_rounds: int = 0
     support_size: int = 0
     n_pivots: int = 0
+    max_lp_pivots: int = 0
 
 
-def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, backend="auto", **options):
+def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, backend="auto", warm_start=None,
+                **options):
     r"""Solve the exact (unregularised) optimal transport problem.
 
     .. math::
@@ -155,33 +188,49 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
 
     Parameters
     ----------
-    M : array_like (n, m)
-        Cost matrix (any real dtype; NumPy, or CuPy for the SNS stage).
+    M : array_like (n, m) or PointCloud
+        Cost matrix (any real dtype; NumPy, or CuPy for the SNS stage);
+        ``+inf`` marks a forbidden entry (no mass goes there). A
+        :class:`~fastsinkhorn.PointCloud` is solved through its dense cost
+        (``8 n m`` bytes).
     a, b : array_like (n,), (m,), optional
         Marginals with equal sums (zeros allowed); uniform when omitted.
     max_iter : int, optional
-        Cap on pricing rounds (restricted LPs solved); 1000 by default.
+        Cap on pricing rounds (restricted LPs solved); 1000 by default, a
+        safety net (5-30 rounds are measured up to n = 10^4).
     tol : float, optional
-        Reduced costs ``>= -tol * max|M|`` count as optimal; 1e-12 by default.
+        Reduced costs ``>= -tol * s`` count as optimal, ``s`` the largest
+        cost of the basis; 1e-12 by default.
     verbose : bool
         Print one line per pricing round.
     backend : {"auto", "cpu", "gpu", "reference"}
         Backend of the SNS ranking (``ranking="sns"``); the LP and the
         pricing run on the CPU.
+    warm_start : tuple of arrays (n,), (m,), optional
+        Duals ``(u, v)`` of a nearby problem (POT's ``potentials_init``): the
+        first candidates are the entries of smallest reduced cost at them.
+        The answer is the same; only the work to reach it changes.
     **options
         :class:`ExactOptions` fields. Unknown names warn.
 
     Returns
     -------
     ExactResult
-        ``plan`` (``scipy.sparse.csr_matrix``), ``potentials`` ``(u, v)``
+        ``plan`` (``scipy.sparse.csr_array``), ``potentials`` ``(u, v)``
         with ``u_i + v_j <= M_ij`` (up to ``tol``), ``value``,
-        ``duality_gap``, ``min_reduced_cost``, ``marginal_error``...
+        ``duality_gap``, ``min_reduced_cost``, ``marginals``, ``marginal_error``...
+
+    Raises
+    ------
+    ValueError
+        Bad input, or masses that cannot be transported within the finite
+        entries of ``M`` (see :func:`fastsinkhorn._feasibility.transport_deficit`).
 
     Warns
     -----
     ConvergenceWarning
-        When ``max_iter`` rounds end with entries still of negative reduced cost.
+        When ``max_iter`` rounds, or ``max_pivots`` pivots in one LP, end
+        the solve with entries still of negative reduced cost.
 
     Examples
     --------
@@ -199,11 +248,17 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= tol < math.inf):
         raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
     start = time.perf_counter()
+    if isinstance(M, PointCloud) and not M.batched:
+        M = M.cost_matrix()
     prob = prepare_problem(M, a, b, 1.0, backend)
-    f, g, phases = _entropic_potentials(prob, opts)
+    if len(prob.shape) != 2:
+        raise ValueError(f"M must be a 2-D cost for exact OT (one problem a call), got a batch of shape {prob.shape}")
+    if warm_start is not None:
+        f, g, phases = (*_warm_potentials(prob, warm_start), {"sinkhorn": 0, "newton": 0})
+    else:
+        f, g, phases = _entropic_potentials(prob, opts)
     C, a, b = to_numpy(prob.geom.M), to_numpy(prob.a), to_numpy(prob.b)
-    solver = _ColumnGeneration(C, a, b, float(tol) * max(abs(float(C.max())), abs(float(C.min()))),
-                               opts, prob.cost_range)
+    solver = _ColumnGeneration(C, a, b, float(tol), opts, prob.cost_range)
     solver.add_candidates(f, g)
     history = {"iteration": [], "error": [], "time": [], "phase": [], "support": []}
     status = Status.MAX_ITER
@@ -214,20 +269,22 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
             history[key].append(val)
         if verbose:
             print(f"exact round {round_:3d}: support {solver.rows.shape[0]:9d}, "
-                  f"min reduced cost {-violation:+.3e}")
+                  f"min reduced cost {-violation:+.3e}, pivots {solver.lp_pivots}")
         if violation <= solver.tol:
             status = Status.CONVERGED
             break
-        if solver.out_of_pivots:
+        if solver.cut_short:  # the LP itself needed more than max_pivots
             break
-        if not (solver.grew or solver.capped):  # violated entries already in the LP: cycling
+        if not solver.grew and solver.tol >= solver.lp_tol:  # violated entries already in the LP
             status = Status.STALLED
             break
     phases["pricing"] = round_
     result = solver.result(prob, status, phases, history, float(tol))
     if status is not Status.CONVERGED:
-        warnings.warn(f"exact OT stopped after {round_} pricing rounds ({status.message}) with "
-                      f"min reduced cost {result.min_reduced_cost:.2e}; increase max_iter",
+        why = (f"{solver.cap} pivots of one restricted LP (max_pivots)" if solver.cut_short
+               else f"{round_} pricing rounds ({status.message})")
+        warnings.warn(f"exact OT stopped after {why} with min reduced cost {result.min_reduced_cost:.2e}; "
+                      f"increase {'max_pivots' if solver.cut_short else 'max_iter'}",
                       ConvergenceWarning, stacklevel=2)
     return result
 
@@ -249,9 +306,11 @@ def optimality_certificate(M, a, b, plan, potentials):
     Returns
     -------
     duality_gap : float
-        ``<M, P> - (<a, u> + <b, v>)``.
+        ``<M, P> - (<a, u> + <b, v>)`` (``+inf`` when the plan puts mass on a
+        forbidden entry).
     min_reduced_cost : float
-        ``min_ij M_ij - u_i - v_j`` (one blocked pass over ``M``).
+        ``min_ij M_ij - u_i - v_j`` (one blocked pass over ``M``; ``+inf``
+        entries count as ``+inf``).
     marginal_error : float
         ``||P 1 - a||_1 + ||P^T 1 - b||_1``; ``P >= 0`` is not checked.
 
@@ -262,7 +321,8 @@ def optimality_certificate(M, a, b, plan, potentials):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     u, v = (np.ascontiguousarray(p, dtype=np.float64) for p in potentials)
     P = sp.coo_matrix(plan)
-    value = float((P.data * M[P.row, P.col]).sum())
+    held = P.data != 0  # stored zeros on +inf entries cost nothing (0 * inf would be NaN)
+    value = float((P.data[held] * M[P.row[held], P.col[held]]).sum())
     r = np.bincount(P.row, P.data, M.shape[0])
     c = np.bincount(P.col, P.data, M.shape[1])
     _, rc, _, _ = smallest_reduced_costs(M, u, v, 1, min(get_num_threads(), M.shape[0]))
@@ -275,6 +335,27 @@ def _scatter(at, values, size):
     out = np.zeros(size, dtype=values.dtype)
     out[at] = values
     return out
+
+
+def _warm_potentials(prob, warm_start):
+    """The caller's duals ``(u, v)`` as ranking potentials (in the problem's
+    orientation), checked; non-finite entries made low (they rank last)."""
+    try:
+        u, v = (np.asarray(to_numpy(p), dtype=np.float64) for p in warm_start)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("warm_start must be a pair of 1-D arrays (u, v)") from exc
+    n, m = prob.shape
+    if prob.transposed:
+        u, v = v, u
+    if u.shape != (n,) or v.shape != (m,):
+        first, second = ((m,), (n,)) if prob.transposed else ((n,), (m,))
+        raise ValueError(f"warm_start must be arrays of shapes {first} and {second}, got {u.shape} and {v.shape}")
+    pots = []
+    for p in (u, v):
+        finite = np.isfinite(p)
+        low = (p[finite].min() if finite.any() else 0.0) - max(prob.cost_range, 1.0)
+        pots.append(np.where(finite, p, low))
+    return pots[0], pots[1]
 
 
 def _entropic_potentials(prob, opts):
@@ -305,27 +386,91 @@ class _ColumnGeneration:
     """The candidate support and its current basis, of one exact solve.
 
     The support is kept sorted by ``row * m + col``, so that a basis carries
-    over when entries join it.
+    over when entries join it. ``fixed`` marks the basis' artificial
+    connectors (:mod:`fastsinkhorn._network_simplex`). Costs, duals and
+    limits are those of ``M - lo`` (``lo = min M``); :meth:`result` returns
+    the caller's.
     """
 
     def __init__(self, C, a, b, tol, opts, cost_range):
-        self.C, self.a, self.b, self.tol, self.opts = C, a, b, tol, opts
+        self.C, self.a, self.b, self.rel_tol, self.opts = C, a, b, tol, opts
         self.n, self.m = C.shape
-        self.lo, self.range = float(C.min()), cost_range if cost_range > 0 else 1.0
+        self.lo = float(C.min())  # the shift
+        self.span = cost_range  # the largest finite entry of M - lo
+        self.range = cost_range if cost_range > 0 else 1.0
         self.nblocks = min(get_num_threads(), self.n)
-        nw_rows, nw_cols = northwest_corner(a, b)  # keeps every restricted LP feasible
-        self.rows, self.cols = nw_rows, nw_cols
+        self.cap = opts.max_pivots or pivot_safety_net(self.n, self.m)
         self.flow = self.in_tree = None  # the basis, once the first LP is solved
         self.u, self.v = np.zeros(self.n), np.zeros(self.m)
-        self.grew, self.capped, self.pivots = True, False, 0  # pivots: simplex iterations so far
+        self.grew, self.cut_short = True, False
+        self.pivots = self.lp_pivots = self.max_lp_pivots = 0  # simplex iterations: all, last LP, longest LP
 
     def add_candidates(self, f, g):
-        """Entries within ``slack * reg`` of their row's best at ``(f, g)``, and each column's best."""
-        opts = self.opts
-        idx, rc, col_arg, _ = smallest_reduced_costs(self.C, f, g, min(opts.candidates_per_row, self.m),
-                                                     self.nblocks)
-        keep = rc <= rc[:, :1] + opts.slack * opts.reg * self.range
-        self._add(np.nonzero(keep)[0], idx[keep], col_arg, np.arange(self.m))
+        """Entries within ``slack * reg`` of their row's best at ``(f, g)``,
+        each column's best, and the first basis."""
+        opts, C = self.opts, self.C
+        idx, rc, col_arg, col_min = smallest_reduced_costs(C, f, g, min(opts.candidates_per_row, self.m),
+                                                           self.nblocks, self.lo)
+        keep = (rc <= rc[:, :1] + opts.slack * opts.reg * self.range) & (rc < np.inf)  # never a +inf entry
+        rows, cols = np.nonzero(keep)[0], idx[keep]
+        finite_cols = np.nonzero(col_min < np.inf)[0]
+        rows, cols = np.concatenate((rows, col_arg[finite_cols])), np.concatenate((cols, finite_cols))
+        if f.any() or g.any():  # the row and column minima of M itself
+            _, rc, _, col_min = smallest_reduced_costs(C, np.zeros(self.n), np.zeros(self.m), 1, self.nblocks,
+                                                      self.lo)
+        self.limit = self._huge_limit(rc[:, 0], col_min)
+        self.rows, self.cols = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self._add(rows, cols)
+        self.fake = 0.0  # stand-in cost of the basis' connectors: the smallest
+        b_rows, b_cols, fixed = self._first_basis(rows, cols)
+        self._add(b_rows, b_cols)
+        keys = self.rows * self.m + self.cols
+        at = np.searchsorted(keys, b_rows * self.m + b_cols)
+        self.in_tree = np.zeros(keys.shape[0], np.bool_)
+        self.in_tree[at] = True
+        self.fixed = np.zeros(keys.shape[0], np.bool_)
+        self.fixed[at] = fixed
+        self.flow = np.zeros(keys.shape[0])
+        self.flow[at] = self._basis_flows(b_rows, b_cols, fixed)
+        b_cost = np.where(fixed, self.fake, gather_costs(C, b_rows, b_cols, self.lo))
+        self._set_tol(b_cost, *tree_duals(self.n, self.m, b_rows, b_cols, b_cost))
+
+    def _huge_limit(self, row_min, col_min):
+        """Costs above it are huge for the first basis (:data:`HUGE_RATIO`),
+        from the largest finite row or column minimum of ``M``."""
+        need = max(float(row_min[row_min < np.inf].max(initial=0.0)),
+                   float(col_min[col_min < np.inf].max(initial=0.0)))
+        return HUGE_RATIO * (need if need > 0 else self.span)
+
+    def _first_basis(self, cand_rows, cand_cols):
+        """The north-west corner's basis when its mass stays on allowed
+        entries (finite, at most ``limit``), its other entries fixed; else
+        :func:`~fastsinkhorn._first_basis.flow_basis`. Returns the basis'
+        rows, columns and fixed connectors."""
+        C, a, b = self.C, self.a, self.b
+        rows, cols = northwest_corner(a, b)
+        allowed = gather_costs(C, rows, cols, self.lo) <= self.limit  # +inf never is
+        if allowed[tree_flows(self.n, self.m, rows, cols, a, b) > 0].all():
+            return rows, cols, ~allowed
+        return flow_basis(C, a, b, self.lo + self.limit, cand_rows, cand_cols,
+                          gather_costs(C, cand_rows, cand_cols, self.lo))
+
+    def _basis_flows(self, rows, cols, fixed):
+        """Leaf elimination on the basis; fixed connectors and rounding-level
+        negatives exactly 0."""
+        flows = tree_flows(self.n, self.m, rows, cols, self.a, self.b)
+        flows[fixed] = 0.0
+        return np.maximum(flows, 0.0)
+
+    def _set_tol(self, tree_cost, u, v, depth):
+        """``rel_tol`` times the largest cost of the basis that is not huge,
+        plus the rounding of reduced costs at duals ``(u, v)``: where huge
+        entries must carry mass, the duals take their scale, and a tolerance
+        in proportion to it would accept real violations (of the order of the
+        other costs) as rounding."""
+        normal = np.abs(tree_cost[tree_cost <= self.limit])
+        self.tol = (self.rel_tol * float(normal.max(initial=0.0))
+                    + EPS * (2 * depth + 1) * (float(np.abs(u).max(initial=0.0)) + float(np.abs(v).max(initial=0.0))))
 
     def _add(self, *pairs):
         """Join entries (pairs of row and column arrays) to the support, the
@@ -333,37 +478,42 @@ class _ColumnGeneration:
         old = self.rows * self.m + self.cols  # sorted
         new = np.unique(np.concatenate([r.astype(np.int64) * self.m + c
                                         for r, c in zip(pairs[0::2], pairs[1::2])]))
-        at = np.minimum(np.searchsorted(old, new), old.shape[0] - 1)
-        new = new[old[at] != new]
+        if old.shape[0]:
+            at = np.minimum(np.searchsorted(old, new), old.shape[0] - 1)
+            new = new[old[at] != new]
         self.grew = new.shape[0] > 0
         keys = np.sort(np.concatenate((old, new)))  # merging: far cheaper than unique on all
         if self.flow is not None:
             at = np.searchsorted(keys, old)
-            self.flow, self.in_tree = _scatter(at, self.flow, keys.shape[0]), \
-                _scatter(at, self.in_tree, keys.shape[0])
+            size = keys.shape[0]
+            self.flow, self.in_tree, self.fixed = (_scatter(at, x, size) for x in (self.flow, self.in_tree,
+                                                                                   self.fixed))
         self.rows, self.cols = keys // self.m, keys % self.m
 
     def round(self):
         """Optimise on the support, polish, price every entry and add the
         violated ones; returns ``-min`` reduced cost (0 if none negative)."""
         n, m, rows, cols = self.n, self.m, self.rows, self.cols
-        cost = gather_costs(self.C, rows, cols)
-        if self.flow is None:
-            if self.opts.first_lp == "highs":
-                self._first_basis(cost)
-            else:
-                self._northwest_basis()
-        cap = 10 * (n + m)  # a round that reaches it goes on in the next one
-        if self.opts.max_pivots:
-            cap = min(cap, max(self.opts.max_pivots - self.pivots, 0))
-        made = network_simplex(n, m, rows, cols, cost, self.flow, self.in_tree, self.tol, cap)
+        cost = gather_costs(self.C, rows, cols, self.lo)
+        if self.opts.first_lp == "highs" and self.pivots == 0:
+            self._highs_basis(cost)
+        self.lp_tol = self.tol  # the tolerance this LP is solved to
+        made, optimal, pi, depth = network_simplex(n, m, rows, cols, cost, self.fixed, self.fake, self.flow,
+                                                   self.in_tree, self.tol, self.cap)
         self.pivots += made
-        self.capped = made == cap
+        self.lp_pivots, self.max_lp_pivots = made, max(self.max_lp_pivots, made)
+        self.cut_short = not optimal
         # polish: the basis' flows and duals, from the marginals and the costs alone
-        self.t_rows, self.t_cols, self.t_cost = rows[self.in_tree], cols[self.in_tree], cost[self.in_tree]
-        self.t_flow = tree_flows(n, m, self.t_rows, self.t_cols, self.a, self.b)
-        self.flow[self.in_tree] = self.t_flow
-        self.u, self.v = tree_duals(n, m, self.t_rows, self.t_cols, self.t_cost)
+        tree = self.in_tree
+        self.t_rows, self.t_cols, t_fixed = rows[tree], cols[tree], self.fixed[tree]
+        self.t_cost = np.where(t_fixed, self.fake, cost[tree])
+        self.t_flow = self._basis_flows(self.t_rows, self.t_cols, t_fixed)
+        self.flow[tree] = self.t_flow
+        if optimal:  # the simplex's potentials, just rebuilt: pricing sees what it saw
+            self.u, self.v = pi[:n].copy(), pi[n:].copy()
+        else:
+            self.u, self.v, depth = tree_duals(n, m, self.t_rows, self.t_cols, self.t_cost)
+        self._set_tol(self.t_cost, self.u, self.v, depth)
         idx, rc, col_arg, col_min = self._price()
         bad = rc < -self.tol
         bad_cols = np.nonzero(col_min < -self.tol)[0]
@@ -374,67 +524,62 @@ class _ColumnGeneration:
             self.grew = False
         return max(0.0, -self.min_rc)
 
-    def _northwest_basis(self):
-        """The north-west corner's basis (a spanning staircase), as the first basis."""
-        keys = self.rows * self.m + self.cols
-        nw_rows, nw_cols = northwest_corner(self.a, self.b)
-        self.in_tree = np.zeros(keys.shape[0], np.bool_)
-        self.in_tree[np.searchsorted(keys, nw_rows * self.m + nw_cols)] = True
-        self.flow = np.zeros(keys.shape[0])
-        self.flow[self.in_tree] = tree_flows(self.n, self.m, self.rows[self.in_tree], self.cols[self.in_tree],
-                                             self.a, self.b)
-
-    def _first_basis(self, cost):
-        """A basic optimal solution of the first restricted LP, by HiGHS: its
-        positive flows (acyclic), completed into a spanning tree by the
-        entries of smallest reduced cost at its duals."""
+    def _highs_basis(self, cost):
+        """A basic optimal solution of the first restricted LP, by HiGHS, on
+        the allowed entries (finite, at most ``limit``: the first basis is
+        feasible on them), costs scaled to about [0, 1]; its positive flows
+        (acyclic) completed into a spanning tree by the entries of smallest
+        reduced cost at its duals, the others last (and fixed)."""
         n, m, rows, cols = self.n, self.m, self.rows, self.cols
-        x, u0, v0, self.pivots = solve_restricted(n, m, rows, cols, (cost - self.lo) / self.range,
-                                                  self.a, self.b)
-        u0, v0 = u0 * self.range + self.lo, v0 * self.range
-        order = np.lexsort((np.abs(cost - u0[rows] - v0[cols]), x <= 0))
+        allowed = cost <= self.limit
+        if (self.flow[~allowed] > 0).any():  # huge entries must carry mass: all finite ones
+            allowed = cost < np.inf
+        lo, span = float(cost[allowed].min()), float(np.ptp(cost[allowed])) or 1.0
+        x = np.zeros(rows.shape[0])
+        x[allowed], u0, v0, self.pivots = solve_restricted(n, m, rows[allowed], cols[allowed],
+                                                           (cost[allowed] - lo) / span, self.a, self.b)
+        u0, v0 = u0 * span + lo, v0 * span
+        order = np.lexsort((np.abs(cost - u0[rows] - v0[cols]), x <= 0, ~allowed))
         self.in_tree = spanning_forest(n, m, rows, cols, order)
+        self.fixed = self.in_tree & ~allowed
         self.flow = np.zeros(rows.shape[0])
-        flows = tree_flows(n, m, rows[self.in_tree], cols[self.in_tree], self.a, self.b)
-        self.flow[self.in_tree] = np.maximum(flows, 0.0)  # rounding-level negatives
-
-    @property
-    def out_of_pivots(self):
-        """Whether ``max_pivots`` is spent."""
-        return bool(self.opts.max_pivots) and self.pivots >= self.opts.max_pivots
+        tree = self.in_tree
+        self.flow[tree] = self._basis_flows(rows[tree], cols[tree], self.fixed[tree])
 
     def _price(self):
         """The pricing pass at ``(u, v)``; duals of zero masses are lowered
         first to make their rows and columns feasible (they carry no flow:
         the objective and complementary slackness are unchanged)."""
         k = min(self.opts.price_per_row, self.m)
-        idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks)
+        idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks, self.lo)
         zero_rows, zero_cols = (self.a == 0) & (rc[:, 0] < 0), (self.b == 0) & (col_min < 0)
         if zero_rows.any() or zero_cols.any():
             self.u = np.where(zero_rows, self.u + rc[:, 0], self.u)
             self.v = np.where(zero_cols, self.v + col_min, self.v)
-            idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks)
+            idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks, self.lo)
         return idx, rc, col_arg, col_min
 
     def result(self, prob, status, phases, history, tol):
         """Package the last basic solution as an :class:`ExactResult`."""
-        n, m, flow = self.n, self.m, np.maximum(self.t_flow, 0.0)  # rounding-level negatives
+        n, m, flow = self.n, self.m, self.t_flow.copy()
         # zero masses pass on only the rounding of leaf elimination: exactly 0
         flow[(self.a[self.t_rows] == 0) | (self.b[self.t_cols] == 0)] = 0.0
-        value = float(flow @ self.t_cost)
+        pos = flow > 0
+        p_rows, p_cols = self.t_rows[pos], self.t_cols[pos]
+        value = float(flow[pos] @ gather_costs(self.C, p_rows, p_cols))  # the caller's costs
         r = np.bincount(self.t_rows, flow, n)
         c = np.bincount(self.t_cols, flow, m)
         error = float(np.abs(r - self.a).sum() + np.abs(c - self.b).sum())
-        gap = value - float(self.a @ self.u + self.b @ self.v)
-        pos = flow > 0
-        plan = sp.csr_matrix((flow[pos], (self.t_rows[pos], self.t_cols[pos])), shape=(n, m))
-        u, v = self.u, self.v
+        # the gap in the shifted frame (no cancellation against lo * sum(a))
+        gap = float(flow[pos] @ self.t_cost[pos]) - float(self.a @ self.u + self.b @ self.v)
+        plan = sp.csr_array((flow[pos], (p_rows, p_cols)), shape=(n, m))
+        u, v = self.u + self.lo, self.v
         if prob.transposed:
-            plan, u, v = plan.T.tocsr(), v, u
+            plan, u, v, r, c = plan.T.tocsr(), v, u, c, r
         return ExactResult(
             plan=plan, potentials=(u, v), value=value, value_linear=value, marginal_error=error,
             n_iter=sum(phases.values()), n_iter_phases=phases, converged=status is Status.CONVERGED,
             status=status, history=history, backend=prob.backend.name, method="exact", tol=tol, reg=0.0,
-            duality_gap=gap, min_reduced_cost=self.min_rc, n_rounds=phases["pricing"],
-            support_size=int(self.rows.shape[0]), n_pivots=self.pivots,
+            marginals=(r, c), duality_gap=gap, min_reduced_cost=self.min_rc, n_rounds=phases["pricing"],
+            support_size=int(self.rows.shape[0]), n_pivots=self.pivots, max_lp_pivots=self.max_lp_pivots,
         )

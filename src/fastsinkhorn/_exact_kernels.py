@@ -3,7 +3,9 @@
 One streaming read of the row-major cost, ``prange`` over ``nblocks`` row
 blocks (each with its own column minima, reduced after the loop) as in the
 CPU backend: no n x m temporary is ever made. Reduced costs are computed in
-float64 whatever the cost's dtype.
+float64 whatever the cost's dtype, on ``M - shift``: the solver works on the
+cost less its minimum, which for a cost ``1e12 + r`` is exact (Sterbenz) and
+keeps the duals, and their rounding, at the scale of ``r``.
 """
 
 import numpy as np
@@ -11,9 +13,9 @@ from numba import njit, prange
 
 
 @njit(cache=True, parallel=True)
-def smallest_reduced_costs(M, u, v, k, nblocks):
-    """The ``k`` smallest reduced costs ``M_ij - u_i - v_j`` of every row,
-    and the smallest of every column.
+def smallest_reduced_costs(M, u, v, k, nblocks, shift=0.0):
+    """The ``k`` smallest reduced costs ``(M_ij - shift) - u_i - v_j`` of
+    every row, and the smallest of every column (``+inf`` entries: ``+inf``).
 
     Returns ``(idx, rc, col_arg, col_min)``: ``idx`` (n, k) column indices
     and ``rc`` (n, k) their reduced costs, ascending along each row (padded
@@ -33,7 +35,7 @@ def smallest_reduced_costs(M, u, v, k, nblocks):
             ri, xi = rc[i], idx[i]
             worst = np.inf
             for j in range(m):
-                r = np.float64(M[i, j]) - ui - v[j]
+                r = (np.float64(M[i, j]) - shift) - ui - v[j]
                 if r < bmin[j]:
                     bmin[j] = r
                     barg[j] = i
@@ -57,9 +59,9 @@ def smallest_reduced_costs(M, u, v, k, nblocks):
 
 
 @njit(cache=True, parallel=True)
-def gather_costs(M, rows, cols):
-    """``M[rows, cols]`` as float64 (entries of a sparse support)."""
+def gather_costs(M, rows, cols, shift=0.0):
+    """``M[rows, cols] - shift`` as float64 (entries of a sparse support)."""
     out = np.empty(rows.shape[0])
     for e in prange(rows.shape[0]):
-        out[e] = M[rows[e], cols[e]]
+        out[e] = np.float64(M[rows[e], cols[e]]) - shift
     return out

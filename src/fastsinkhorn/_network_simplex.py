@@ -11,6 +11,14 @@ O(subtree size)).
 
 Nodes: rows ``0..n-1``, columns ``n..n+m-1``; entry ``e`` is the edge
 ``rows[e] -> n + cols[e]``, carrying ``flow[e] >= 0``.
+
+A basis may hold *fixed* edges: artificial connectors of zero flow and zero
+capacity (a forbidden entry, or a huge cost the first basis avoids), which
+keep the tree spanning while the allowed entries cannot. They count with a
+finite stand-in cost ``fake`` in the potentials (their real cost, +inf or
+huge, would wipe out every other potential's digits); any cycle through one
+is a degenerate pivot that removes it, after which the entry is an ordinary
+one with its real cost (one of +inf never enters).
 """
 
 import numpy as np
@@ -20,10 +28,11 @@ from ._spanning_tree import adjacency
 
 
 @njit(cache=True)
-def _hang(root, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev):
+def _hang(root, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, fixed, fake, child, sibling, prev):
     """Parents, depths, potentials (``pi_x + pi_y = cost_e`` on tree edges,
-    ``pi = 0`` at ``root``) and child lists of the spanning tree ``tree``,
-    from scratch; returns the nodes in traversal order (parents first)."""
+    ``fake`` on fixed ones, ``pi = 0`` at ``root``) and child lists of the
+    spanning tree ``tree``, from scratch; returns the nodes in traversal
+    order (parents first)."""
     start, adj = adjacency(n_nodes, src[tree], dst[tree])
     child[:], sibling[:], prev[:] = -1, -1, -1
     parent[root], pedge[root], depth[root], pi[root] = -1, -1, 0, 0.0
@@ -37,7 +46,7 @@ def _hang(root, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, 
             y = dst[e] if src[e] == x else src[e]
             if y != parent[x]:
                 parent[y], pedge[y], depth[y] = x, e, depth[x] + 1
-                pi[y] = cost[e] - pi[x]
+                pi[y] = (fake if fixed[e] else cost[e]) - pi[x]
                 _link(y, x, child, sibling, prev)
                 order[k] = y
                 k += 1
@@ -45,11 +54,11 @@ def _hang(root, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, 
 
 
 @njit(cache=True)
-def _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev):
+def _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, fixed, fake, child, sibling, prev):
     """:func:`_hang` from the tree's centroid (no subtree above half the
     nodes): shallow trees make the cycles and the re-hung subtrees of the
     pivots short."""
-    order = _hang(0, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev)
+    order = _hang(0, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, fixed, fake, child, sibling, prev)
     size = np.ones(n_nodes, np.int64)
     largest = np.zeros(n_nodes, np.int64)  # largest child subtree
     for q in range(n_nodes - 1, 0, -1):
@@ -62,7 +71,7 @@ def _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sib
         if worst < best:
             centroid, best = x, worst
     if centroid != 0:
-        _hang(centroid, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev)
+        _hang(centroid, n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, fixed, fake, child, sibling, prev)
 
 
 @njit(cache=True, inline="always")
@@ -86,13 +95,18 @@ def _unlink(y, x, child, sibling, prev):
 
 
 @njit(cache=True)
-def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
+def network_simplex(n, m, rows, cols, cost, fixed, fake, flow, in_tree, tol, max_pivots):
     """Pivot to an optimal basis of the LP on the support ``(rows, cols)``.
 
     Parameters
     ----------
     rows, cols, cost : arrays (E,)
-        The support and its costs.
+        The support and its costs (``+inf``: never carries flow).
+    fixed : bool array (E,)
+        Fixed tree edges (zero flow and capacity, cost ``fake`` while in the
+        tree); updated in place (an edge that leaves is fixed no more).
+    fake : float
+        The stand-in cost of fixed edges.
     flow : float64 array (E,)
         A basic feasible solution on ``in_tree``; updated in place.
     in_tree : bool array (E,)
@@ -101,11 +115,20 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
     tol : float
         Entries of reduced cost ``>= -tol`` do not enter.
     max_pivots : int
+        Pivots allowed.
 
     Returns
     -------
     pivots : int
-        Pivots made; ``max_pivots`` means the cap stopped them.
+        Pivots made.
+    optimal : bool
+        Whether the basis is optimal on the support; ``False`` only when
+        ``max_pivots`` stopped the pivots with an entry still to enter.
+    pi : float64 array (n + m,)
+        The basis' potentials (rows', then columns'), rebuilt from scratch
+        from the tree's centroid when ``optimal``.
+    depth : int
+        The tree's depth from that centroid (the roundings a potential holds).
 
     Each pivot re-hangs the subtree cut off by the leaving edge from the
     entering edge and shifts its potentials (O(subtree)); potentials drift
@@ -124,7 +147,7 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
     child = np.empty(n_nodes, np.int64)
     sibling = np.empty(n_nodes, np.int64)
     prev = np.empty(n_nodes, np.int64)
-    _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev)
+    _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, fixed, fake, child, sibling, prev)
     block = max(int(np.sqrt(E)), 32)
     pos = 0
     path = np.empty(n_nodes, np.int64)
@@ -132,8 +155,8 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
     side = np.empty(n_nodes, np.bool_)  # whether the edge is on the column's side
     stack = np.empty(n_nodes, np.int64)
     fresh = True  # potentials just rebuilt from scratch
-    pivots = 0
-    while pivots < max_pivots:
+    pivots, optimal = 0, False
+    while True:
         # block search: the most negative reduced cost of the first block holding one
         enter, best, scanned = -1, -tol, 0
         while scanned < E and enter < 0:
@@ -147,10 +170,13 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
             scanned += block
         if enter < 0:
             if fresh:
+                optimal = True
                 break
-            _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, child, sibling, prev)
+            _rebuild(n_nodes, src, dst, tree, parent, pedge, depth, pi, cost, fixed, fake, child, sibling, prev)
             fresh = True
             continue
+        if pivots >= max_pivots:  # an entry would still enter: the cap cut the solve short
+            break
         fresh = False
         pivots += 1
         # the cycle: +enter (row i -> column j), then the tree path j -> ... -> i.
@@ -167,6 +193,9 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
             k += 1
         theta, leave, on_col_side = np.inf, -1, True
         for q in range(k):
+            if fixed[path[q]]:  # no capacity either way: a degenerate pivot that removes it
+                theta, leave, on_col_side = 0.0, path[q], side[q]
+                break
             if down[q] and flow[path[q]] < theta:
                 theta, leave, on_col_side = flow[path[q]], path[q], side[q]
         theta = max(theta, 0.0)
@@ -174,6 +203,7 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
         for q in range(k):
             flow[path[q]] += -theta if down[q] else theta
         flow[leave] = 0.0
+        fixed[leave] = False
         tree[slot[leave]] = enter
         slot[enter], slot[leave] = slot[leave], -1
         # the subtree below ``leave`` holds the entering edge's end on that side:
@@ -208,4 +238,4 @@ def network_simplex(n, m, rows, cols, cost, flow, in_tree, tol, max_pivots):
                 size += 1
                 c = sibling[c]
     in_tree[:] = slot >= 0
-    return pivots
+    return pivots, optimal, pi, int(depth.max())

@@ -11,12 +11,23 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from ._exact import solve_exact
+from ._exact import pivot_safety_net, solve_exact
 from ._result import ConvergenceWarning, Status
 
 #: POT's result codes (``ot.lp.emd_wrap``) and the warning of each.
 OPTIMAL, MAX_ITER_REACHED = 1, 3
 _MAX_ITER_WARNING = "numItermax reached before optimality. Try to increase numItermax."
+_STALLED_WARNING = ("exact OT stalled before optimality: entries of negative reduced cost remain that the "
+                    "restricted LP already holds (rounding); the plan is feasible but may not be optimal.")
+class ShapeMismatchError(ValueError, AssertionError):
+    """Weights whose lengths do not match ``M``: a ``ValueError`` (ours) that
+    is also the ``AssertionError`` POT's ``emd`` raises (its shape checks are
+    ``assert`` statements), so code written for either catches it."""
+
+
+#: POT's default ``numItermax``: this and larger values ask for an optimal
+#: plan, and are raised to the safety net a problem of this size needs.
+POT_NUM_ITERMAX = 100000
 _INTEGER_WARNING = ("Input histogram consists of integer. The transport plan will be casted accordingly, "
                     "possibly resulting in a loss of precision. If this behaviour is unwanted, please make "
                     "sure your input histogram consists of floating point elements.")
@@ -41,9 +52,11 @@ def emd(a, b, M, numItermax=100000, log=False, center_dual=True, numThreads=1, c
     M : array_like (n, m)
         Cost matrix (dense).
     numItermax : int
-        Cap on simplex iterations (the first restricted LP's, then the
-        network-simplex pivots of column generation): far fewer than POT's
-        network simplex needs on the full graph.
+        Cap on the network-simplex pivots of one restricted LP (POT's counts
+        those of its one LP on the full graph, which needs more). Values of
+        at least POT's default (100000) are a safety net: raised to
+        ``1000 (n + m)`` where that is larger, so that the cap never ends a
+        solve that is making progress. Smaller values are honoured as given.
     log : bool
         Also return a dict: ``cost``, ``u``, ``v``, ``warning``, ``result_code``.
     center_dual : bool
@@ -53,8 +66,11 @@ def emd(a, b, M, numItermax=100000, log=False, center_dual=True, numThreads=1, c
         Ignored with POT's ``DeprecationWarning`` when not 1.
     check_marginals : bool
         Check (to 6 decimals, as POT) that ``a`` and ``b`` have equal sums.
-    potentials_init : None
-        POT's warm start; not supported (``NotImplementedError``).
+    potentials_init : tuple of arrays (n,), (m,), optional
+        Duals of a nearby problem (e.g. a capped solve's ``log["u"], log["v"]``):
+        the first candidate entries are ranked by reduced cost at them
+        (:func:`~fastsinkhorn.solve_exact`'s ``warm_start``); the answer is
+        the same.
 
     Returns
     -------
@@ -62,6 +78,12 @@ def emd(a, b, M, numItermax=100000, log=False, center_dual=True, numThreads=1, c
         Optimal plan (dense, dtype of the weights as in POT).
     log : dict
         Only if ``log`` is true.
+
+    Raises
+    ------
+    ValueError
+        When the masses cannot be transported within the finite entries of
+        ``M`` (``+inf`` marks a forbidden entry).
 
     Warns
     -----
@@ -74,10 +96,10 @@ def emd(a, b, M, numItermax=100000, log=False, center_dual=True, numThreads=1, c
     >>> ot.emd([0.5, 0.5], [0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]]).tolist()
     [[0.5, 0.0], [0.0, 0.5]]
     """
-    a, b, M, type_as = _inputs(a, b, M, numThreads, check_marginals, potentials_init)
+    a, b, M, type_as = _inputs(a, b, M, numThreads, check_marginals)
     if b.ndim != 1:
         raise ValueError(f"b must be 1-D for emd (emd2 takes several target histograms), got shape {b.shape}")
-    G, cost, u, v, code = _solve(a, b, M, numItermax, center_dual)
+    G, cost, u, v, code = _solve(a, b, M, numItermax, center_dual, potentials_init)
     G = _cast_plan(G, type_as)
     if log:
         return G, _log(cost, u, v, code, type_as)
@@ -118,10 +140,10 @@ def emd2(a, b, M, processes=1, numItermax=100000, log=False, return_matrix=False
     >>> ot.emd2([0.5, 0.5], [0.25, 0.75], [[0.0, 2.0], [1.0, 0.0]])
     0.5
     """
-    a, b, M, type_as = _inputs(a, b, M, numThreads, check_marginals, potentials_init)
+    a, b, M, type_as = _inputs(a, b, M, numThreads, check_marginals)
 
     def one(b):
-        G, cost, u, v, code = _solve(a, b, M, numItermax, center_dual)
+        G, cost, u, v, code = _solve(a, b, M, numItermax, center_dual, potentials_init)
         if log or return_matrix:
             out = _log(cost, u, v, code, type_as)
             if return_matrix:
@@ -137,10 +159,8 @@ def emd2(a, b, M, processes=1, numItermax=100000, log=False, return_matrix=False
     return [one(b[:, i].copy()) for i in range(b.shape[1])]
 
 
-def _inputs(a, b, M, numThreads, check_marginals, potentials_init):
+def _inputs(a, b, M, numThreads, check_marginals):
     """POT's input conventions: lists, empty weights, the sum check, the rescaled ``b``."""
-    if potentials_init is not None:
-        raise NotImplementedError("potentials_init (a warm start of POT's network simplex) is not supported")
     if sp.issparse(M):
         raise NotImplementedError("a sparse M is not supported: pass a dense cost matrix")
     if M is None:
@@ -154,7 +174,8 @@ def _inputs(a, b, M, numThreads, check_marginals, potentials_init):
     type_as = a
     for name, w, size in (("a", a, n), ("b", b, m)):
         if w.shape[0] != size:
-            raise ValueError(f"{name} must have length {size} to match M.shape {M.shape}, got shape {w.shape}")
+            raise ShapeMismatchError(f"{name} must have length {size} to match M.shape {M.shape}, "
+                                     f"got shape {w.shape}")
     if numThreads != 1:
         warnings.warn(_THREADS_WARNING, DeprecationWarning, stacklevel=3)
     a, b = a.astype(np.float64), b.astype(np.float64)
@@ -164,21 +185,25 @@ def _inputs(a, b, M, numThreads, check_marginals, potentials_init):
     return a, b * a.sum(0) / b.sum(0), M, type_as
 
 
-def _solve(a, b, M, numItermax, center_dual):
-    """``(G dense, cost, u, v, result_code)`` of one problem, POT's warning if capped."""
+def _solve(a, b, M, numItermax, center_dual, potentials_init):
+    """``(G dense, cost, u, v, (result_code, warning))`` of one problem, POT's warning if capped."""
     if isinstance(numItermax, bool) or not isinstance(numItermax, (int, np.integer)) or numItermax < 1:
         raise ValueError(f"numItermax must be a positive int, got {numItermax!r}")
+    cap = int(numItermax)
+    if cap >= POT_NUM_ITERMAX:  # POT's default or more: "solve it", whatever the size
+        cap = max(cap, pivot_safety_net(*M.shape))
     with warnings.catch_warnings():  # POT's own warning instead
         warnings.simplefilter("ignore", ConvergenceWarning)
-        res = solve_exact(M, a, b, max_pivots=int(numItermax))
+        res = solve_exact(M, a, b, max_pivots=cap, warm_start=potentials_init)
     code = OPTIMAL if res.status is Status.CONVERGED else MAX_ITER_REACHED
-    if code != OPTIMAL:
-        warnings.warn(_MAX_ITER_WARNING, UserWarning, stacklevel=4)
+    message = None if code == OPTIMAL else _STALLED_WARNING if res.status is Status.STALLED else _MAX_ITER_WARNING
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=4)
     u, v = res.potentials
     if center_dual or not (a.all() and b.all()):  # POT centres whenever a weight is zero
         c = (b @ v - a @ u) / (a.sum() + b.sum())
         u, v = u + c, v - c
-    return res.plan.toarray(), float(res.value), u, v, code
+    return res.plan.toarray(), float(res.value), u, v, (code, message)
 
 
 def _cast_plan(G, type_as):
@@ -188,7 +213,8 @@ def _cast_plan(G, type_as):
     return G.astype(type_as.dtype, copy=False)
 
 
-def _log(cost, u, v, code, type_as):
+def _log(cost, u, v, outcome, type_as):
     """POT's log dict (the duals in the weights' dtype, as POT casts them)."""
-    return {"cost": cost, "u": u.astype(type_as.dtype), "v": v.astype(type_as.dtype),
-            "warning": None if code == OPTIMAL else _MAX_ITER_WARNING, "result_code": code}
+    code, message = outcome
+    return {"cost": cost, "u": u.astype(type_as.dtype), "v": v.astype(type_as.dtype), "warning": message,
+            "result_code": code}

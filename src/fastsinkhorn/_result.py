@@ -90,8 +90,10 @@ class OTResult:
     reg: float = 0.0
     marginals: tuple = field(default=None, repr=False)
 
-    #: POT's ``OTResult`` fields that have no counterpart in entropic OT
+    #: POT's ``OTResult`` fields that have no counterpart here (``_backend``:
+    #: POT's array backend, which POT's own tests read; ours are NumPy/CuPy)
     value_quad = None
+    _backend = None
     citation = ("Cuturi (2013), Sinkhorn distances: lightspeed computation of optimal transport, NeurIPS; "
                 "Tang, Shavlovsky, Rahmanian, Tardini, Thekumparampil, Xiao, Ying (2024), "
                 "Accelerating Sinkhorn algorithm with sparse Newton iterations, ICLR")

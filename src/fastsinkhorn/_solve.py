@@ -175,14 +175,14 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     0.673
     """
     _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend)
-    if reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact":
-        with _threads(n_threads):
-            return _exact(M, a, b, reg, unbalanced, method, max_iter, potentials_init, tol, verbose,
-                          warm_start, callback, backend, options)
     if potentials_init is not None:
         if warm_start is not None:
             raise TypeError("give potentials_init (POT's name) or warm_start, not both")
         warm_start = potentials_init
+    if reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact":
+        with _threads(n_threads):
+            return _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start, callback, backend,
+                          options)
     with _threads(n_threads):
         return _solve(M, a, b, reg=reg, method=POT_SOLVE_METHODS.get(method, method), tol=tol,
                       max_iter=max_iter, warm_start=warm_start, callback=callback, verbose=verbose,
@@ -190,8 +190,7 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
                       reg_type=reg_type, c=c)
 
 
-def _exact(M, a, b, reg, unbalanced, method, max_iter, potentials_init, tol, verbose, warm_start, callback,
-           backend, options):
+def _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start, callback, backend, options):
     """``reg=None`` or ``0`` (POT's convention), or ``method="exact"``: :func:`solve_exact`."""
     from ._exact import solve_exact
 
@@ -199,11 +198,11 @@ def _exact(M, a, b, reg, unbalanced, method, max_iter, potentials_init, tol, ver
         raise ValueError(f"method='exact' solves unregularised OT: give reg=None (or 0), got reg={reg!r}")
     if method not in (None, "auto", "exact"):
         raise ValueError(f"method={method!r} needs reg > 0; exact OT (reg=None) has method 'exact'")
-    for name, value in (("unbalanced", unbalanced), ("potentials_init", potentials_init),
-                        ("warm_start", warm_start), ("callback", callback)):
+    for name, value in (("unbalanced", unbalanced), ("callback", callback)):
         if value is not None:
             raise NotImplementedError(f"{name} is not supported by exact OT (reg=None)")
-    return solve_exact(M, a, b, max_iter=max_iter, tol=tol, verbose=verbose, backend=backend, **options)
+    return solve_exact(M, a, b, max_iter=max_iter, tol=tol, verbose=verbose, backend=backend,
+                       warm_start=warm_start, **options)
 
 
 def _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend):

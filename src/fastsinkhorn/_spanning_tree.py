@@ -91,30 +91,32 @@ def tree_flows(n, m, rows, cols, a, b):
 
 @njit(cache=True)
 def tree_duals(n, m, rows, cols, cost):
-    """Duals with ``u_i + v_j = cost_e`` on every edge of the forest.
+    """Duals with ``u_i + v_j = cost_e`` on every edge of the forest, and the
+    forest's depth.
 
     Each tree is rooted at its first node, whose dual is 0; the rest follows
-    by propagation along the edges.
+    by propagation along the edges, one rounding a step: a dual at depth
+    ``d`` carries up to about ``d`` roundings of the duals' size.
     """
     src, dst = rows, cols + n
     start, adj = adjacency(n + m, src, dst)
     dual = np.zeros(n + m)
-    seen = np.zeros(n + m, np.bool_)
+    depth = np.full(n + m, -1, np.int64)
     for root in range(n + m):
-        if seen[root]:
+        if depth[root] >= 0:
             continue
-        seen[root] = True
+        depth[root] = 0
         stack = [root]
         while len(stack) > 0:
             x = stack.pop()
             for p in range(start[x], start[x + 1]):
                 e = adj[p]
                 y = dst[e] if src[e] == x else src[e]
-                if not seen[y]:
-                    seen[y] = True
+                if depth[y] < 0:
+                    depth[y] = depth[x] + 1
                     dual[y] = cost[e] - dual[x]
                     stack.append(y)
-    return dual[:n], dual[n:]
+    return dual[:n], dual[n:], int(depth.max())
 
 
 @njit(cache=True)

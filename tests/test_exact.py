@@ -406,7 +406,7 @@ def test_infeasible_support_raises_naming_m(rng, kind):
         M[:3, 2:] = np.inf
     for call in (lambda: solve_exact(M, a, b), lambda: emd2(a, b, M), lambda: emd(a, b, M),
                  lambda: fastsinkhorn.solve(M, a, b, reg=None)):
-        with pytest.raises(ValueError, match="^M: the masses cannot be transported within its finite entries"):
+        with pytest.raises(ValueError, match="^M: .*the masses cannot be transported"):
             call()
 
 

@@ -217,3 +217,18 @@ def test_cost_scale_of_a_constant_cost_is_zero():
     res = fs.solve(np.full((5, 4), 3.0), reg=1e-3)
     assert res.converged and res.method == "sinkhorn"
     np.testing.assert_allclose(res.plan, 1 / 20)
+
+
+@pytest.mark.parametrize("method", ["sinkhorn", "sns", "auto"])
+def test_halls_condition_violated_is_infeasible_not_unconverged(rng, method):
+    """Three rows reach only two columns: every row has a finite entry (the
+    cheap check passes), yet no plan exists. The solve cannot converge, and
+    says why instead of warning."""
+    n = 12
+    M = rng.random((n, n))
+    M[:3, 2:] = np.inf
+    with pytest.raises(ValueError, match=r"^M: the masses cannot be transported within its finite entries"):
+        fs.solve(M, reg=0.05, method=method, max_iter=300)
+    batch = np.stack([rng.random((n, n)), M])
+    with pytest.raises(ValueError, match=r"finite entries in problem 1 "):
+        fs.solve(batch, reg=0.05, max_iter=300)

@@ -64,9 +64,26 @@ def transport_deficit(M, a=None, b=None):
     >>> transport_deficit(np.array([[0.0, 1.0], [0.0, inf], [0.0, inf]]), b=[1/3, 2/3])
     0.3333333333333333
     """
-    prob = prepare_problem(M, a, b, 1.0, "cpu")
+    prob = prepare_problem(M, a, b, 1.0, "cpu", check_support=False)
     C, a, b = to_numpy(prob.geom.M), to_numpy(prob.a), to_numpy(prob.b)
     return feasible_flow(C, a, b)[3]
+
+
+def check_transportable(C, a, b, problem=""):
+    """Raise the ``ValueError`` of an infeasible support when the masses ``a``,
+    ``b`` (float64, equal sums) cannot be moved within the finite entries of
+    the dense cost ``C`` (NumPy or CuPy); ``problem`` names a problem of a batch."""
+    C, a, b = (to_numpy(x) for x in (C, a, b))
+    deficit = feasible_flow(np.ascontiguousarray(C), a, b)[3]
+    if deficit > 0:
+        raise ValueError(infeasible_message(deficit, float(a.sum()), problem))
+
+
+def infeasible_message(deficit, total, problem=""):
+    """The message of an infeasible support: how much mass has no allowed route."""
+    return (f"M: the masses cannot be transported within its finite entries{problem} (+inf marks a "
+            f"forbidden entry): a mass of {deficit:.6g} of {total:.6g} would have to go through forbidden "
+            "entries (some rows' mass exceeds what the columns they reach by finite entries can take)")
 
 
 def feasible_flow(C, a, b, limit=np.inf, first_rows=None, first_cols=None):

@@ -21,7 +21,7 @@ from a flow through the *allowed* entries (``M_ij <= limit``) instead:
 import numpy as np
 from numba import njit
 
-from ._feasibility import feasible_flow
+from ._feasibility import feasible_flow, infeasible_message
 from ._spanning_tree import _find, adjacency
 
 
@@ -62,11 +62,7 @@ def flow_basis(C, a, b, limit, cand_rows, cand_cols, cand_cost):
         limit = np.inf
         rows, cols, flow, deficit = feasible_flow(C, a, b, limit, first_rows, first_cols)
     if deficit > 0:
-        total = float(a.sum())
-        raise ValueError(
-            f"M: the masses cannot be transported within its finite entries (+inf marks a forbidden "
-            f"entry): a mass of {deficit:.6g} of {total:.6g} would have to go through forbidden entries "
-            "(some rows' mass exceeds what the columns they reach by finite entries can take)")
+        raise ValueError(infeasible_message(deficit, float(a.sum())))
     forest = _cancel_cycles(n, m, rows, cols, flow)
     rows, cols = rows[forest], cols[forest]
     limit = min(float(limit), float(np.finfo(np.float64).max))  # +inf is never allowed

@@ -355,6 +355,8 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
         if not isinstance(result.plan, LazyPlan):
             result.plan = to_numpy(result.plan)
         result.potentials = tuple(to_numpy(p) for p in result.potentials)
+    if prob.forbidden and prob.balanced and not bool(xp_all(result.converged)):
+        _raise_if_infeasible(prob, result.converged)
     if warn and not bool(xp_all(result.converged)) and status is not Status.CALLBACK:
         which = f" on {int((~result.converged).sum())} of {len(result.converged)} problems" if batched else ""
         warnings.warn(
@@ -364,6 +366,20 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
             ConvergenceWarning, stacklevel=3,
         )
     return result
+
+
+def _raise_if_infeasible(prob, converged):
+    """A balanced solve with forbidden entries that did not converge: if no plan
+    avoids them (Hall's condition fails), say so instead of a non-convergence
+    warning (one max-flow over the finite entries per such problem)."""
+    from ._feasibility import check_transportable
+
+    M = prob.geom.M
+    if M.ndim == 2:
+        check_transportable(M, prob.a, prob.b)
+        return
+    for p in np.flatnonzero(~to_numpy(converged)):
+        check_transportable(M[p], prob.a[p], prob.b[p], problem=f" in problem {p}")
 
 
 def xp_all(flags):

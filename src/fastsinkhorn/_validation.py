@@ -41,6 +41,7 @@ class PreparedProblem:
     rho_a: float = math.inf  # KL penalties of the marginals (inf: exact, balanced OT)
     rho_b: float = math.inf
     kl_frame: bool = True  # the entropy's reference measure is a b^T (POT's reg_type="kl")
+    forbidden: bool = False  # the dense cost has +inf entries
 
     @property
     def balanced(self):
@@ -95,12 +96,15 @@ def resolve_backend(backend, library):
     return backend
 
 
-def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf), kl_frame=True):
+def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf), kl_frame=True,
+                    check_support=True):
     """Validate ``(M, a, b, reg)`` and return a :class:`PreparedProblem`.
 
     ``M`` is a dense ``(n, m)`` cost or a :class:`~fastsinkhorn.geometry.PointCloud`.
     ``unbalanced`` holds the KL penalties ``(rho_a, rho_b)`` of the marginals
     (``inf``: exact); masses need equal sums only when both are exact.
+    ``check_support=False`` skips the check of masses that no finite cost
+    reaches (``_drop_unreachable_masses``: for a caller that measures it).
 
     Raises
     ------
@@ -142,8 +146,8 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
     if transposed:  # F-ordered: solve the transposed problem, no copy
         a, b, rho_a, rho_b = b, a, rho_b, rho_a
     prob = PreparedProblem(geom=geom, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed,
-                           rho_a=rho_a, rho_b=rho_b, kl_frame=kl_frame)
-    if forbidden:
+                           rho_a=rho_a, rho_b=rho_b, kl_frame=kl_frame, forbidden=forbidden)
+    if forbidden and check_support:
         _drop_unreachable_masses(prob)
     if prob.balanced:
         prob.b = _equal_sums(xp, a, b, geom.dtype, batch, transposed)
@@ -255,7 +259,8 @@ def _drop_unreachable_masses(prob):
     plan and POT's value are unchanged by it), repeatedly, since emptying one
     row can leave a column without partners. Problems whose forbidden entries
     only break Hall's condition (a group of rows with too few partners) pass
-    here, and are caught when the solve does not converge.
+    here, and are caught when the solve does not converge
+    (:func:`fastsinkhorn._feasibility.check_transportable`).
     """
     xp, M = prob.xp, prob.geom.M
     prob.a, prob.b = prob.a.copy(), prob.b.copy()  # (fresh copies may be read-only broadcasts)

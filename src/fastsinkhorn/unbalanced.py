@@ -22,15 +22,27 @@ import warnings
 
 import numpy as np
 
-from ._pot import _namespace, _options, _ProgressTable, _stop_threshold
+from ._pot import (
+    DefaultValue,
+    _given,
+    _namespace,
+    _options,
+    _ProgressTable,
+    _stop_threshold,
+)
 from ._relaxation import check_unbalanced
 from ._result import ConvergenceWarning
 from ._solve import _solve
+from .batch import solve_problems
 
-#: POT's method names: all run our Sinkhorn (the translation-invariant one);
-#: ``"sns"`` is Sinkhorn-Newton-Sparse.
-METHODS = {"sinkhorn": "sinkhorn", "sinkhorn_stabilized": "sinkhorn",
-           "sinkhorn_translation_invariant": "sinkhorn", "sinkhorn_reg_scaling": "sinkhorn", "sns": "sns"}
+#: POT's method names: all run our best method for the problem (``"auto"``:
+#: :func:`~fastsinkhorn.choose_method`'s rule, SNS at small ``reg`` and tight
+#: ``stopThr``, else our translation-invariant Sinkhorn); ``"sns"`` is
+#: Sinkhorn-Newton-Sparse.
+METHODS = {"sinkhorn": "auto", "sinkhorn_stabilized": "auto",
+           "sinkhorn_translation_invariant": "auto", "sinkhorn_reg_scaling": "auto", "sns": "sns"}
+#: POT's default ``stopThr`` of the unbalanced solvers.
+STOP_THR = DefaultValue(1e-6)
 
 _NOT_CONVERGED = ("Unbalanced Sinkhorn did not converge. Try a larger entropy `reg` or a lower "
                   "mass `reg_m`, or increase `numItermax`.")
@@ -38,7 +50,7 @@ _TWO_D_B = "Reg_type not implemented yet. Use entropy."  # POT's text: a 2-D b u
 
 
 def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c=None, warmstart=None,
-                        numItermax=1000, stopThr=1e-6, verbose=False, log=False, **kwargs):
+                        numItermax=1000, stopThr=STOP_THR, verbose=False, log=False, **kwargs):
     r"""Unbalanced entropic OT plan, a drop-in for ``ot.unbalanced.sinkhorn_unbalanced``.
 
     Parameters
@@ -98,7 +110,7 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
 
 
 def sinkhorn_unbalanced2(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c=None, warmstart=None,
-                         returnCost="linear", numItermax=1000, stopThr=1e-6, verbose=False, log=False,
+                         returnCost="linear", numItermax=1000, stopThr=STOP_THR, verbose=False, log=False,
                          **kwargs):
     r"""Unbalanced entropic OT cost, a drop-in for ``ot.unbalanced.sinkhorn_unbalanced2``.
 
@@ -120,14 +132,14 @@ def sinkhorn_unbalanced2(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", 
 
 #: POT's other names of the same solver
 def sinkhorn_knopp_unbalanced(a, b, M, reg, reg_m, reg_type="kl", c=None, warmstart=None, numItermax=1000,
-                              stopThr=1e-6, verbose=False, log=False, **kwargs):
+                              stopThr=STOP_THR, verbose=False, log=False, **kwargs):
     """:func:`sinkhorn_unbalanced` with ``method="sinkhorn"`` (POT's name)."""
     return sinkhorn_unbalanced(a, b, M, reg, reg_m, "sinkhorn", reg_type, c, warmstart, numItermax, stopThr,
                                verbose, log, **kwargs)
 
 
 def sinkhorn_stabilized_unbalanced(a, b, M, reg, reg_m, reg_type="kl", c=None, warmstart=None, tau=1e5,
-                                   numItermax=1000, stopThr=1e-6, verbose=False, log=False, **kwargs):
+                                   numItermax=1000, stopThr=STOP_THR, verbose=False, log=False, **kwargs):
     """:func:`sinkhorn_unbalanced` with ``method="sinkhorn_stabilized"`` (POT's name;
     ``tau`` is the absorption threshold)."""
     return sinkhorn_unbalanced(a, b, M, reg, reg_m, "sinkhorn_stabilized", reg_type, c, warmstart, numItermax,
@@ -135,7 +147,7 @@ def sinkhorn_stabilized_unbalanced(a, b, M, reg, reg_m, reg_type="kl", c=None, w
 
 
 def sinkhorn_unbalanced_translation_invariant(a, b, M, reg, reg_m, reg_type="kl", c=None, warmstart=None,
-                                              numItermax=1000, stopThr=1e-6, verbose=False, log=False,
+                                              numItermax=1000, stopThr=STOP_THR, verbose=False, log=False,
                                               **kwargs):
     """:func:`sinkhorn_unbalanced` with ``method="sinkhorn_translation_invariant"`` (POT's name)."""
     return sinkhorn_unbalanced(a, b, M, reg, reg_m, "sinkhorn_translation_invariant", reg_type, c, warmstart,
@@ -169,14 +181,19 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
         reg_type = "entropy"
         M, b = xp.ascontiguousarray(xp.broadcast_to(M, (n_hists,) + M.shape)), b.T
         warmstart = None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
-    table = _ProgressTable(print_period) if verbose else None
     shift = _frame_shift(xp, a, b, reg_type if c is None else "entropy", M.shape)
-    res = _solve(M, a, b, reg=reg, method=METHODS[method.lower()], tol=_stop_threshold(stopThr),
-                 max_iter=numItermax, warm_start=_potentials(xp, warmstart, shift, reg),
-                 callback=table, verbose=False, backend="auto", options=options, warn=False,
-                 unbalanced=rho, reg_type=reg_type, c=c)
-    if table is not None:
-        table.finish(res)
+    solve = {"reg": reg, "method": METHODS[method.lower()], "tol": _stop_threshold(stopThr),
+             "max_iter": numItermax, "warm_start": _potentials(xp, warmstart, shift, reg), "verbose": False,
+             "backend": "auto", "options": options, "warn": False, "hedge": False, "unbalanced": rho,
+             "reg_type": reg_type, "c": c, "tol_given": _given(stopThr, "stopThr")}
+    if n_hists:  # one batch, or one solve per histogram where SNS is the method
+        res = solve_problems(M, a, b, progress=(lambda: _ProgressTable(print_period)) if verbose else None,
+                             **solve)
+    else:
+        table = _ProgressTable(print_period) if verbose else None
+        res = _solve(M, a, b, callback=table, **solve)
+        if table is not None:
+            table.finish(res)
     if not bool(np.all(res.converged)):
         warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=3)
     logu, logv = _log_scalings(xp, res, shift, reg)
@@ -226,5 +243,5 @@ def _log_scalings(xp, res, shift, reg):
     for p, s in zip(res.potentials, shift):
         with np.errstate(invalid="ignore"):
             logs = p.astype(np.float64) / reg - s
-        out.append(xp.where(xp.isfinite(logs), logs, floor))
+        out.append(xp.where(xp.isfinite(logs), logs, floor).astype(p.dtype))  # POT's dtype: the input's
     return tuple(out)

@@ -426,3 +426,13 @@ def test_float32_results_have_pots_dtypes(rng):
                 theirs, pot_log = getattr(ot.unbalanced, fn)(a, b_, M, 0.1, 1.0, log=True)
                 ours, log = getattr(fs.unbalanced, fn)(a, b_, M, 0.1, 1.0, log=True)
             assert ours.dtype == theirs.dtype and log["logu"].dtype == pot_log["logu"].dtype, fn
+
+
+def test_unbalanced_type_is_ignored_for_balanced_ot_as_in_pot(rng):
+    M, a, b = random_problem(rng, 8, 6)
+    for unbalanced_type in ("L2", "TV"):
+        np.testing.assert_array_equal(fs.solve(M, a, b, 0.1, unbalanced_type=unbalanced_type).plan,
+                                      fs.solve(M, a, b, 0.1).plan)
+        assert ot.solve(M, a, b, 0.1, unbalanced_type=unbalanced_type).plan.shape == (8, 6)
+        with pytest.raises(NotImplementedError, match="unbalanced_type"):
+            fs.solve(M, a, b, 0.1, unbalanced=1.0, unbalanced_type=unbalanced_type)

@@ -103,7 +103,8 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         KL penalties ``(rho_a, rho_b)`` of the marginals (POT's ``reg_m``;
         ``inf`` keeps a marginal exact). ``None``: balanced OT.
     unbalanced_type : {"KL"}
-        Only KL-relaxed marginals are implemented.
+        Only KL-relaxed marginals are implemented (others raise
+        ``NotImplementedError``; ignored for balanced OT, as in POT).
     method : {None, "auto", "sinkhorn", "sinkhorn_log", "sns", "exact"}
         ``"sinkhorn"`` (or POT's ``"sinkhorn_log"``): log-stable Sinkhorn with
         early stopping. ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
@@ -178,7 +179,9 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     >>> round(float(res.plan.sum()), 3)  # between the two masses
     0.673
     """
-    _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend, method)
+    # unbalanced_type means nothing for balanced OT (POT ignores it there too)
+    _check_pot_arguments("KL" if unbalanced is None else unbalanced_type, plan_init, grad, n_threads, backend,
+                         method)
     if reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact":
         with _threads(n_threads):
             return _exact(M, a, b, reg, unbalanced, method, max_iter, potentials_init, tol, verbose,

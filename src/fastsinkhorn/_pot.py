@@ -70,8 +70,8 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_
         \quad\text{s.t.}\quad \gamma 1 = a,\; \gamma^T 1 = b,\; \gamma \ge 0
 
     with :math:`\Omega(\gamma) = \sum_{ij} \gamma_{ij}\log\gamma_{ij}`, by a
-    log-stable Sinkhorn (or Sinkhorn-Newton-Sparse with ``method="sns"``) that
-    never underflows, whatever ``reg``.
+    log-stable Sinkhorn or Sinkhorn-Newton-Sparse (SNS), which never
+    underflow, whatever ``reg``.
 
     Parameters
     ----------
@@ -86,13 +86,17 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_
         Regularization (> 0).
     method : str
         POT's names (``"sinkhorn"``, ``"sinkhorn_log"``, ``"sinkhorn_stabilized"``,
-        ``"sinkhorn_epsilon_scaling"``, ``"greenkhorn"``) all run the stable
-        Sinkhorn solver; ``"sns"`` runs Sinkhorn-Newton-Sparse.
+        ``"sinkhorn_epsilon_scaling"``, ``"greenkhorn"``) all run our best
+        method for the problem: SNS where :func:`~fastsinkhorn.choose_method`
+        picks it (``reg`` at most 5e-3 of the cost range, ``stopThr <=
+        1e-4``: there Sinkhorn would stop at ``numItermax`` far from the
+        answer), else our log-stable Sinkhorn; ``"sns"`` always runs SNS.
     numItermax : int
-        Maximum number of iterations.
+        Maximum number of iterations: Sinkhorn iterations plus Newton steps.
     stopThr : float
         Stop when the L2 norm of the column-marginal violation (POT's
-        criterion) is below this.
+        criterion) is below this. POT's default (1e-9) is raised silently
+        to what a float32 problem can reach; a value you give, with a warning.
     verbose : bool
         Print POT's progress table (``It.  |Err``): the stopping error at the
         first check of every ``print_period`` iterations, and at the last.

@@ -7,9 +7,10 @@ functions of the same names (``import fastsinkhorn as ot`` and
     min_P <M, P> + reg KL(P | c) + reg_m1 KL(P 1 | a) + reg_m2 KL(P^T 1 | b)
 
 with ``c = a b^T`` (``reg_type="kl"``) or ``1`` (``"entropy"``), by the
-library's log-stable solvers: every POT method name runs the same
-translation-invariant Sinkhorn (``method="sns"``: Sinkhorn-Newton-Sparse),
-which neither under- nor overflows at small ``reg``.
+library's log-stable solvers, which neither under- nor overflow at small
+``reg``: every POT method name runs our best method for the problem (SNS
+where :func:`~fastsinkhorn.choose_method` picks it, else the
+translation-invariant Sinkhorn; ``method="sns"``: Sinkhorn-Newton-Sparse).
 
 Differences from POT: ``stopThr`` bounds the L1 norm of the dual's gradient
 (the distance of the plan's marginals to the marginals the optimal plan has
@@ -71,8 +72,10 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
     method : str
         POT's ``"sinkhorn"``, ``"sinkhorn_stabilized"``,
         ``"sinkhorn_translation_invariant"``, ``"sinkhorn_reg_scaling"``: all
-        run our log-stable translation-invariant Sinkhorn; ``"sns"`` runs
-        Sinkhorn-Newton-Sparse (single problems).
+        run our best method (SNS at ``reg`` at most 5e-3 of the cost range
+        with ``stopThr <= 1e-4``, else our log-stable translation-invariant
+        Sinkhorn; a 2-D ``b`` then is one batch, or one SNS solve per
+        histogram); ``"sns"`` runs Sinkhorn-Newton-Sparse.
     reg_type : {"kl", "entropy"}
         Reference measure ``a b^T`` or ``1`` of the entropy.
     c : array_like (n, m), optional
@@ -80,10 +83,11 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
     warmstart : pair of arrays, optional
         POT's log-scalings ``(logu, logv)`` (as returned in ``log``).
     numItermax : int
-        Maximum number of iterations.
+        Maximum number of iterations: Sinkhorn iterations plus Newton steps.
     stopThr : float
         Bound on the L1 norm of the dual's gradient (see the module notes);
-        ``0`` runs ``numItermax`` iterations.
+        ``0`` runs ``numItermax`` iterations. The default is raised silently
+        to what a float32 problem can reach; a value you give, with a warning.
     verbose : bool
         Print POT's progress table (``It.  |Err``).
     log : bool

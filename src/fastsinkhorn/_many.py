@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ._arrays import to_numpy
+from ._arrays import is_cupy_array, to_numpy
 from ._result import ConvergenceWarning, OTResult, Status
 from ._solve import solve
 
@@ -66,7 +66,7 @@ def stack_results(results):
     its final error), as a batch's; ``status`` is that of the first problem
     that did not converge."""
     first = results[0]
-    xp = np if isinstance(first.plan, np.ndarray) else _cupy()
+    xp = _cupy() if is_cupy_array(first.plan) else np
     converged = np.array([bool(r.converged) for r in results])
     phases = {name: np.array([r.n_iter_phases.get(name, 0) for r in results])
               for name in dict.fromkeys(k for r in results for k in r.n_iter_phases)}

@@ -174,9 +174,11 @@ def test_warn_on_every_method(rng, method, two_d):
         fs.sinkhorn(a, b, M, 1e-3, method=method, numItermax=3)
     assert [str(w.message) for w in caught] == pot_text  # POT's text, once even for 2-D b
     assert issubclass(caught[0].category, fs.ConvergenceWarning)
-    for call in (lambda: fs.sinkhorn(a, b, M, 1e-3, method=method, numItermax=3, warn=False),
-                 lambda: fs.sinkhorn2(a, b, M, 1e-3, method=method, numItermax=3),  # warn=False default
-                 lambda: fs.sinkhorn(a, b, M, 0.5, method=method, warn=True)):      # converges
+    calls = [lambda: fs.sinkhorn(a, b, M, 1e-3, method=method, numItermax=3, warn=False),
+             lambda: fs.sinkhorn(a, b, M, 0.5, method=method, warn=True)]          # converges
+    if method in fs._pot.SINKHORN2_METHODS:
+        calls.append(lambda: fs.sinkhorn2(a, b, M, 1e-3, method=method, numItermax=3))  # warn=False default
+    for call in calls:
         assert _pot_message(call) == []
 
 
@@ -342,3 +344,125 @@ def test_dist_knobs(rng):
         fs.dist(x, y, nx=Torchish())
     with pytest.raises(NotImplementedError, match="backend"):
         fs.dist(x, y, backend="jax")
+
+
+# -- POT's method names run our best method (issue 19: no silently unconverged value) ----------
+
+def _small_reg_problem(rng, n=150):
+    """Point clouds at reg = 1e-5 of the cost range: 1000 Sinkhorn iterations
+    (POT's numItermax) return about half of the true loss, SNS converges."""
+    x, y = rng.random((n, 2)), rng.random((n, 2))
+    M = ot.dist(x, y)
+    M /= M.max()
+    a = np.full(n, 1 / n)
+    return M, a, a.copy(), 1e-5
+
+
+def _entropic_bounds(M, a, b, reg):
+    """``<M, P_reg>`` lies in [W, W + reg log(n m)] (W: exact OT, ot.emd2)."""
+    W = ot.emd2(a, b, M)
+    return W - 1e-9, W + reg * np.log(M.size)
+
+
+@pytest.mark.parametrize("method", ["sinkhorn", "sinkhorn_log", "sinkhorn_stabilized"])
+def test_sinkhorn2_at_small_reg_is_right_within_pots_default_budget(rng, method):
+    M, a, b, reg = _small_reg_problem(rng)
+    lo, hi = _entropic_bounds(M, a, b, reg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged: nothing to warn about
+        loss, log = fs.sinkhorn2(a, b, M, reg, method=method, log=True)
+        P = fs.sinkhorn(a, b, M, reg, method=method)
+    assert lo <= float(loss) <= hi and log["converged"] and log["niter"] < 1000
+    assert np.linalg.norm(P.sum(0) - b) <= 1e-9 and np.linalg.norm(P.sum(1) - a) <= 1e-9
+
+
+def test_two_dimensional_b_at_small_reg_is_right(rng):
+    M, a, b, reg = _small_reg_problem(rng, n=100)
+    B = np.stack([b, rng.dirichlet(np.ones(len(b)))], axis=1)
+    losses, log = fs.sinkhorn2(a, B, M, reg, log=True)
+    assert log["converged"] and losses.shape == (2,)
+    for k in range(2):
+        lo, hi = _entropic_bounds(M, a, B[:, k], reg)
+        assert lo <= float(losses[k]) <= hi
+
+
+def test_sinkhorn_keeps_pots_path_where_sinkhorn_is_the_best_method(rng):
+    """Above auto's threshold (reg > 5e-3 of the cost range) POT's names still
+    run Sinkhorn: rows exact after the last row update, as POT's."""
+    M, a, b = random_problem(rng, 40, 30)
+    P, log = fs.sinkhorn(a, b, M, 0.05, log=True)
+    assert log["result"].method == "sinkhorn"
+    np.testing.assert_allclose(P.sum(1), a, rtol=1e-12)
+
+
+def test_sinkhorn2_refuses_the_methods_pots_sinkhorn2_refuses(rng):
+    M, a, b = random_problem(rng, 10, 8)
+    for method in ("greenkhorn", "sinkhorn_epsilon_scaling"):
+        with pytest.raises(ValueError):
+            ot.sinkhorn2(a, b, M, 0.1, method=method)
+        with pytest.raises(ValueError, match=method):
+            fs.sinkhorn2(a, b, M, 0.1, method=method)
+        assert fs.sinkhorn(a, b, M, 0.1, method=method).shape == (10, 8)  # plans: both take them
+
+
+# -- float32 (issue 19): POT's output dtypes, no warning about a tolerance nobody set -----------
+
+def _float32_problem(rng):
+    x, y = rng.random((40, 2)).astype(np.float32), rng.random((30, 2)).astype(np.float32)
+    return x, y, np.full(40, 1 / 40, np.float32), np.full(30, 1 / 30, np.float32)
+
+
+def _dtypes(value):
+    if isinstance(value, tuple):
+        return tuple(_dtypes(v) for v in value)
+    return np.asarray(value).dtype
+
+
+def test_float32_outputs_have_pots_dtypes_and_default_stopthr_is_silent(rng):
+    x, y, a, b = _float32_problem(rng)
+    B = np.stack([b, b[::-1]], axis=1)
+    calls = {
+        "dist": lambda L: L.dist(x, y),
+        "dist cityblock": lambda L: L.dist(x, y, metric="cityblock"),
+        "dist minkowski": lambda L: L.dist(x, y, metric="minkowski", p=3),
+        "sinkhorn": lambda L: L.sinkhorn(a, b, L.dist(x, y), 0.1),
+        "sinkhorn2": lambda L: L.sinkhorn2(a, b, L.dist(x, y), 0.1),
+        "sinkhorn2 2-D b": lambda L: L.sinkhorn2(a, B, L.dist(x, y), 0.1),
+        "sinkhorn log": lambda L: tuple(L.sinkhorn(a, b, L.dist(x, y), 0.1, method="sinkhorn_log",
+                                                   log=True)[1][k] for k in ("log_u", "log_v")),
+    }
+    for name, call in calls.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = call(ot)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # POT's stopThr=1e-9 is below float32: raised silently
+            ours = call(fs)
+        assert _dtypes(ours) == _dtypes(theirs), name
+        if not isinstance(theirs, tuple) and np.ndim(theirs) == 0:
+            assert type(ours) is type(theirs), name  # a NumPy scalar of the input's dtype
+    P, log = fs.sinkhorn(a, b, fs.dist(x, y), 0.1, log=True)
+    assert log["converged"] and P.dtype == np.float32
+
+
+def test_float32_stopthr_set_by_the_user_below_reach_warns_naming_it(rng):
+    x, y, a, b = _float32_problem(rng)
+    with pytest.warns(UserWarning, match="stopThr=1.0e-09 is below what float32 can reach"):
+        fs.sinkhorn(a, b, fs.dist(x, y), 0.1, stopThr=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fs.sinkhorn(a, b, fs.dist(x, y), 0.1, stopThr=1e-5)  # reachable: no warning
+
+
+# -- dist(x, x) as POT's -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_dist_of_an_array_with_itself_has_a_zero_diagonal_as_pot(rng, metric):
+    x = 10 * rng.random((60, 3)) + 100  # far from 0: |x|^2 + |x|^2 - 2 x.x leaves rounding
+    D = fs.dist(x, x, metric=metric)
+    assert (np.diag(D) == 0).all() and (np.diag(ot.dist(x, x, metric=metric)) == 0).all()
+    a = np.full(60, 1 / 60)
+    assert fs.emd2(a, a, D) == 0.0
+    y = x.copy()  # a different array with the same values: no zeroing, in POT neither
+    np.testing.assert_allclose(fs.dist(x, y, metric=metric), ot.dist(x, y, metric=metric), rtol=1e-9,
+                               atol=1e-5)  # sqrt of a rounding error: up to 1e-5 either way

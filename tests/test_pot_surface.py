@@ -228,7 +228,10 @@ def test_solve_pot_methods():
     np.testing.assert_allclose(fs.solve(M, None, None, 0.1, method="sinkhorn_log").plan,
                                fs.solve(M, None, None, 0.1, method="sinkhorn").plan)
     with pytest.raises(ValueError, match="method must be one of"):
-        fs.solve(M, None, None, 0.1, method="mm")
+        fs.solve(M, None, None, 0.1, method="nope")
+    for method in ("mm", "lbfgsb"):  # POT's, not implemented here: NotImplementedError, not ValueError
+        with pytest.raises(NotImplementedError, match=method):
+            fs.solve(M, None, None, 0.1, method=method)
 
 
 # -- ot.solve_sample --------------------------------------------------------------
@@ -270,3 +273,169 @@ def test_sinkhorn_unbalanced_verbose_prints_pots_table_every_print_period(rng, c
         fs.sinkhorn_unbalanced(a, 2 * b, M, 0.05, 1.0, verbose=True, stopThr=0, numItermax=30, print_period=10)
     tenth = [line for line in capsys.readouterr().out.splitlines() if line.endswith("|")]
     assert len(every) == 30 and [int(x.split("|")[0]) for x in tenth] == [0, 10, 20, 29]
+
+
+# -- POT's method names run our best method (issue 19) --------------------------------------------
+
+def _unbalanced_small_reg(rng, n=60):
+    """reg = 1e-3 of the cost range, 1.5x the mass on the target: 1000
+    iterations of Sinkhorn (POT's numItermax) stop with the gradient at ~1e-4."""
+    x, y = rng.random((n, 2)), rng.random((n, 2))
+    M = ot.dist(x, y)
+    M /= M.max()
+    return M, np.full(n, 1 / n), 1.5 * rng.dirichlet(np.ones(n)), 1e-3
+
+
+def _long_sinkhorn(M, a, b, reg, **kwargs):
+    """The reference: our Sinkhorn (not SNS) run to 1e-10."""
+    return fs.solve(M, a, b, reg, method="sinkhorn", max_iter=200_000, tol=1e-10, **kwargs)
+
+
+def test_sinkhorn_unbalanced_at_small_reg_converges_within_pots_budget(rng):
+    M, a, b, reg = _unbalanced_small_reg(rng)
+    ref = _long_sinkhorn(M, a, b, reg, unbalanced=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged: no ConvergenceWarning
+        P, log = fs.sinkhorn_unbalanced(a, b, M, reg, 1.0, log=True)
+        cost = fs.sinkhorn_unbalanced2(a, b, M, reg, 1.0)
+    assert log["converged"] and log["niter"] < 1000
+    np.testing.assert_allclose(P, ref.plan, atol=1e-6)
+    assert float(cost) == pytest.approx(float(ref.value_linear), rel=1e-4)
+
+
+def test_sinkhorn_unbalanced_two_dimensional_b_at_small_reg_converges(rng):
+    M, a, b, reg = _unbalanced_small_reg(rng, n=40)
+    B = np.stack([b, b[::-1]], axis=1)
+    with pytest.warns(UserWarning, match="Use entropy"):  # POT's warning for a 2-D b with reg_type="kl"
+        costs, log = fs.sinkhorn_unbalanced2(a, B, M, reg, 1.0, log=True)
+    assert log["converged"] and costs.shape == (2,) and log["logu"].shape == (40, 2)
+    for k in range(2):
+        ref = _long_sinkhorn(M, a, B[:, k], reg, unbalanced=1.0, reg_type="entropy")
+        assert float(costs[k]) == pytest.approx(float(ref.value_linear), rel=1e-4)
+
+
+def test_drop_ins_do_not_depend_on_measured_times(rng, monkeypatch):
+    """SNS's ``sinkhorn_hedge`` decides from timings (a cold first call looks
+    slow to Newton) and its wrong guesses spend the budget: the drop-ins run
+    SNS without it, so a hedge that always bets on Sinkhorn changes nothing."""
+    from fastsinkhorn import _sns
+
+    M, a, b, reg = _unbalanced_small_reg(rng, n=50)
+    before = fs.sinkhorn_unbalanced(a, b, M, reg, 1.0)
+    monkeypatch.setattr(_sns._SNSRun, "_sinkhorn_iterations_if_cheaper", lambda self, *args: 10 ** 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        after, log = fs.sinkhorn_unbalanced(a, b, M, reg, 1.0, log=True)
+        Mb, ab, bb, regb = M, a, b / b.sum(), 1e-5
+        _, log2 = fs.sinkhorn2(ab, bb, Mb, regb, log=True)
+    np.testing.assert_array_equal(after, before)
+    assert log["converged"] and log2["converged"]
+
+
+def test_solve_batch_at_small_reg_converges_and_warns_when_it_cannot(rng):
+    M = rng.random((3, 30, 30))
+    res = fs.batch.solve_batch(M, 1e-4)  # POT's tol=1e-5, max_iter=1000
+    assert res.converged.all() and res.plan.shape == (3, 30, 30)
+    u = np.full(30, 1 / 30)
+    for p in range(3):
+        P = res.plan[p]
+        assert np.abs(P.sum(1) - u).sum() + np.abs(P.sum(0) - u).sum() <= 1e-5
+        W = ot.emd2(u, u, M[p])  # entropic cost within reg log(nm) above the exact one
+        assert W - 1e-5 <= float(res.value_linear[p]) <= W + 1e-4 * np.log(900)
+        # POT's potentials: log-scalings, plan = exp(f_i + g_j - M_ij / reg)
+        f, g = res.potentials[0][p], res.potentials[1][p]
+        np.testing.assert_allclose(P, np.exp(f[:, None] + g[None, :] - M[p] / 1e-4), rtol=1e-6, atol=1e-190)
+    with pytest.warns(ConvergenceWarning, match="3 of 3 problems"):
+        assert not fs.batch.solve_batch(M, 1e-4, max_iter=5).converged.any()
+
+
+# -- solve / solve_sample: what POT's own tests ask of them (issue 19) ---------------------------------
+
+def test_results_have_pots_backend_attribute(rng):
+    M, a, b = random_problem(rng, 6, 5)
+    assert fs.solve(M, a, b, 0.1)._backend is None and fs.solve(M, a, b)._backend is None
+
+
+@pytest.mark.parametrize("metric", ["cityblock", "cosine", "chebyshev"])
+def test_solve_sample_takes_any_dist_metric_on_its_dense_path(rng, metric):
+    x, y = rng.random((30, 3)), rng.random((20, 3))
+    theirs = ot.solve_sample(x, y, metric=metric, reg=0.05, tol=1e-13, max_iter=100_000)
+    ours = fs.solve_sample(x, y, metric=metric, reg=0.05, tol=1e-11)
+    np.testing.assert_allclose(ours.plan, theirs.plan, rtol=1e-7, atol=1e-13)
+    exact = fs.solve_sample(x, y, metric=metric)
+    assert float(exact.value) == pytest.approx(float(ot.solve_sample(x, y, metric=metric).value), rel=1e-10)
+    with pytest.raises(NotImplementedError, match="lazy=True"):
+        fs.solve_sample(x, y, metric=metric, reg=0.05, lazy=True)
+
+
+def test_solve_sample_cost_has_the_points_dtype_and_exact_zeros(rng):
+    x = rng.random((25, 2)).astype(np.float32)
+    res = fs.solve_sample(x, x, reg=0.05)
+    assert res.plan.dtype == np.float32 == ot.solve_sample(x, x, reg=0.05).plan.dtype
+    assert fs.solve_sample(x, x.copy()).value == 0  # exact OT between equal samples: exactly 0
+
+
+@pytest.mark.parametrize("method", ["1d", "gaussian", "lowrank", "factored", "sliced", "bsp", "nystroem"])
+def test_pots_methods_we_do_not_implement_raise_not_implemented(rng, method):
+    x = rng.random((8, 2))
+    with pytest.raises(NotImplementedError, match=method):
+        fs.solve_sample(x, x, method=method, metric="any other one")
+    with pytest.raises(NotImplementedError, match=method):
+        fs.solve_sample(x, x, reg=0.1, method=method)
+
+
+def test_lazy_plan_indexes_like_pots_lazy_tensor(rng):
+    x, y = rng.random((40, 2)), rng.random((30, 2))
+    ours = fs.solve_sample(x, y, reg=0.05, lazy=True, tol=1e-11).plan
+    theirs = ot.solve_sample(x, y, reg=0.05, lazy=True, tol=1e-13, max_iter=100_000).lazy_plan
+    dense = ours.to_dense()
+    np.testing.assert_allclose(ours[:], theirs[:], rtol=1e-7, atol=1e-13)
+    for key in (slice(None), 3, -1, slice(5, 17, 3), (slice(2, 9), 4), (7, slice(None, None, -2)),
+                np.array([9, 2, 2, 30]), (np.array([0, 39]), np.array([1, 29])), np.arange(40) % 3 == 0,
+                ([[1, 2], [3, 4]], [0, 5]), slice(9, 2)):
+        assert np.shape(ours[key]) == np.shape(dense[key]) and np.array_equal(ours[key], dense[key]), key
+    with pytest.raises(IndexError):
+        ours[40]
+    with pytest.raises(IndexError):
+        ours[0, 0, 0]
+
+
+# -- float32: POT's output dtypes (issue 19) -----------------------------------------------------------
+
+def test_float32_results_have_pots_dtypes(rng):
+    x, y = rng.random((30, 2)).astype(np.float32), rng.random((20, 2)).astype(np.float32)
+    a, b = np.full(30, 1 / 30, np.float32), np.full(20, 1 / 20, np.float32)
+    M = ot.dist(x, y)
+    fields = ("plan", "value", "value_linear", "potential_a", "potential_b", "marginal_a", "marginal_b")
+    calls = {
+        "solve": (lambda L: L.solve(M, a, b, 0.1), fields),
+        "solve unbalanced": (lambda L: L.solve(M, a, b, 0.1, unbalanced=1.0), fields),
+        "solve_sample": (lambda L: L.solve_sample(x, y, a, b, reg=0.1), fields),
+        "solve_batch": (lambda L: L.batch.solve_batch(np.stack([M, M]), 0.1), fields[:5]),
+    }
+    for name, (call, names) in calls.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = call(ot)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # float32: no warning about a tolerance nobody set
+            ours = call(fs)
+        for field in names:
+            assert np.asarray(getattr(ours, field)).dtype == np.asarray(getattr(theirs, field)).dtype, (name, field)
+    for fn in ("sinkhorn_unbalanced", "sinkhorn_unbalanced2"):
+        for b_ in (b, np.stack([b, b], axis=1)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # POT's "Use entropy" of a 2-D b
+                theirs, pot_log = getattr(ot.unbalanced, fn)(a, b_, M, 0.1, 1.0, log=True)
+                ours, log = getattr(fs.unbalanced, fn)(a, b_, M, 0.1, 1.0, log=True)
+            assert ours.dtype == theirs.dtype and log["logu"].dtype == pot_log["logu"].dtype, fn
+
+
+def test_unbalanced_type_is_ignored_for_balanced_ot_as_in_pot(rng):
+    M, a, b = random_problem(rng, 8, 6)
+    for unbalanced_type in ("L2", "TV"):
+        np.testing.assert_array_equal(fs.solve(M, a, b, 0.1, unbalanced_type=unbalanced_type).plan,
+                                      fs.solve(M, a, b, 0.1).plan)
+        assert ot.solve(M, a, b, 0.1, unbalanced_type=unbalanced_type).plan.shape == (8, 6)
+        with pytest.raises(NotImplementedError, match="unbalanced_type"):
+            fs.solve(M, a, b, 0.1, unbalanced=1.0, unbalanced_type=unbalanced_type)

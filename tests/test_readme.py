@@ -2,6 +2,8 @@
 
 import pathlib
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -12,11 +14,14 @@ import fastsinkhorn
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+#: Blocks that start worker processes: run as the scripts users paste them into
+SCRIPTS = [code for code in BLOCKS if "local_client" in code]
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.parametrize("code", [c for c in BLOCKS if c not in SCRIPTS],
+                         ids=[f"block{i}" for i, c in enumerate(BLOCKS) if c not in SCRIPTS])
 def test_readme_example_runs_without_warnings(code, capsys):
-    namespace = {}
+    namespace = {"__name__": "__main__"}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a non-converging example is a broken example
         exec(compile(code, str(README), "exec"), namespace)
@@ -31,7 +36,34 @@ def test_readme_example_runs_without_warnings(code, capsys):
 
 
 def test_readme_has_examples():
-    assert len(BLOCKS) >= 2
+    assert len(BLOCKS) >= 2 and SCRIPTS
+
+
+#: Appended to a script block: what it computed is right (inside its own guard)
+_SCRIPT_CHECKS = """
+if __name__ == "__main__":
+    import numpy as _np
+    from fastsinkhorn import OTResult as _OTResult
+
+    _results = [v for v in list(globals().values()) if isinstance(v, _OTResult)]
+    assert _results and all(r.converged and r.marginal_error <= r.tol for r in _results)
+    assert D.shape == (len(H), len(H)) and _np.allclose(D, D.T) and _np.allclose(_np.diag(S), 0)
+    print("README script ok")
+"""
+
+
+@pytest.mark.parametrize("code", SCRIPTS, ids=[f"script{i}" for i in range(len(SCRIPTS))])
+def test_readme_script_runs_as_a_script(code, tmp_path):
+    """Pasted into a file and run (``python example.py``), as a user would:
+    Dask's worker processes import the script again (issue 19: without the
+    ``__main__`` guard, 466 lines of traceback ending in "Nanny failed to start")."""
+    pytest.importorskip("distributed")
+    script = tmp_path / "example.py"
+    script.write_text(code + _SCRIPT_CHECKS)
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", str(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "README script ok" in done.stdout and "Traceback" not in done.stderr
 
 
 def test_docs_state_the_one_default_tolerance():

@@ -95,6 +95,28 @@ class LazyPlan:
             out[start:stop] = P
         return out
 
+    def __getitem__(self, key):
+        """``plan[rows, cols]`` with NumPy's indexing (as POT's ``LazyTensor``):
+        ``plan[:]`` is the whole plan, ``plan[i]`` a row, ``plan[i0:i1, j]``...
+
+        Only the rows asked for are evaluated, by contiguous runs (an
+        explicit request: ``plan[:]`` allocates n x m, like :meth:`to_dense`).
+        """
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) > 2:
+            raise IndexError(f"a LazyPlan has 2 dimensions, got {len(key)} indices")
+        rows, cols = key + (slice(None),) * (2 - len(key))
+        xp = self._geom.backend.xp
+        index = np.arange(self.shape[0])[rows]  # NumPy's checks and conventions for the row key
+        needed = np.unique(index)
+        runs = np.split(needed, np.flatnonzero(np.diff(needed) != 1) + 1)
+        sub = xp.concatenate([self.rows(int(r[0]), int(r[-1]) + 1) for r in runs]) if len(needed) \
+            else xp.empty((0, self.shape[1]))
+        where = np.searchsorted(needed, index)  # each asked-for row's place in sub
+        if isinstance(rows, slice) or np.ndim(index) == 0:  # P[s, c] is P[s][:, c]; P[i, c] is P[i][c]
+            return sub[where][..., cols] if isinstance(rows, slice) else sub[int(where)][cols]
+        return sub[where, cols]  # fancy rows: NumPy's pairing with fancy columns
+
     def __array__(self, dtype=None, copy=None):
         raise TypeError("a LazyPlan is not converted implicitly (it would allocate n x m): "
                         "use .to_dense(), .rows(), .apply() or .to_sparse()")

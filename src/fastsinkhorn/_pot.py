@@ -14,21 +14,38 @@ import numpy as np
 from ._arrays import array_library
 from ._result import ConvergenceWarning
 from ._solve import _solve
+from .batch import batch_method
 
 #: POT method name -> (fastsinkhorn method, warmstart given as potentials?)
-#: POT's ``sinkhorn_stabilized`` takes (alpha, beta) potentials as warmstart;
-#: the others take log-scalings (potentials / reg).
+#: POT's names run our best method for the problem (``"auto"``: the rule of
+#: :func:`~fastsinkhorn.choose_method`, SNS at small ``reg`` and tight
+#: ``stopThr``), never a solver that stops at ``numItermax`` where another
+#: converges within it. POT's ``sinkhorn_stabilized`` takes (alpha, beta)
+#: potentials as warmstart; the others take log-scalings (potentials / reg).
 POT_METHODS = {
-    "sinkhorn": ("sinkhorn", False),
-    "sinkhorn_knopp": ("sinkhorn", False),
-    "sinkhorn_log": ("sinkhorn", False),
-    "sinkhorn_stabilized": ("sinkhorn", True),
-    "sinkhorn_epsilon_scaling": ("sinkhorn", True),
-    "greenkhorn": ("sinkhorn", False),
+    "sinkhorn": ("auto", False),
+    "sinkhorn_knopp": ("auto", False),
+    "sinkhorn_log": ("auto", False),
+    "sinkhorn_stabilized": ("auto", True),
+    "sinkhorn_epsilon_scaling": ("auto", True),
+    "greenkhorn": ("auto", False),
     "sns": ("sns", False),
 }
+#: The names POT's ``sinkhorn2`` accepts (its ``greenkhorn`` and
+#: ``sinkhorn_epsilon_scaling`` give plans only, and raise ``ValueError``).
+SINKHORN2_METHODS = ("sinkhorn", "sinkhorn_knopp", "sinkhorn_log", "sinkhorn_stabilized", "sns")
+
+
+class DefaultValue(float):
+    """A keyword's default number, told apart (by identity) from the same
+    number given by the caller: a default ``stopThr`` that the dtype cannot
+    reach is raised silently, a given one with a warning."""
+
+    __slots__ = ()
+
+
 #: POT's default ``stopThr`` (an L2 criterion; not the L1 ``tol`` of :func:`solve`).
-POT_STOP_THR = 1e-9
+POT_STOP_THR = DefaultValue(1e-9)
 #: POT's ``print_period`` per method (``sinkhorn_knopp`` and ``sinkhorn_log``
 #: print every 10th iteration and have no such keyword).
 _PRINT_PERIOD = {"sinkhorn_stabilized": 20}
@@ -53,8 +70,8 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_
         \quad\text{s.t.}\quad \gamma 1 = a,\; \gamma^T 1 = b,\; \gamma \ge 0
 
     with :math:`\Omega(\gamma) = \sum_{ij} \gamma_{ij}\log\gamma_{ij}`, by a
-    log-stable Sinkhorn (or Sinkhorn-Newton-Sparse with ``method="sns"``) that
-    never underflows, whatever ``reg``.
+    log-stable Sinkhorn or Sinkhorn-Newton-Sparse (SNS), which never
+    underflow, whatever ``reg``.
 
     Parameters
     ----------
@@ -69,13 +86,17 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_
         Regularization (> 0).
     method : str
         POT's names (``"sinkhorn"``, ``"sinkhorn_log"``, ``"sinkhorn_stabilized"``,
-        ``"sinkhorn_epsilon_scaling"``, ``"greenkhorn"``) all run the stable
-        Sinkhorn solver; ``"sns"`` runs Sinkhorn-Newton-Sparse.
+        ``"sinkhorn_epsilon_scaling"``, ``"greenkhorn"``) all run our best
+        method for the problem: SNS where :func:`~fastsinkhorn.choose_method`
+        picks it (``reg`` at most 5e-3 of the cost range, ``stopThr <=
+        1e-4``: there Sinkhorn would stop at ``numItermax`` far from the
+        answer), else our log-stable Sinkhorn; ``"sns"`` always runs SNS.
     numItermax : int
-        Maximum number of iterations.
+        Maximum number of iterations: Sinkhorn iterations plus Newton steps.
     stopThr : float
         Stop when the L2 norm of the column-marginal violation (POT's
-        criterion) is below this.
+        criterion) is below this. POT's default (1e-9) is raised silently
+        to what a float32 problem can reach; a value you give, with a warning.
     verbose : bool
         Print POT's progress table (``It.  |Err``): the stopping error at the
         first check of every ``print_period`` iterations, and at the last.
@@ -136,8 +157,9 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP
 
 def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
               warmstart, kwargs, loss_only):
-    if not isinstance(method, str) or method.lower() not in POT_METHODS:
-        raise ValueError(f"method must be one of {tuple(POT_METHODS)}, got {method!r}")
+    names = SINKHORN2_METHODS if loss_only else tuple(POT_METHODS)
+    if not isinstance(method, str) or method.lower() not in names:
+        raise ValueError(f"Unknown method {method!r}: method must be one of {names}")
     ours, warmstart_is_potential = POT_METHODS[method.lower()]
     options = _options(dict(kwargs))
     print_period = options.pop("print_period", None) or _PRINT_PERIOD.get(method.lower(),
@@ -146,23 +168,25 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     b = xp.asarray(b) if b is not None else b
     M = xp.asarray(M)
     n_hists = b.shape[1] if b is not None and b.ndim == 2 else 0
+    tol, tol_given = _stop_threshold(stopThr), _given(stopThr, "stopThr")
 
     def one(b_k, ws):
         table = _ProgressTable(print_period) if verbose else None
-        res = _solve(M, a, b_k, reg=reg, method=ours, tol=_stop_threshold(stopThr), max_iter=numItermax,
+        res = _solve(M, a, b_k, reg=reg, method=ours, tol=tol, max_iter=numItermax,
                      warm_start=_to_potentials(ws, reg, warmstart_is_potential),
                      callback=table, verbose=False, backend="auto", options=options,
-                     norm="l2", warn=False)
+                     norm="l2", warn=False, tol_given=tol_given, hedge=False)
         if table is not None:
             table.finish(res)
         return res
 
-    if n_hists and ours == "sinkhorn":  # the k problems as one batch, iterated jointly as POT does
+    if n_hists and batch_method(ours, M, reg, tol) == "sinkhorn":
+        # the k problems as one batch, iterated jointly as POT does
         M = xp.ascontiguousarray(xp.broadcast_to(M, (n_hists,) + M.shape))
         b = b.T
         warmstart = None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
         n_hists = 0
-    if n_hists:
+    if n_hists:  # where SNS is the method: k solves
         results = [one(b[:, k], None if warmstart is None else (warmstart[0][:, k], warmstart[1][:, k]))
                    for k in range(n_hists)]
     else:
@@ -174,6 +198,11 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     else:
         out = xp.asarray(results[0].value_linear)[()] if loss_only else results[0].plan
     return (out, _log(results, reg)) if log else out
+
+
+def _given(value, name):
+    """``name`` if the caller gave ``value``, ``None`` for the keyword's default."""
+    return None if isinstance(value, DefaultValue) else name
 
 
 def _stop_threshold(stopThr):
@@ -276,14 +305,16 @@ def _log(results, reg):
     else:
         f, g = (p.astype(np.float64) for p in first.potentials)
         errors = list(first.history["error"])
-    with np.errstate(over="ignore"):
-        u, v = xp.exp(f / reg), xp.exp(g / reg)  # POT's scalings: may overflow at small reg
+    dtype = first.potentials[0].dtype  # POT's: the input's
+    with np.errstate(over="ignore"):  # POT's scalings: may overflow at small reg (use log_u)
+        u, v, log_u, log_v = (x.astype(dtype) for x in (xp.exp(f / reg), xp.exp(g / reg), f / reg, g / reg))
+    f, g = f.astype(dtype), g.astype(dtype)
     niter = max(r.n_iter for r in results) - 1  # POT's niter: 0-based index of the last iteration
     stacked = first.batched or len(results) > 1
     return {
         "err": errors,
         "niter": niter, "n_iter": niter,
-        "u": u, "v": v, "log_u": f / reg, "log_v": g / reg, "logu": f / reg, "logv": g / reg,
+        "u": u, "v": v, "log_u": log_u, "log_v": log_v, "logu": log_u, "logv": log_v,
         "alpha": f, "beta": g, "warmstart": (f, g),
         "converged": all(bool(np.all(r.converged)) for r in results),
         "marginal_error": (list(first.marginal_error) if first.batched
@@ -325,7 +356,7 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
     >>> ot.dist([[0.0, 0.0], [1.0, 1.0]]).tolist()
     [[0.0, 2.0], [2.0, 0.0]]
     """
-    same = x2 is None
+    same = x2 is None or x2 is x1  # POT: then the diagonal is exactly 0
     library = array_library(x1=x1, x2=x2)
     if backend not in ("auto", "scipy"):
         raise NotImplementedError(f"backend={backend!r}: only 'auto' and 'scipy' are supported")
@@ -347,4 +378,11 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
     extra = {"p": p} if isinstance(metric, str) and metric.endswith("minkowski") else {}
     if w is not None:
         extra["w"] = w
-    return xp.asarray(cdist(*host, metric=metric, **extra))
+    D = xp.asarray(cdist(*host, metric=metric, **extra))
+    # POT computes these metrics in the input's dtype, and the others (and
+    # backend="scipy") with cdist, in float64
+    return D.astype(x1.dtype) if backend == "auto" and metric in _METRICS_IN_INPUT_DTYPE else D
+
+
+#: ``dist`` metrics POT computes with the input's array library (so in its dtype).
+_METRICS_IN_INPUT_DTYPE = ("cityblock", "minkowski", "cosine", "correlation")

@@ -42,15 +42,16 @@ class OTResult:
     potentials : tuple of arrays
         Dual potentials ``(f, g)`` (``-inf`` where a mass is zero).
     value : float
+        (A NumPy scalar of the input's dtype: ``np.float64`` is a ``float``.)
         The objective as POT reports it: ``<M, P> + reg * KL(P | a b^T)``
         (``reg_type="KL"``, the default) or ``<M, P> + reg * sum P log P``
         (``"entropy"``), plus ``rho * KL(P 1 | a)`` and ``rho * KL(P^T 1 |
         b)`` for relaxed marginals, with ``KL(p | q) = sum p log(p / q)``.
     value_linear : float
-        Linear transport cost ``<M, P>``.
+        Linear transport cost ``<M, P>`` (the input's dtype, as ``value``).
     marginals : tuple of arrays
-        ``(P 1, P^T 1)`` of the returned plan (float64); also
-        ``marginal_a``, ``marginal_b``.
+        ``(P 1, P^T 1)`` of the returned plan (summed in float64, returned in
+        the plan's dtype, as POT's); also ``marginal_a``, ``marginal_b``.
     marginal_error : float
         ``||P 1 - a||_1 + ||P^T 1 - b||_1`` of the returned plan; for
         unbalanced OT, against the marginals the optimum has at the returned
@@ -90,9 +91,10 @@ class OTResult:
     reg: float = 0.0
     marginals: tuple = field(default=None, repr=False)
 
-    #: POT's ``OTResult`` fields that have no counterpart here (``_backend``:
-    #: POT's array backend, which POT's own tests read; ours are NumPy/CuPy)
+    #: POT's ``OTResult`` fields that have no counterpart here
     value_quad = None
+    #: POT's backend object of the result's arrays; None, as POT's for NumPy
+    #: arrays (read by code written for POT: ``sol._backend or NumpyBackend()``)
     _backend = None
     citation = ("Cuturi (2013), Sinkhorn distances: lightspeed computation of optimal transport, NeurIPS; "
                 "Tang, Shavlovsky, Rahmanian, Tardini, Thekumparampil, Xiao, Ying (2024), "
@@ -108,12 +110,12 @@ class OTResult:
 
     @property
     def marginal_a(self):
-        """Row sums of the returned plan (float64)."""
+        """Row sums of the returned plan."""
         return self.marginals[0]
 
     @property
     def marginal_b(self):
-        """Column sums of the returned plan (float64)."""
+        """Column sums of the returned plan."""
         return self.marginals[1]
 
     @property

@@ -17,7 +17,8 @@ from ._sinkhorn import run_sinkhorn
 from ._sns import run_sns
 from ._geometry import DenseGeometry
 from ._validation import effective_tol, prepare_problem, reference_cost
-from .geometry import PointCloud
+from .backends._contract import COST_KINDS
+from .geometry import PointCloud, _real
 
 #: name -> (options class, runner, default max_iter)
 METHODS = {
@@ -53,6 +54,11 @@ def choose_method(reg, cost_scale, tol):
 
 #: ``method`` names of POT's ``ot.solve`` -> ours (None: POT's default).
 POT_SOLVE_METHODS = {None: "auto", "sinkhorn_log": "sinkhorn"}
+#: POT's ``method`` values of ``ot.solve`` and ``ot.solve_sample`` that are not
+#: implemented here (they raise ``NotImplementedError``).
+POT_UNIMPLEMENTED_METHODS = ("mm", "lbfgsb", "1d", "gaussian", "gaussian_hd", "lowrank", "nystroem", "factored",
+                             "geomloss", "geomloss_auto", "geomloss_tensorized", "geomloss_online",
+                             "geomloss_multiscale", "sliced", "max_sliced", "bsp")
 #: POT's ``grad`` modes: with NumPy/CuPy arrays (no autodiff) these change nothing.
 _NO_OP_GRADS = (None, "autodiff", "detach", "envelope")
 
@@ -102,11 +108,15 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         KL penalties ``(rho_a, rho_b)`` of the marginals (POT's ``reg_m``;
         ``inf`` keeps a marginal exact). ``None``: balanced OT.
     unbalanced_type : {"KL"}
-        Only KL-relaxed marginals are implemented.
+        Only KL-relaxed marginals are implemented (others raise
+        ``NotImplementedError``; ignored for balanced OT, as in POT).
     method : {None, "auto", "sinkhorn", "sinkhorn_log", "sns", "exact"}
         ``"sinkhorn"`` (or POT's ``"sinkhorn_log"``): log-stable Sinkhorn with
         early stopping. ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
         ``None``/``"auto"``: see :func:`choose_method`. ``"exact"``: as ``reg=None``.
+        POT's other methods (``"mm"``, ``"lbfgsb"``, and ``solve_sample``'s
+        ``"1d"``, ``"sliced"``, ``"lowrank"``, ...: ``POT_UNIMPLEMENTED_METHODS``)
+        raise ``NotImplementedError``.
     n_threads : int, optional
         CPU threads of this solve (default: Numba's, all cores).
     max_iter : int, optional
@@ -174,7 +184,9 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     >>> round(float(res.plan.sum()), 3)  # between the two masses
     0.673
     """
-    _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend)
+    # unbalanced_type means nothing for balanced OT (POT ignores it there too)
+    _check_pot_arguments("KL" if unbalanced is None else unbalanced_type, plan_init, grad, n_threads, backend,
+                         method)
     if potentials_init is not None:
         if warm_start is not None:
             raise TypeError("give potentials_init (POT's name) or warm_start, not both")
@@ -205,8 +217,16 @@ def _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start,
                        warm_start=warm_start, **options)
 
 
-def _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend):
+def _check_pot_method(method):
+    """POT's methods that are not implemented here raise ``NotImplementedError``."""
+    if isinstance(method, str) and method.lower() in POT_UNIMPLEMENTED_METHODS:
+        raise NotImplementedError(f"method={method!r}: POT's {method} solver is not implemented; "
+                                  "fastsinkhorn solves entropic OT (Sinkhorn, SNS) and exact OT")
+
+
+def _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend, method=None):
     """POT arguments we cannot honour raise, naming the argument and value."""
+    _check_pot_method(method)
     if not isinstance(unbalanced_type, str) or unbalanced_type.lower() != "kl":
         raise NotImplementedError(f"unbalanced_type={unbalanced_type!r}: only 'KL' is implemented")
     if plan_init is not None:
@@ -253,8 +273,14 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
         Target points.
     a, b : array_like (n,), (m,), optional
         Weights; uniform when omitted.
-    metric : {"sqeuclidean", "euclidean", "minkowski"}
-        Cost between points, times ``scale`` (see :class:`~fastsinkhorn.PointCloud`).
+    metric : str or callable
+        Cost between points, times ``scale``. ``"sqeuclidean"``,
+        ``"euclidean"`` and ``"minkowski"`` (with ``p``) are computed by the
+        point-cloud kernels (see :class:`~fastsinkhorn.PointCloud`), the only
+        ones ``lazy=True`` takes (others raise ``NotImplementedError``); with
+        ``lazy=False``, any metric of :func:`~fastsinkhorn.dist` (POT's
+        ``cityblock``, ``cosine``, SciPy's ``cdist`` metrics...). The cost
+        has the points' dtype.
     reg, c, reg_type, unbalanced, unbalanced_type, method, n_threads, max_iter, plan_init, potentials_init, tol, verbose, grad
         As in :func:`solve`.
     lazy : bool
@@ -301,15 +327,46 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    cloud = PointCloud(X_a, X_b, cost=metric, p=p, scale=scale)
-    return solve(cloud if lazy else cloud.cost_matrix(), a, b, reg, c, reg_type, unbalanced, unbalanced_type,
-                 method, n_threads, max_iter, plan_init, potentials_init, tol, verbose, grad, **kwargs)
+    _check_pot_method(method)
+    if lazy:
+        if not (isinstance(metric, str) and metric in COST_KINDS):
+            raise NotImplementedError(f"metric={metric!r} with lazy=True: the lazy kernels compute "
+                                      f"{tuple(COST_KINDS)}; give lazy=False for any metric of dist")
+        M = PointCloud(X_a, X_b, cost=metric, p=p, scale=scale)
+    else:
+        M = _sample_cost(X_a, X_b, metric, p, scale)
+    return solve(M, a, b, reg, c, reg_type, unbalanced, unbalanced_type, method, n_threads, max_iter, plan_init,
+                 potentials_init, tol, verbose, grad, **kwargs)
+
+
+def _sample_cost(X_a, X_b, metric, p, scale):
+    """The dense cost of :func:`solve_sample`, in the points' dtype (float32
+    points, float32 cost, as POT's): the point-cloud kernels' costs
+    (exact per pair: no cancellation, zero between equal points), and any
+    other metric by :func:`~fastsinkhorn.dist`."""
+    if isinstance(metric, str) and metric in COST_KINDS:
+        cloud = PointCloud(X_a, X_b, cost=metric, p=p, scale=scale)
+        dtype = np.result_type(*(getattr(x, "dtype", np.float64) for x in (X_a, X_b)))
+        M = cloud.cost_matrix()
+        return M.astype(dtype) if dtype in (np.float32, np.float64) else M
+    from ._pot import dist
+
+    if not (_real(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    M = dist(X_a, X_b, metric=metric, p=p)
+    return M if scale == 1 else M * scale
 
 
 def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose,
-           backend, options, norm="l1", warn=True, unbalanced=(math.inf, math.inf), reg_type="kl", c=None):
+           backend, options, norm="l1", warn=True, unbalanced=(math.inf, math.inf), reg_type="kl", c=None,
+           tol_given="tol", hedge=True):
     """:func:`solve` with the POT-compatibility knobs (stopping norm, warn,
-    reference measure ``c`` of the KL regulariser)."""
+    reference measure ``c`` of the KL regulariser, ``tol_given``: the name of
+    the argument ``tol`` came from, ``None`` for the entry point's default,
+    see :func:`~fastsinkhorn._validation.effective_tol`; ``hedge=False``:
+    ``"auto"`` without SNS's ``sinkhorn_hedge``, whose choice depends on
+    measured times, so that the drop-ins' results do not, and whose wrong
+    guesses can spend a small budget such as POT's ``numItermax=1000``)."""
     if not isinstance(reg_type, str) or reg_type.lower() not in ("kl", "entropy"):
         raise NotImplementedError(f"reg_type={reg_type!r}: only 'KL' and 'entropy' are implemented")
     kl_frame, M_given = reg_type.lower() == "kl", None
@@ -320,12 +377,13 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     host_input = not any(is_cupy_array(x) for x in arrays)
     prob = prepare_problem(M, a, b, reg, backend, unbalanced, kl_frame=kl_frame)
     batched = len(prob.shape) == 3
-    tol = effective_tol(tol, prob.dtype, prob.shape[-2:])
+    tol = effective_tol(tol, prob.dtype, prob.shape[-2:], tol_given)
     sinkhorn_first = False
     if method == "auto":
         method = "sinkhorn" if batched else choose_method(prob.reg, prob.cost_scale, tol)
-        if method == "sns":  # and keep Sinkhorn where it is measured to be faster
-            options = {"sinkhorn_hedge": True, **options}
+        if method == "sns":
+            if hedge:  # and keep Sinkhorn where it is measured to be faster
+                options = {"sinkhorn_hedge": True, **options}
         elif not batched:  # Sinkhorn, with Newton steps if it would not reach tol in max_iter
             method, sinkhorn_first = "sns", True
             options = {"sinkhorn_first": True, **options}
@@ -350,7 +408,8 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
         method, phases = "sinkhorn", {"sinkhorn": phases["sinkhorn"]}
     result = _result(prob, plan, f, g, phases, status, monitor, method, tol, norm)
     if M_given is not None:  # <M, P> of the caller's cost, not of M - reg log c
-        result.value_linear = DenseGeometry(M_given, prob.backend, 0.0).linear_cost(result.plan)
+        result.value_linear = in_dtype(DenseGeometry(M_given, prob.backend, 0.0).linear_cost(result.plan),
+                                       prob.dtype)
     if host_input and prob.backend.name == "gpu":
         if not isinstance(result.plan, LazyPlan):
             result.plan = to_numpy(result.plan)
@@ -426,7 +485,6 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
     target_c = prob.cols.target(g)
     error = marginal_error(xp, r, c, prob.rows.target(f), target_c)
     value = objective(prob, f, g, r, c)
-    value = float(value) if value.ndim == 0 else value
     if not bool(xp.isfinite(xp.asarray(error)).all()):
         status = Status.STALLED
     # POT's criterion ("l2"): the column violation of the row-normalised plan
@@ -436,12 +494,13 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
         status = Status.CONVERGED
     if prob.transposed:
         plan, f, g, r, c = plan.T, g, f, c, r
+    dtype = prob.dtype  # every returned array and number in the input's dtype, as POT's
     return OTResult(
         plan=plan,
-        marginals=(r, c),
-        potentials=(f.astype(prob.dtype), g.astype(prob.dtype)),
-        value=value,
-        value_linear=linear,
+        marginals=(r.astype(dtype), c.astype(dtype)),
+        potentials=(f.astype(dtype), g.astype(dtype)),
+        value=in_dtype(value, dtype),
+        value_linear=in_dtype(linear, dtype),
         marginal_error=error,
         n_iter=sum(phases.values()),
         n_iter_phases=phases,
@@ -453,6 +512,14 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
         tol=tol,
         reg=reg,
     )
+
+
+def in_dtype(x, dtype):
+    """A float64 measure (number or array) in the problem's ``dtype``: a NumPy
+    scalar of that dtype (``np.float64`` is a ``float``), or an array."""
+    if getattr(x, "ndim", 0) == 0:
+        return np.dtype(dtype).type(float(x))
+    return x.astype(dtype)
 
 
 def objective(prob, f, g, r, c):

@@ -344,8 +344,13 @@ def default_tol(dtype):
     return DEFAULT_TOL[np.dtype(dtype).name]
 
 
-def effective_tol(tol, dtype, shape):
-    """Default ``tol`` per dtype, raised to :func:`tolerance_floor` with a warning.
+def effective_tol(tol, dtype, shape, given="tol"):
+    """Default ``tol`` per dtype, raised to :func:`tolerance_floor` when below it.
+
+    ``given`` names the argument the caller set (``"tol"``, POT's
+    ``"stopThr"``): raising it warns, naming it. ``None`` says that ``tol``
+    is the entry point's own default, not the user's (POT's ``stopThr=1e-9``
+    on a float32 problem): it is raised silently.
 
     ``tol = 0`` is kept: the solve then runs ``max_iter`` iterations (a common
     way to time a fixed number of iterations).
@@ -353,14 +358,15 @@ def effective_tol(tol, dtype, shape):
     if tol is None:
         tol = default_tol(dtype)
     if isinstance(tol, bool) or not (isinstance(tol, numbers.Real) and tol >= 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
+        raise ValueError(f"{given or 'tol'} must be a non-negative finite number, got {tol!r}")
     floor = tolerance_floor(dtype, shape)
     if 0 < tol < floor:
-        warnings.warn(
-            f"tol={tol:.1e} is below what {np.dtype(dtype).name} can reach for a "
-            f"{shape[0]}x{shape[1]} problem; using tol={floor:.1e}",
-            UserWarning,
-            stacklevel=4,
-        )
+        if given:
+            warnings.warn(
+                f"{given}={tol:.1e} is below what {np.dtype(dtype).name} can reach for a "
+                f"{shape[0]}x{shape[1]} problem; using {given}={floor:.1e}",
+                UserWarning,
+                stacklevel=4,
+            )
         tol = floor
     return float(tol)

@@ -6,10 +6,14 @@ adds POT's entry point (``import fastsinkhorn.batch`` for ``ot.batch``) and
 :func:`pad` for problems of different sizes.
 """
 
+import warnings
+
 import numpy as np
 
-from ._arrays import array_library
-from ._solve import _solve
+from ._arrays import array_library, to_numpy
+from ._many import stack_results
+from ._result import ConvergenceWarning
+from ._solve import _solve, choose_method
 
 _REG_TYPES = ("entropy", "kl")
 
@@ -65,8 +69,13 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
 
     Solves each problem ``p`` of the batch,
     ``min <M_p, T> + reg R(T)`` with ``T 1 = a_p``, ``T^T 1 = b_p``, by the
-    batched log-stable Sinkhorn of :func:`fastsinkhorn.solve` (one pass over
-    all problems per iteration).
+    best method for the batch (:func:`batch_method`): the batched log-stable
+    Sinkhorn of :func:`fastsinkhorn.solve` (one pass over all problems per
+    iteration), or, where :func:`~fastsinkhorn.choose_method` picks SNS
+    (``reg`` at most ``5e-3`` of the cost range and ``tol <= 1e-4``), each
+    problem by ``method="auto"``; problems that do not reach ``tol`` within
+    ``max_iter`` raise a :class:`~fastsinkhorn.ConvergenceWarning` (POT's
+    does not warn).
 
     Parameters
     ----------
@@ -84,7 +93,7 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
         (POT stops on the change of the dual variables instead; this bounds
         what the plan violates).
     method : {"auto", "sinkhorn", "log_sinkhorn"}
-        All run the same stable solver; ``"proximal"`` raises ``NotImplementedError``.
+        All run our best method as above; ``"proximal"`` raises ``NotImplementedError``.
     inner_iter, inner_reg
         Parameters of POT's proximal method: only their defaults are accepted.
     reg_type : {"entropy", "kl"}
@@ -121,10 +130,61 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
     xp = _namespace(M, a, b)
     if xp.ndim(xp.asarray(M)) != 3:
         raise ValueError(f"M must have shape (B, n, m), got {xp.asarray(M).shape}")
-    res = _solve(M, a, b, reg=reg, method="sinkhorn", tol=tol, max_iter=max_iter, warm_start=None,
-                 callback=None, verbose=False, backend="auto", options={}, warn=False, reg_type=reg_type)
-    res.potentials = tuple(p.astype(np.float64) / reg for p in res.potentials)
+    res = solve_problems(M, a, b, reg=reg, tol=tol, max_iter=max_iter, verbose=False, backend="auto",
+                         options={}, warn=False, hedge=False, reg_type=reg_type)
+    if not bool(np.all(to_numpy(res.converged))):  # POT's solve_batch is silent here; we report it
+        warnings.warn(f"solve_batch: {int((~to_numpy(res.converged)).sum())} of {len(res.converged)} problems "
+                      f"did not reach tol={res.tol:.1e} in max_iter={max_iter} iterations; increase max_iter "
+                      "or reg", ConvergenceWarning, stacklevel=2)
+    res.potentials = tuple(p / reg for p in res.potentials)  # POT's log-scalings, in the input's dtype
     return res
+
+
+def batch_method(method, M, reg, tol):
+    """The method for problems sharing a cost range (a batch ``M``, or a 2-D
+    ``b`` of POT's): ``"sinkhorn"``, run as one batch, where
+    :func:`~fastsinkhorn.choose_method` picks it for ``M``'s range, else
+    ``"auto"``, run problem by problem (SNS does not take batches). Other
+    methods are returned as they are."""
+    if method != "auto":
+        return method
+    from ._validation import _as_cost, check_reg
+
+    cost_range = _as_cost(_namespace(M), M)[1]
+    return "sinkhorn" if choose_method(check_reg(reg), cost_range, tol) == "sinkhorn" else "auto"
+
+
+def solve_problems(M, a, b, *, reg, tol, max_iter, method="auto", warm_start=None, progress=None,
+                   **solve_options):
+    """A batch ``M`` (B, n, m) solved by :func:`batch_method`'s choice: one
+    batched Sinkhorn, or each problem by ``method`` (``"auto"``: SNS at small
+    ``reg``), the results stacked into one batched :class:`~fastsinkhorn.OTResult`.
+
+    ``a``, ``b``: (B, n), (B, m), or 1-D shared by all problems (or None).
+    ``warm_start``: potentials (B, n), (B, m). ``progress``: a factory of
+    callbacks (one per solve) with a ``finish(result)`` method (POT's
+    ``verbose`` table), or None. ``solve_options`` go to ``_solve``.
+    """
+    def run(M_p, a_p, b_p, ws, method):
+        table = progress() if progress else None
+        res = _solve(M_p, a_p, b_p, reg=reg, method=method, tol=tol, max_iter=max_iter, warm_start=ws,
+                     callback=table, **solve_options)
+        if table is not None:
+            table.finish(res)
+        return res
+
+    xp = _namespace(M, a, b)
+    M, a, b = xp.asarray(M), *(None if w is None else xp.asarray(w) for w in (a, b))
+    method = batch_method(method, M, reg, tol)
+    if method == "sinkhorn":
+        return run(M, a, b, warm_start, "sinkhorn")
+
+    def problem(w, p):  # problem p's masses (a shared 1-D one, or none)
+        return w[p] if w is not None and getattr(w, "ndim", 1) == 2 else w
+
+    return stack_results([run(M[p], problem(a, p), problem(b, p),
+                              None if warm_start is None else (warm_start[0][p], warm_start[1][p]), method)
+                          for p in range(M.shape[0])])
 
 
 def _namespace(*arrays):

@@ -7,9 +7,10 @@ functions of the same names (``import fastsinkhorn as ot`` and
     min_P <M, P> + reg KL(P | c) + reg_m1 KL(P 1 | a) + reg_m2 KL(P^T 1 | b)
 
 with ``c = a b^T`` (``reg_type="kl"``) or ``1`` (``"entropy"``), by the
-library's log-stable solvers: every POT method name runs the same
-translation-invariant Sinkhorn (``method="sns"``: Sinkhorn-Newton-Sparse),
-which neither under- nor overflows at small ``reg``.
+library's log-stable solvers, which neither under- nor overflow at small
+``reg``: every POT method name runs our best method for the problem (SNS
+where :func:`~fastsinkhorn.choose_method` picks it, else the
+translation-invariant Sinkhorn; ``method="sns"``: Sinkhorn-Newton-Sparse).
 
 Differences from POT: ``stopThr`` bounds the L1 norm of the dual's gradient
 (the distance of the plan's marginals to the marginals the optimal plan has
@@ -22,15 +23,27 @@ import warnings
 
 import numpy as np
 
-from ._pot import _namespace, _options, _ProgressTable, _stop_threshold
+from ._pot import (
+    DefaultValue,
+    _given,
+    _namespace,
+    _options,
+    _ProgressTable,
+    _stop_threshold,
+)
 from ._relaxation import check_unbalanced
 from ._result import ConvergenceWarning
 from ._solve import _solve
+from .batch import solve_problems
 
-#: POT's method names: all run our Sinkhorn (the translation-invariant one);
-#: ``"sns"`` is Sinkhorn-Newton-Sparse.
-METHODS = {"sinkhorn": "sinkhorn", "sinkhorn_stabilized": "sinkhorn",
-           "sinkhorn_translation_invariant": "sinkhorn", "sinkhorn_reg_scaling": "sinkhorn", "sns": "sns"}
+#: POT's method names: all run our best method for the problem (``"auto"``:
+#: :func:`~fastsinkhorn.choose_method`'s rule, SNS at small ``reg`` and tight
+#: ``stopThr``, else our translation-invariant Sinkhorn); ``"sns"`` is
+#: Sinkhorn-Newton-Sparse.
+METHODS = {"sinkhorn": "auto", "sinkhorn_stabilized": "auto",
+           "sinkhorn_translation_invariant": "auto", "sinkhorn_reg_scaling": "auto", "sns": "sns"}
+#: POT's default ``stopThr`` of the unbalanced solvers.
+STOP_THR = DefaultValue(1e-6)
 
 _NOT_CONVERGED = ("Unbalanced Sinkhorn did not converge. Try a larger entropy `reg` or a lower "
                   "mass `reg_m`, or increase `numItermax`.")
@@ -38,7 +51,7 @@ _TWO_D_B = "Reg_type not implemented yet. Use entropy."  # POT's text: a 2-D b u
 
 
 def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c=None, warmstart=None,
-                        numItermax=1000, stopThr=1e-6, verbose=False, log=False, **kwargs):
+                        numItermax=1000, stopThr=STOP_THR, verbose=False, log=False, **kwargs):
     r"""Unbalanced entropic OT plan, a drop-in for ``ot.unbalanced.sinkhorn_unbalanced``.
 
     Parameters
@@ -59,8 +72,10 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
     method : str
         POT's ``"sinkhorn"``, ``"sinkhorn_stabilized"``,
         ``"sinkhorn_translation_invariant"``, ``"sinkhorn_reg_scaling"``: all
-        run our log-stable translation-invariant Sinkhorn; ``"sns"`` runs
-        Sinkhorn-Newton-Sparse (single problems).
+        run our best method (SNS at ``reg`` at most 5e-3 of the cost range
+        with ``stopThr <= 1e-4``, else our log-stable translation-invariant
+        Sinkhorn; a 2-D ``b`` then is one batch, or one SNS solve per
+        histogram); ``"sns"`` runs Sinkhorn-Newton-Sparse.
     reg_type : {"kl", "entropy"}
         Reference measure ``a b^T`` or ``1`` of the entropy.
     c : array_like (n, m), optional
@@ -68,10 +83,11 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
     warmstart : pair of arrays, optional
         POT's log-scalings ``(logu, logv)`` (as returned in ``log``).
     numItermax : int
-        Maximum number of iterations.
+        Maximum number of iterations: Sinkhorn iterations plus Newton steps.
     stopThr : float
         Bound on the L1 norm of the dual's gradient (see the module notes);
-        ``0`` runs ``numItermax`` iterations.
+        ``0`` runs ``numItermax`` iterations. The default is raised silently
+        to what a float32 problem can reach; a value you give, with a warning.
     verbose : bool
         Print POT's progress table (``It.  |Err``).
     log : bool
@@ -98,7 +114,7 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
 
 
 def sinkhorn_unbalanced2(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c=None, warmstart=None,
-                         returnCost="linear", numItermax=1000, stopThr=1e-6, verbose=False, log=False,
+                         returnCost="linear", numItermax=1000, stopThr=STOP_THR, verbose=False, log=False,
                          **kwargs):
     r"""Unbalanced entropic OT cost, a drop-in for ``ot.unbalanced.sinkhorn_unbalanced2``.
 
@@ -120,14 +136,14 @@ def sinkhorn_unbalanced2(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", 
 
 #: POT's other names of the same solver
 def sinkhorn_knopp_unbalanced(a, b, M, reg, reg_m, reg_type="kl", c=None, warmstart=None, numItermax=1000,
-                              stopThr=1e-6, verbose=False, log=False, **kwargs):
+                              stopThr=STOP_THR, verbose=False, log=False, **kwargs):
     """:func:`sinkhorn_unbalanced` with ``method="sinkhorn"`` (POT's name)."""
     return sinkhorn_unbalanced(a, b, M, reg, reg_m, "sinkhorn", reg_type, c, warmstart, numItermax, stopThr,
                                verbose, log, **kwargs)
 
 
 def sinkhorn_stabilized_unbalanced(a, b, M, reg, reg_m, reg_type="kl", c=None, warmstart=None, tau=1e5,
-                                   numItermax=1000, stopThr=1e-6, verbose=False, log=False, **kwargs):
+                                   numItermax=1000, stopThr=STOP_THR, verbose=False, log=False, **kwargs):
     """:func:`sinkhorn_unbalanced` with ``method="sinkhorn_stabilized"`` (POT's name;
     ``tau`` is the absorption threshold)."""
     return sinkhorn_unbalanced(a, b, M, reg, reg_m, "sinkhorn_stabilized", reg_type, c, warmstart, numItermax,
@@ -135,7 +151,7 @@ def sinkhorn_stabilized_unbalanced(a, b, M, reg, reg_m, reg_type="kl", c=None, w
 
 
 def sinkhorn_unbalanced_translation_invariant(a, b, M, reg, reg_m, reg_type="kl", c=None, warmstart=None,
-                                              numItermax=1000, stopThr=1e-6, verbose=False, log=False,
+                                              numItermax=1000, stopThr=STOP_THR, verbose=False, log=False,
                                               **kwargs):
     """:func:`sinkhorn_unbalanced` with ``method="sinkhorn_translation_invariant"`` (POT's name)."""
     return sinkhorn_unbalanced(a, b, M, reg, reg_m, "sinkhorn_translation_invariant", reg_type, c, warmstart,
@@ -169,14 +185,19 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
         reg_type = "entropy"
         M, b = xp.ascontiguousarray(xp.broadcast_to(M, (n_hists,) + M.shape)), b.T
         warmstart = None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
-    table = _ProgressTable(print_period) if verbose else None
     shift = _frame_shift(xp, a, b, reg_type if c is None else "entropy", M.shape)
-    res = _solve(M, a, b, reg=reg, method=METHODS[method.lower()], tol=_stop_threshold(stopThr),
-                 max_iter=numItermax, warm_start=_potentials(xp, warmstart, shift, reg),
-                 callback=table, verbose=False, backend="auto", options=options, warn=False,
-                 unbalanced=rho, reg_type=reg_type, c=c)
-    if table is not None:
-        table.finish(res)
+    solve = {"reg": reg, "method": METHODS[method.lower()], "tol": _stop_threshold(stopThr),
+             "max_iter": numItermax, "warm_start": _potentials(xp, warmstart, shift, reg), "verbose": False,
+             "backend": "auto", "options": options, "warn": False, "hedge": False, "unbalanced": rho,
+             "reg_type": reg_type, "c": c, "tol_given": _given(stopThr, "stopThr")}
+    if n_hists:  # one batch, or one solve per histogram where SNS is the method
+        res = solve_problems(M, a, b, progress=(lambda: _ProgressTable(print_period)) if verbose else None,
+                             **solve)
+    else:
+        table = _ProgressTable(print_period) if verbose else None
+        res = _solve(M, a, b, callback=table, **solve)
+        if table is not None:
+            table.finish(res)
     if not bool(np.all(res.converged)):
         warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=3)
     logu, logv = _log_scalings(xp, res, shift, reg)
@@ -226,5 +247,5 @@ def _log_scalings(xp, res, shift, reg):
     for p, s in zip(res.potentials, shift):
         with np.errstate(invalid="ignore"):
             logs = p.astype(np.float64) / reg - s
-        out.append(xp.where(xp.isfinite(logs), logs, floor))
+        out.append(xp.where(xp.isfinite(logs), logs, floor).astype(p.dtype))  # POT's dtype: the input's
     return tuple(out)

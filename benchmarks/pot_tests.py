@@ -64,25 +64,20 @@ BY_DESIGN = {
         f"POT iterates an infeasible problem ({_DIFFERENCES})",
     "test_solvers.py::test_solve_sample_NotImplemented*'lazy': True*'unbalanced': 1*":
         f"lazy unbalanced OT is implemented here: nothing to refuse ({_DIFFERENCES})",
-    "test_ot.py::test_emd_dimension_and_mass_mismatch":
-        f"bad input raises ValueError naming the argument, where POT's emd asserts (AssertionError) "
-        f"({_DIFFERENCES})",
     "test_bregman.py::test_sinkhorn_stabilization":
         "reg = 1e-9 of the cost range: POT's solvers underflow and both return 0.0, which the test "
         "compares; ours return the loss within 4e-5 of ot.emd2's, not converged in numItermax=1000 "
         f"(log['converged'] False), by two paths (tau=1 or not) that differ by 2e-6 relative ({_DIFFERENCES})",
-}
-#: Failures fixed on another branch of issue 19 (exact OT): remove once merged and passing.
-PENDING = {
-    "test_ot.py::test_warnings": "exact OT (emd): issue 19, exact-OT part",
+    "test_ot.py::test_warnings":
+        "its 1-D convex cost has an optimal north-west-corner basis, so numItermax=1 ends no pivoting "
+        f"and exact OT returns the optimum without POT's warning ({_DIFFERENCES})",
     "test_solvers.py::test_solve_sample_lazy_emd[numpy-*euclidean]":
-        "solve_sample(lazy=True, reg=None): exact-OT part",
-    "test_solvers.py::test_solve_sample_lazy_emd_large*": "solve_sample(lazy=True, reg=None): exact-OT part",
-    "test_solvers.py::test_solve[numpy]": "ExactResult.marginals: exact-OT part",
-    "test_solvers.py::test_solve_grid[numpy-None-*": "ExactResult.marginals: exact-OT part",
-    "test_solvers.py::test_solve_sample[numpy]": "ExactResult.marginals: exact-OT part",
-    "test_solvers.py::test_solve_sample_debias[numpy-None-False]": "ExactResult.marginals: exact-OT part",
+        "exact OT's plan is a scipy.sparse.csr_array (O(n + m) memory), and NumPy's sum with POT's "
+        f"keepdims argument is not defined on it; values and plan costs agree ({_DIFFERENCES})",
 }
+#: Failures fixed on another branch (none at present): test id pattern -> which fix.
+PENDING = {}
+
 OUTCOMES = ("not ours", "passed", "skipped", "not implemented", "by design", "pending", "fails with POT",
             "FAILED")
 

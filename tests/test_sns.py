@@ -608,3 +608,35 @@ def test_max_iter_can_run_out_during_annealing():
     assert res.n_iter <= 30 and not res.converged and np.isfinite(res.plan).all()
     f, g = res.potentials  # the plan is that of the returned potentials at the target reg
     np.testing.assert_allclose(np.exp((f[:, None] + g[None, :] - p.M) / 1e-5), res.plan, rtol=1e-6, atol=1e-150)
+
+
+def test_a_wrong_hedge_leaves_newton_half_the_budget(monkeypatch):
+    """The hedge bets on Sinkhorn by extrapolation; when the bet is wrong (here
+    forced: Sinkhorn 'predicted' to finish in 10^6 iterations), it spends at
+    most half of what is left, and Newton still converges within max_iter."""
+    import fastsinkhorn._sns as sns
+
+    monkeypatch.setattr(sns._SNSRun, "_sinkhorn_iterations_if_cheaper", lambda self, *args: 10**6)
+    p = make_problem("assignment", 120, seed=3)
+    res = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", sinkhorn_hedge=True, max_iter=1000)
+    assert res.converged and res.n_iter <= 1000
+    assert res.n_iter_phases["newton"] > 0 and res.n_iter_phases["sinkhorn"] <= 1000 // 2 + 500
+
+
+def test_the_hedge_times_a_warm_dense_pass(monkeypatch):
+    """The first dense pass of a process loads its kernels: the hedge times a
+    repeat of it, not the load."""
+    import fastsinkhorn._sns as sns
+
+    seen = []
+    original = sns._SNSRun._sinkhorn_iterations_if_cheaper
+    monkeypatch.setattr(sns._SNSRun, "_sinkhorn_iterations_if_cheaper",
+                        lambda self, first_check, pass_time, tol: seen.append(pass_time)
+                        or original(self, first_check, pass_time, tol))
+    calls = []
+    point = sns._Point
+    monkeypatch.setattr(sns, "_Point", lambda *args: calls.append(1) or point(*args))
+    monkeypatch.setattr(sns, "_DENSE_PASS_LOADED", False)
+    p = make_problem("cloud", 200, seed=0)
+    fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", sinkhorn_hedge=True)
+    assert seen and sns._DENSE_PASS_LOADED and len(calls) >= 2

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from numba import get_num_threads
 
 from ._arrays import to_numpy
 from ._exact_kernels import gather_costs, smallest_reduced_costs
@@ -41,6 +40,7 @@ from ._restricted_lp import solve_restricted
 from ._result import ConvergenceWarning, OTResult, Status
 from ._spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
 from ._validation import prepare_problem
+from .backends import _threads  # its import starts Numba's threads (passive waits)
 
 #: Reduced costs down to ``-DEFAULT_TOL * max|M|`` count as non-negative:
 #: a few roundings of ``M_ij - u_i - v_j`` along the basis' paths.
@@ -265,7 +265,8 @@ def optimality_certificate(M, a, b, plan, potentials):
     value = float((P.data * M[P.row, P.col]).sum())
     r = np.bincount(P.row, P.data, M.shape[0])
     c = np.bincount(P.col, P.data, M.shape[1])
-    _, rc, _, _ = smallest_reduced_costs(M, u, v, 1, min(get_num_threads(), M.shape[0]))
+    nb = _threads.blocks(M.size, M.shape[0])
+    _, rc, _, _ = _threads.run(smallest_reduced_costs, nb, M, u, v, 1, nb)
     return (value - float(a @ u + b @ v), float(rc[:, 0].min()),
             float(np.abs(r - a).sum() + np.abs(c - b).sum()))
 
@@ -312,7 +313,7 @@ class _ColumnGeneration:
         self.C, self.a, self.b, self.tol, self.opts = C, a, b, tol, opts
         self.n, self.m = C.shape
         self.lo, self.range = float(C.min()), cost_range if cost_range > 0 else 1.0
-        self.nblocks = min(get_num_threads(), self.n)
+        self.nblocks = _threads.blocks(C.size, self.n)  # of the pricing pass (see ``_threads``)
         nw_rows, nw_cols = northwest_corner(a, b)  # keeps every restricted LP feasible
         self.rows, self.cols = nw_rows, nw_cols
         self.flow = self.in_tree = None  # the basis, once the first LP is solved
@@ -322,10 +323,13 @@ class _ColumnGeneration:
     def add_candidates(self, f, g):
         """Entries within ``slack * reg`` of their row's best at ``(f, g)``, and each column's best."""
         opts = self.opts
-        idx, rc, col_arg, _ = smallest_reduced_costs(self.C, f, g, min(opts.candidates_per_row, self.m),
-                                                     self.nblocks)
+        idx, rc, col_arg, _ = self._reduced_costs(f, g, min(opts.candidates_per_row, self.m))
         keep = rc <= rc[:, :1] + opts.slack * opts.reg * self.range
         self._add(np.nonzero(keep)[0], idx[keep], col_arg, np.arange(self.m))
+
+    def _reduced_costs(self, f, g, k):
+        """:func:`smallest_reduced_costs` of ``C`` at ``(f, g)``, on one thread per block at most."""
+        return _threads.run(smallest_reduced_costs, self.nblocks, self.C, f, g, k, self.nblocks)
 
     def _add(self, *pairs):
         """Join entries (pairs of row and column arrays) to the support, the
@@ -347,7 +351,7 @@ class _ColumnGeneration:
         """Optimise on the support, polish, price every entry and add the
         violated ones; returns ``-min`` reduced cost (0 if none negative)."""
         n, m, rows, cols = self.n, self.m, self.rows, self.cols
-        cost = gather_costs(self.C, rows, cols)
+        cost = _threads.run(gather_costs, _threads.blocks(rows.size, rows.size), self.C, rows, cols)
         if self.flow is None:
             if self.opts.first_lp == "highs":
                 self._first_basis(cost)
@@ -408,12 +412,12 @@ class _ColumnGeneration:
         first to make their rows and columns feasible (they carry no flow:
         the objective and complementary slackness are unchanged)."""
         k = min(self.opts.price_per_row, self.m)
-        idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks)
+        idx, rc, col_arg, col_min = self._reduced_costs(self.u, self.v, k)
         zero_rows, zero_cols = (self.a == 0) & (rc[:, 0] < 0), (self.b == 0) & (col_min < 0)
         if zero_rows.any() or zero_cols.any():
             self.u = np.where(zero_rows, self.u + rc[:, 0], self.u)
             self.v = np.where(zero_cols, self.v + col_min, self.v)
-            idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks)
+            idx, rc, col_arg, col_min = self._reduced_costs(self.u, self.v, k)
         return idx, rc, col_arg, col_min
 
     def result(self, prob, status, phases, history, tol):

@@ -110,3 +110,12 @@ def scale(K, u, v, out):
         for j in range(m):
             out[p, i, j] = u[p, i] * K[p, i, j] * v[p, j]
     return out
+
+
+# Serial twins, for batches too small to share among threads (one block: see
+# ``_threads``): they wake no thread.
+lse_rows_serial = njit(cache=True)(lse_rows.py_func)
+lse_cols_serial = njit(cache=True)(lse_cols.py_func)
+plan_serial = njit(cache=True)(plan.py_func)
+scaling_pass_serial = njit(cache=True, fastmath=_FAST)(scaling_pass.py_func)
+scale_serial = njit(cache=True, fastmath=_FAST)(scale.py_func)

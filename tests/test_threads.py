@@ -1,6 +1,7 @@
 """Threads of the CPU passes: the rule (blocks, threads, cores), idle threads
 that sleep, and answers that do not depend on the thread count."""
 
+import json
 import os
 import subprocess
 import sys
@@ -170,3 +171,48 @@ def test_idle_threads_sleep_unless_the_user_set_a_policy(user_policy, spin):
         pytest.skip("Numba's threading layer is not GNU OpenMP here")
     assert spins == [spin]
     assert out.stdout.split() == [str(user_policy)]
+
+
+TWINS = """
+import json, sys
+import numpy as np
+from fastsinkhorn.backends import _cpu_batch_kernels as batch, _cpu_kernels as kern
+K, v, a, u = np.ones((8, 8)), np.ones(8), np.ones(8), np.ones(8)
+idx, val = np.zeros((8, 2), np.int64), np.ones((8, 2))
+B = (np.ones((2, 8, 8)), np.ones((2, 8)), np.ones((2, 8)), np.ones((2, 8)))
+calls = {  # kernel name -> its arguments (the twin takes the same)
+    "scaling_pass": lambda f: f(K, v, a, u, 1, 1.0), "scale": lambda f: f(K, u, v, K.copy()),
+    "ell_matvec_parallel": lambda f: f(idx, val, v),
+    "batch.lse_rows": lambda f: f(B[0], B[2], 1.0), "batch.lse_cols": lambda f: f(B[0], B[1], 1.0),
+    "batch.plan": lambda f: f(B[0], B[1], B[2], 1.0, -460.0, B[0].copy()),
+    "batch.scaling_pass": lambda f: f(B[0], B[2], B[1], B[3].copy(), 1.0),
+    "batch.scale": lambda f: f(B[0], B[1], B[2], B[0].copy()),
+}
+twins = {"scaling_pass": "scaling_pass_serial", "scale": "scale_serial", "ell_matvec_parallel": "ell_matvec"}
+def get(name):
+    mod, _, attr = name.rpartition(".")
+    return getattr(batch if mod else kern, attr)
+hits = {}
+for name, call in calls.items():
+    twin = twins.get(name, name + "_serial")
+    f = get(name) if sys.argv[1] == "parallel" else get(twin)
+    call(f)
+    hits[name] = sum(f.stats.cache_hits.values())
+print(json.dumps(hits))
+"""
+
+
+def test_serial_twins_never_load_the_parallel_kernels_cached_code(tmp_path):
+    """A twin compiled first (a small solve) must not become the parallel
+    kernel's cached code: Numba's cache does not key on ``parallel=``."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def run(which):
+        out = subprocess.run([sys.executable, "-c", TWINS, which], env=env, capture_output=True, text=True,
+                             timeout=600, check=False)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert set(run("serial").values()) == {0}  # an empty cache: every twin compiled
+    assert set(run("parallel").values()) == {0}  # the kernels compiled their own code
+    assert set(run("parallel").values()) == {1}  # ... and load it from then on

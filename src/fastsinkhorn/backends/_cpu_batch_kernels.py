@@ -11,7 +11,7 @@ the problems of a batch are many and small).
 import numpy as np
 from numba import njit, prange
 
-from ._cpu_kernels import _FAST, _LSE_CUT, _row_scaling
+from ._cpu_kernels import _FAST, _LSE_CUT, _row_scaling, serial_twin
 
 
 @njit(cache=True, parallel=True)
@@ -114,8 +114,8 @@ def scale(K, u, v, out):
 
 # Serial twins, for batches too small to share among threads (one block: see
 # ``_threads``): they wake no thread.
-lse_rows_serial = njit(cache=True)(lse_rows.py_func)
-lse_cols_serial = njit(cache=True)(lse_cols.py_func)
-plan_serial = njit(cache=True)(plan.py_func)
-scaling_pass_serial = njit(cache=True, fastmath=_FAST)(scaling_pass.py_func)
-scale_serial = njit(cache=True, fastmath=_FAST)(scale.py_func)
+lse_rows_serial = serial_twin(lse_rows, "lse_rows_serial")
+lse_cols_serial = serial_twin(lse_cols, "lse_cols_serial")
+plan_serial = serial_twin(plan, "plan_serial")
+scaling_pass_serial = serial_twin(scaling_pass, "scaling_pass_serial", fastmath=_FAST)
+scale_serial = serial_twin(scale, "scale_serial", fastmath=_FAST)

@@ -163,8 +163,9 @@ def run_concurrent(methods, family="cloud", sizes=(64, 256, 1000), regs=(1e-2, 1
         ``alone`` and ``together`` measurements, ``load_avg`` before it),
         ``alone_first``/``alone_steady`` (medians over rounds),
         ``together_first``/``together_steady`` (worst over processes and
-        rounds), ``worst_first_ratio``/``worst_steady_ratio`` (each process
-        over the alone process of its round, the worst) and ``converged``.
+        rounds), ``median_first_ratio``, ``max_first_ratio``,
+        ``median_steady_ratio``, ``max_steady_ratio`` (of each process over
+        the alone process of its round) and ``converged``.
     """
     progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     records = []
@@ -189,9 +190,8 @@ def run_concurrent(methods, family="cloud", sizes=(64, 256, 1000), regs=(1e-2, 1
 
 
 def _summary(case, k, hogs, rounds):
-    def worst_ratio(key):
-        return max(t[key] / r["alone"][key] for r in rounds for t in r["together"])
-
+    ratios = {key: [t[key] / r["alone"][key] for r in rounds for t in r["together"]]
+              for key in ("first", "steady")}
     together = [t for r in rounds for t in r["together"]]
     alone = [r["alone"] for r in rounds]
     return {**case, "k": k, "hogs": hogs, "rounds": rounds, "solved_by": alone[-1]["method"],
@@ -199,17 +199,21 @@ def _summary(case, k, hogs, rounds):
             "alone_steady": statistics.median(a["steady"] for a in alone),
             "together_first": max(t["first"] for t in together),
             "together_steady": max(t["steady"] for t in together),
-            "worst_first_ratio": worst_ratio("first"), "worst_steady_ratio": worst_ratio("steady"),
+            **{f"{stat.__name__}_{key}_ratio": stat(values) for key, values in ratios.items()
+               for stat in (statistics.median, max)},
             "converged": all(x["converged"] for x in alone + together)}
 
 
 CONCURRENT_COLUMNS = ("problem", "reg", "method", "processes", "alone first [s]", "alone steady [s]",
-                      "together first [s]", "together steady [s]", "worst first ratio",
-                      "worst steady ratio")
+                      "together first [s]", "together steady [s]", "first ratio", "steady ratio")
 
 
 def concurrent_rows(records):
-    """The concurrent table as rows of strings (header first)."""
+    """The concurrent table as rows of strings (header first).
+
+    Alone: median over rounds (range); together: the slowest process of all
+    rounds; ratios: median over processes and rounds (the worst).
+    """
     def spread(r, key):
         values = [x["alone"][key] for x in r["rounds"]]
         return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
@@ -219,5 +223,5 @@ def concurrent_rows(records):
         r["method"] + (f" ({r['solved_by']})" if r["solved_by"] != r["method"] else ""),
         f"{r['k']}" + (f" + {r['hogs']} hog{'s' if r['hogs'] > 1 else ''}" if r["hogs"] else ""),
         spread(r, "first"), spread(r, "steady"), f"{r['together_first']:.3g}",
-        f"{r['together_steady']:.3g}", f"{r['worst_first_ratio']:.2f}x",
-        f"{r['worst_steady_ratio']:.2f}x") for r in records]
+        f"{r['together_steady']:.3g}", f"{r['median_first_ratio']:.2f}x ({r['max_first_ratio']:.2f}x)",
+        f"{r['median_steady_ratio']:.2f}x ({r['max_steady_ratio']:.2f}x)") for r in records]

@@ -149,15 +149,16 @@ import fastsinkhorn as fs
 from fastsinkhorn.problems import make_problem
 p = make_problem("cloud", 600, seed=0)
 fs.solve(p.M, p.a, p.b, reg=1e-2)  # threaded passes
-print(os.environ.get("OMP_WAIT_POLICY"))
+print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT"), os.environ.get("KMP_BLOCKTIME"))
 """
 
 
-@pytest.mark.parametrize("user_policy, spin", [(None, "0"), ("ACTIVE", "30000000000")])
-def test_idle_threads_sleep_unless_the_user_set_a_policy(user_policy, spin):
-    """GNU OpenMP's own account of its settings (``OMP_DISPLAY_ENV``): no spinning
-    by default, the user's policy kept; the variable is gone from the
-    environment afterwards."""
+@pytest.mark.parametrize("user_policy, spin", [(None, str(_threads.SPIN_COUNT)), ("ACTIVE", "30000000000"),
+                                               ("PASSIVE", "0")])
+def test_idle_threads_spin_briefly_unless_the_user_set_a_policy(user_policy, spin):
+    """GNU OpenMP's own account of its settings (``OMP_DISPLAY_ENV``): a short
+    spin by default (not its 300000 rounds), the user's policy kept; our
+    variables are gone from the environment afterwards."""
     env = {k: v for k, v in os.environ.items() if k not in _threads.WAIT_POLICY_VARIABLES}
     env["OMP_DISPLAY_ENV"] = "VERBOSE"
     if user_policy:
@@ -170,7 +171,7 @@ def test_idle_threads_sleep_unless_the_user_set_a_policy(user_policy, spin):
     if not spins:
         pytest.skip("Numba's threading layer is not GNU OpenMP here")
     assert spins == [spin]
-    assert out.stdout.split() == [str(user_policy)]
+    assert out.stdout.split() == [str(user_policy), "None", "None"]
 
 
 TWINS = """

@@ -40,7 +40,7 @@ from ._restricted_lp import solve_restricted
 from ._result import ConvergenceWarning, OTResult, Status
 from ._spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
 from ._validation import prepare_problem
-from .backends import _threads  # its import starts Numba's threads (passive waits)
+from .backends import _threads  # its import starts Numba's threads (short spin)
 
 #: Reduced costs down to ``-DEFAULT_TOL * max|M|`` count as non-negative:
 #: a few roundings of ``M_ij - u_i - v_j`` along the basis' paths.

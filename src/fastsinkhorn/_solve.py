@@ -225,7 +225,7 @@ def _threads(n_threads):
     """Cap the CPU threads of the solve at ``n_threads`` (see ``backends._threads``)."""
     if n_threads is None:
         return contextlib.nullcontext()
-    from .backends._threads import at_most  # starts Numba's threads with passive waits
+    from .backends._threads import at_most  # starts Numba's threads (short spin)
 
     return at_most(n_threads)
 

@@ -23,7 +23,7 @@ import numpy as np
 from . import _cpu_batch_kernels as batch
 from . import _cpu_cloud_kernels as cloud
 from . import _cpu_kernels as kern
-from . import _threads  # its import starts Numba's threads (passive waits)
+from . import _threads  # its import starts Numba's threads (short spin)
 from ._threads import blocks
 
 #: Log-sum-exp terms below exp(-460) (1e-200) of the largest are clamped there.

@@ -151,3 +151,32 @@ def test_latency_measures_empty_then_warm_cache(tmp_path, capsys):
     # landed there); the warm process loaded them and compiled nothing
     assert empty["compiled"] >= 3 and warm["compiled"] == 0
     assert empty["first"] > warm["first"]
+
+
+def test_concurrent_runs_k_processes_against_one_alone(tmp_path, capsys):
+    """``--concurrent K``: per round one process alone, then K together (and
+    ``--hogs`` spinning ones); ratios of each to the alone one of its round."""
+    out = tmp_path / "out"
+    argv = ["--concurrent", "2", "--hogs", "1", "--sizes", "16", "--reg", "0.1", "--methods", "sinkhorn",
+            "--repeats", "1", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "steady ratio" in printed and "cloud-16" in printed and "2 + 1 hog" in printed
+
+    data = json.loads((out / "concurrent.json").read_text())
+    assert data["config"]["argv"] == argv and data["config"]["concurrent"] == 2
+    (r,) = data["results"]
+    assert (r["k"], r["hogs"], r["solved_by"], r["converged"]) == (2, 1, "sinkhorn", True)
+    (round_,) = r["rounds"]
+    assert len(round_["together"]) == 2
+    for m in [round_["alone"], *round_["together"]]:
+        assert m["first"] > 0 and len(m["steady_times"]) == 5 and m["steady"] > 0
+    ratios = [t["steady"] / round_["alone"]["steady"] for t in round_["together"]]
+    assert r["max_steady_ratio"] == pytest.approx(max(ratios))
+    assert r["median_steady_ratio"] == pytest.approx(sum(ratios) / 2)
+    assert r["together_first"] == max(t["first"] for t in round_["together"])
+
+
+def test_concurrent_needs_a_positive_count():
+    with pytest.raises(SystemExit):
+        main(["--concurrent", "0"])

@@ -180,13 +180,11 @@ def test_threaded_row_blocks_work_in_a_forked_child():
     its own passes must still run, on every row, instead of waiting forever."""
     import multiprocessing
 
-    from numba import get_num_threads
+    from fastsinkhorn.backends import _cpu, _threads
 
-    from fastsinkhorn.backends import _cpu
-
-    if get_num_threads() < 2:
+    n, m = 64, 4 * _threads.MIN_WORK // 64
+    if _threads.threads(_threads.blocks(n * m, n)) < 2:
         pytest.skip("one thread: no pool")
-    n, m = 64, 2 * _cpu.SERIAL_BELOW // 64
 
     def rows_seen():
         def work(rows, buf, state):

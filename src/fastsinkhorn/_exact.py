@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from numba import get_num_threads
 
 from ._arrays import to_numpy
 from ._exact_kernels import gather_costs, smallest_reduced_costs
@@ -50,6 +49,7 @@ from ._result import ConvergenceWarning, OTResult, Status
 from ._spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
 from ._validation import prepare_problem
 from .geometry import PointCloud
+from .backends import _threads  # its import starts Numba's threads (short spin)
 
 #: Reduced costs down to ``-DEFAULT_TOL * s`` count as non-negative, ``s``
 #: the largest cost of the basis: a few roundings of ``M_ij - u_i - v_j``
@@ -325,7 +325,8 @@ def optimality_certificate(M, a, b, plan, potentials):
     value = float((P.data[held] * M[P.row[held], P.col[held]]).sum())
     r = np.bincount(P.row, P.data, M.shape[0])
     c = np.bincount(P.col, P.data, M.shape[1])
-    _, rc, _, _ = smallest_reduced_costs(M, u, v, 1, min(get_num_threads(), M.shape[0]))
+    nb = _threads.blocks(M.size, M.shape[0])
+    _, rc, _, _ = _threads.run(smallest_reduced_costs, nb, M, u, v, 1, nb)
     return (value - float(a @ u + b @ v), float(rc[:, 0].min()),
             float(np.abs(r - a).sum() + np.abs(c - b).sum()))
 
@@ -398,7 +399,7 @@ class _ColumnGeneration:
         self.lo = float(C.min())  # the shift
         self.span = cost_range  # the largest finite entry of M - lo
         self.range = cost_range if cost_range > 0 else 1.0
-        self.nblocks = min(get_num_threads(), self.n)
+        self.nblocks = _threads.blocks(C.size, self.n)  # of the pricing pass (see ``_threads``)
         self.cap = opts.max_pivots or pivot_safety_net(self.n, self.m)
         self.flow = self.in_tree = None  # the basis, once the first LP is solved
         self.u, self.v = np.zeros(self.n), np.zeros(self.m)
@@ -409,15 +410,13 @@ class _ColumnGeneration:
         """Entries within ``slack * reg`` of their row's best at ``(f, g)``,
         each column's best, and the first basis."""
         opts, C = self.opts, self.C
-        idx, rc, col_arg, col_min = smallest_reduced_costs(C, f, g, min(opts.candidates_per_row, self.m),
-                                                           self.nblocks, self.lo)
+        idx, rc, col_arg, col_min = self._reduced_costs(f, g, min(opts.candidates_per_row, self.m))
         keep = (rc <= rc[:, :1] + opts.slack * opts.reg * self.range) & (rc < np.inf)  # never a +inf entry
         rows, cols = np.nonzero(keep)[0], idx[keep]
         finite_cols = np.nonzero(col_min < np.inf)[0]
         rows, cols = np.concatenate((rows, col_arg[finite_cols])), np.concatenate((cols, finite_cols))
         if f.any() or g.any():  # the row and column minima of M itself
-            _, rc, _, col_min = smallest_reduced_costs(C, np.zeros(self.n), np.zeros(self.m), 1, self.nblocks,
-                                                      self.lo)
+            _, rc, _, col_min = self._reduced_costs(np.zeros(self.n), np.zeros(self.m), 1)
         self.limit = self._huge_limit(rc[:, 0], col_min)
         self.rows, self.cols = np.zeros(0, np.int64), np.zeros(0, np.int64)
         self._add(rows, cols)
@@ -472,6 +471,10 @@ class _ColumnGeneration:
         self.tol = (self.rel_tol * float(normal.max(initial=0.0))
                     + EPS * (2 * depth + 1) * (float(np.abs(u).max(initial=0.0)) + float(np.abs(v).max(initial=0.0))))
 
+    def _reduced_costs(self, f, g, k):
+        """:func:`smallest_reduced_costs` of ``C`` at ``(f, g)``, on one thread per block at most."""
+        return _threads.run(smallest_reduced_costs, self.nblocks, self.C, f, g, k, self.nblocks, self.lo)
+
     def _add(self, *pairs):
         """Join entries (pairs of row and column arrays) to the support, the
         basis carried over; ``grew`` tells whether any was new."""
@@ -494,7 +497,7 @@ class _ColumnGeneration:
         """Optimise on the support, polish, price every entry and add the
         violated ones; returns ``-min`` reduced cost (0 if none negative)."""
         n, m, rows, cols = self.n, self.m, self.rows, self.cols
-        cost = gather_costs(self.C, rows, cols, self.lo)
+        cost = _threads.run(gather_costs, _threads.blocks(rows.size, rows.size), self.C, rows, cols, self.lo)
         if self.opts.first_lp == "highs" and self.pivots == 0:
             self._highs_basis(cost)
         self.lp_tol = self.tol  # the tolerance this LP is solved to
@@ -551,12 +554,12 @@ class _ColumnGeneration:
         first to make their rows and columns feasible (they carry no flow:
         the objective and complementary slackness are unchanged)."""
         k = min(self.opts.price_per_row, self.m)
-        idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks, self.lo)
+        idx, rc, col_arg, col_min = self._reduced_costs(self.u, self.v, k)
         zero_rows, zero_cols = (self.a == 0) & (rc[:, 0] < 0), (self.b == 0) & (col_min < 0)
         if zero_rows.any() or zero_cols.any():
             self.u = np.where(zero_rows, self.u + rc[:, 0], self.u)
             self.v = np.where(zero_cols, self.v + col_min, self.v)
-            idx, rc, col_arg, col_min = smallest_reduced_costs(self.C, self.u, self.v, k, self.nblocks, self.lo)
+            idx, rc, col_arg, col_min = self._reduced_costs(self.u, self.v, k)
         return idx, rc, col_arg, col_min
 
     def result(self, prob, status, phases, history, tol):

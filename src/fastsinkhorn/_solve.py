@@ -118,7 +118,11 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         ``"1d"``, ``"sliced"``, ``"lowrank"``, ...: ``POT_UNIMPLEMENTED_METHODS``)
         raise ``NotImplementedError``.
     n_threads : int, optional
-        CPU threads of this solve (default: Numba's, all cores).
+        Most CPU threads of this solve (default: ``NUMBA_NUM_THREADS``, all
+        cores). Each pass over the cost runs on at most one thread per
+        ``2**16`` entries and per core this process may use (its CPU affinity
+        and cgroup quota), so small problems run on one thread whatever
+        ``n_threads``; the answer is the same, bitwise, for every thread count.
     max_iter : int, optional
         Cap on iterations (Sinkhorn iterations plus Newton steps); 10000 by default.
     plan_init : None
@@ -241,20 +245,13 @@ def _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend, m
             raise NotImplementedError("n_threads: the GPU backend has no CPU threads to set")
 
 
-@contextlib.contextmanager
 def _threads(n_threads):
-    """Run the CPU kernels on ``n_threads`` threads (capped at Numba's pool)."""
+    """Cap the CPU threads of the solve at ``n_threads`` (see ``backends._threads``)."""
     if n_threads is None:
-        yield
-        return
-    import numba
+        return contextlib.nullcontext()
+    from .backends._threads import at_most  # starts Numba's threads (short spin)
 
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+    return at_most(n_threads)
 
 
 def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=None, reg_type="KL",

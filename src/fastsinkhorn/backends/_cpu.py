@@ -8,6 +8,10 @@ of rows, in a few threads (NumPy and the ``nogil`` Numba kernels release the
 GIL); no n x m temporary is created. Point-cloud members (``pc_``) run the
 same block machinery, with each block's cost computed from the coordinates
 (``_cpu_cloud_kernels``), so their memory is O((n + m) d) plus the blocks.
+
+Threads: every pass is cut into ``_threads.blocks(work, rows)`` blocks and
+runs on at most one thread per block (see ``_threads``): small passes run on
+the calling thread, and the answer does not depend on the thread count.
 """
 
 import os
@@ -15,14 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
-from numba import get_num_threads
 
 from . import _cpu_batch_kernels as batch
 from . import _cpu_cloud_kernels as cloud
 from . import _cpu_kernels as kern
+from . import _threads  # its import starts Numba's threads (short spin)
+from ._threads import blocks
 
-#: Matrices with fewer entries run the serial kernels (no thread launch).
-SERIAL_BELOW = 1 << 17
 #: Log-sum-exp terms below exp(-460) (1e-200) of the largest are clamped there.
 _LSE_CUT = -460.0
 #: Entries per float64 block of the exp passes (512 KiB: stays in L2).
@@ -53,23 +56,27 @@ def _row_blocks(n, m, work):
     """Run ``work(rows, buf, state)`` over blocks of rows, in a few threads.
 
     ``buf`` is a float64 scratch block of at least ``rows`` rows (L2-sized),
-    ``state`` a zeroed length-m float64 accumulator of the thread. Blocks are
-    dealt round-robin to threads; returns the states.
+    ``state`` a zeroed length-m float64 accumulator. The blocks are dealt,
+    in order, to ``_threads.blocks(n * m, ...)`` groups with one state each
+    (run by at most one thread per group); returns the groups' states, in
+    order: their sum does not depend on the thread count.
     """
     step = max(1, BLOCK_ENTRIES // m)
-    blocks = [slice(s, min(n, s + step)) for s in range(0, n, step)]
-    workers = 1 if n * m < SERIAL_BELOW else min(get_num_threads(), len(blocks))
+    starts = range(0, n, step)
+    groups = blocks(n * m, len(starts))
+    workers = _threads.threads(groups)
 
-    def run(t):
+    def run(group):
         buf = np.empty((step, m))
         state = np.zeros(m)
-        for rows in blocks[t::workers]:
+        for s in starts[group * len(starts) // groups:(group + 1) * len(starts) // groups]:
+            rows = slice(s, min(n, s + step))
             work(rows, buf[: rows.stop - rows.start], state)
         return state
 
     if workers == 1:
-        return [run(0)]
-    return list(_pool(workers).map(run, range(workers)))
+        return [run(group) for group in range(groups)]
+    return list(_pool(workers).map(run, range(groups)))
 
 
 def _exp_blocks(n, m, exponent, f, g, cut, work):
@@ -82,7 +89,7 @@ def _exp_blocks(n, m, exponent, f, g, cut, work):
     ``exp(cut)`` (~1e-200 in float64) come as ``exp(cut)``: far below any
     tolerance, and never subnormal (``plan`` stores them as exact zeros);
     rows and columns of zero mass (``-inf`` potentials) are exact zeros.
-    Returns the threads' states.
+    Returns the groups' states.
     """
     empty_cols = np.flatnonzero(g == -np.inf)  # zero-mass columns (usually none)
     gc = np.where(g == -np.inf, 0.0, g)
@@ -147,19 +154,23 @@ class CPUBackend:
 
     # Dense members take a leading batch axis ((B, n, m) matrices, (B, n)
     # vectors): one parallel pass over all problems (_cpu_batch_kernels).
+    # Threads (see ``_threads``): the loops over rows or problems need no
+    # blocks of their own, each row's result being the same on any thread;
+    # one block runs the serial twin, which wakes no thread.
     def lse_rows(self, M, g, reg):
         if M.ndim == 3:
-            return batch.lse_rows(M, _vec(g), float(reg))
-        return kern.lse_rows(M, _vec(g), float(reg))
+            return _batch(M, _row_blocks_of(M), "lse_rows", M, _vec(g), float(reg))
+        return _threads.run(kern.lse_rows, _row_blocks_of(M), M, _vec(g), float(reg))
 
     def lse_cols(self, M, f, reg):
         if M.ndim == 3:
-            return batch.lse_cols(M, _vec(f), float(reg))
-        return kern.lse_cols(M, _vec(f), float(reg), get_num_threads())
+            return _batch(M, blocks(M.size, M.shape[0]), "lse_cols", M, _vec(f), float(reg))
+        nb = blocks(M.size, M.shape[0])
+        return _threads.run(kern.lse_cols, nb, M, _vec(f), float(reg), nb)
 
     def plan(self, M, f, g, reg, out):
         if M.ndim == 3:
-            return batch.plan(M, _vec(f), _vec(g), float(reg), _cut(out.dtype), out)
+            return _batch(M, _row_blocks_of(M), "plan", M, _vec(f), _vec(g), float(reg), _cut(out.dtype), out)
 
         floor = np.exp(_cut(out.dtype))
 
@@ -176,27 +187,32 @@ class CPUBackend:
     def scaling_pass(self, K, v, a, u, tau=1.0):
         tau = float(tau)
         if K.ndim == 3:
-            return batch.scaling_pass(K, _vec(v), _vec(a), u, tau)
-        if K.size < SERIAL_BELOW:
+            return _batch(K, blocks(K.size, K.shape[0]), "scaling_pass", K, _vec(v), _vec(a), u, tau)
+        nb = blocks(K.size, K.shape[0])
+        if nb == 1:
             return kern.scaling_pass_serial(K, _vec(v), _vec(a), u, 1, tau)
-        return kern.scaling_pass(K, _vec(v), _vec(a), u, get_num_threads(), tau)
+        return _threads.run(kern.scaling_pass, nb, K, _vec(v), _vec(a), u, nb, tau)
 
     def scale(self, K, u, v, out):
+        nb = _row_blocks_of(K)
         if K.ndim == 3:
-            return batch.scale(K, _vec(u), _vec(v), out)
-        scale = kern.scale_serial if K.size < SERIAL_BELOW else kern.scale
-        return scale(K, _vec(u), _vec(v), out)
+            return _batch(K, nb, "scale", K, _vec(u), _vec(v), out)
+        if nb == 1:
+            return kern.scale_serial(K, _vec(u), _vec(v), out)
+        return _threads.run(kern.scale, nb, K, _vec(u), _vec(v), out)
 
     def dense_pass(self, M, f, g, reg, k):
         return _select_top_k(*M.shape, _dense_exponent(M, float(reg)), f, g, k)
 
     def reduction_offsets(self, M):
         u = M.min(axis=1).astype(np.float64)  # NumPy's SIMD min
-        return u, kern.column_minima_reduced(M, u, get_num_threads())
+        nb = blocks(M.size, M.shape[0])
+        return u, _threads.run(kern.column_minima_reduced, nb, M, u, nb)
 
     def largest_reduced_cost(self, M, u, v, cutoff):
         v = np.where(v < np.inf, v, 0.0)
-        return float(kern.largest_reduced_cost(M, _vec(u), v, float(cutoff), get_num_threads()))
+        nb = blocks(M.size, M.shape[0])
+        return float(_threads.run(kern.largest_reduced_cost, nb, M, _vec(u), v, float(cutoff), nb))
 
     # -- point clouds: the cost of each block of rows computed on the fly
     def pc_cost_rows(self, x, y, cost, start, stop):
@@ -224,11 +240,25 @@ class CPUBackend:
         return _select_top_k(x.shape[0], y.shape[0], _cloud_exponent(x, y, cost, float(reg)), f, g, k)
 
     def ell_matvec(self, idx, val, x):
-        if idx.size < SERIAL_BELOW:
+        nb = blocks(idx.size, idx.shape[0])
+        if nb == 1:
             return kern.ell_matvec(idx, val, _vec(x))
-        return kern.ell_matvec_parallel(idx, val, _vec(x))
+        return _threads.run(kern.ell_matvec_parallel, nb, idx, val, _vec(x))
 
     def ell_rmatvec(self, idx, val, y, m):
-        if idx.size < SERIAL_BELOW:
+        nb = blocks(idx.size, idx.shape[0])
+        if nb == 1:
             return kern.ell_rmatvec(idx, val, _vec(y), int(m))
-        return kern.ell_rmatvec_parallel(idx, val, _vec(y), int(m), get_num_threads())
+        return _threads.run(kern.ell_rmatvec_parallel, nb, idx, val, _vec(y), int(m), nb)
+
+
+def _row_blocks_of(M):
+    """Blocks of a pass over every entry of ``M`` (2-D, or a batch) that splits its rows."""
+    return blocks(M.size, M.size // M.shape[-1])
+
+
+def _batch(M, nb, name, *args):
+    """The batch kernel ``name`` on ``nb`` blocks' threads; its serial twin for one block."""
+    if nb == 1:
+        return getattr(batch, name + "_serial")(*args)
+    return _threads.run(getattr(batch, name), nb, *args)

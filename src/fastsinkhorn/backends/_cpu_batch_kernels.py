@@ -11,7 +11,7 @@ the problems of a batch are many and small).
 import numpy as np
 from numba import njit, prange
 
-from ._cpu_kernels import _FAST, _LSE_CUT, _row_scaling
+from ._cpu_kernels import _FAST, _LSE_CUT, _row_scaling, serial_twin
 
 
 @njit(cache=True, parallel=True)
@@ -111,3 +111,12 @@ def scale(K, u, v, out):
         for j in range(m):
             out[p, i, j] = u[p, i] * K[p, i, j] * v[p, j]
     return out
+
+
+# Serial twins, for batches too small to share among threads (one block: see
+# ``_threads``): they wake no thread.
+lse_rows_serial = serial_twin(lse_rows, "lse_rows_serial")
+lse_cols_serial = serial_twin(lse_cols, "lse_cols_serial")
+plan_serial = serial_twin(plan, "plan_serial")
+scaling_pass_serial = serial_twin(scaling_pass, "scaling_pass_serial", fastmath=_FAST)
+scale_serial = serial_twin(scale, "scale_serial", fastmath=_FAST)

@@ -20,6 +20,8 @@ inputs are finite: log-domain kernels see ``-inf`` (zero masses), which
 ``nnan``/``ninf`` would turn into garbage.
 """
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -309,6 +311,21 @@ def ell_rmatvec_parallel(idx, val, y, m, nb):
     return out
 
 
+def serial_twin(kernel, name, **flags):
+    """A serial compilation of the parallel ``kernel`` (``prange`` runs as ``range``).
+
+    Made from a copy of its Python function named ``name``: Numba's on-disk
+    cache keys an entry on the function's name, line and bytecode, not on its
+    flags, so a twin of the same function would share the kernel's entries,
+    and whichever of the two was compiled first on a machine would run for
+    both (a parallel kernel loading serial code, or the reverse).
+    """
+    py = kernel.py_func
+    twin = types.FunctionType(py.__code__, py.__globals__, name, py.__defaults__, py.__closure__)
+    twin.__qualname__, twin.__doc__, twin.__module__ = name, py.__doc__, py.__module__
+    return njit(cache=True, **flags)(twin)
+
+
 # Cost statistics: the caller has ruled out NaN (``prepare_problem``), so
 # ``nnan`` lets min/max reductions vectorise; ``+inf`` entries stay legal.
 _FAST_NO_NAN = _FAST | {"nnan"}
@@ -364,6 +381,6 @@ def largest_reduced_cost(M, u, v_finite, cutoff, nb):
 
 # Serial twins of the per-iteration kernels: below a few 1e5 entries the
 # parallel launch costs more than the work.
-scaling_pass_serial = njit(cache=True, fastmath=_FAST)(scaling_pass.py_func)
-ell_matvec = njit(cache=True, fastmath=_FAST)(ell_matvec_parallel.py_func)
-scale_serial = njit(cache=True, fastmath=_FAST)(scale.py_func)
+scaling_pass_serial = serial_twin(scaling_pass, "scaling_pass_serial", fastmath=_FAST)
+ell_matvec = serial_twin(ell_matvec_parallel, "ell_matvec", fastmath=_FAST)
+scale_serial = serial_twin(scale, "scale_serial", fastmath=_FAST)

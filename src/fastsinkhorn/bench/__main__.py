@@ -6,6 +6,7 @@ import sys
 
 from .._validation import DEFAULT_TOL
 from ..problems import DEFAULT_FAMILIES, FAMILIES
+from ._concurrent import concurrent_rows, run_concurrent
 from ._latency import latency_rows, run_latency
 from ._report import (
     add_ratios,
@@ -28,6 +29,9 @@ FULL = {"families": list(DEFAULT_FAMILIES), "sizes": [1000, 2000, 4000], "reg": 
 #: reg) and the first SNS solve (which needs more kernels), n = 1000.
 LATENCY = {"families": ["cloud"], "sizes": [1000], "reg": [0.05], "timeout": 300.0,
            "repeats": 3, "methods": ["auto", "sns"]}
+#: ``--concurrent`` defaults: small to medium solves at two ``reg``, as ``auto`` picks.
+CONCURRENT = {"families": ["cloud"], "sizes": [64, 256, 1000], "reg": [1e-2, 1e-3], "timeout": 300.0,
+              "repeats": 3, "methods": ["auto"]}
 
 
 def _list(kind):
@@ -61,6 +65,12 @@ def build_parser():
     p.add_argument("--latency", action="store_true",
                    help="instead of the table: import + first solve in fresh processes, Numba's "
                         "cache empty then warm (default: cloud, n 1000, reg 0.05, methods auto,sns)")
+    p.add_argument("--concurrent", type=int, metavar="K",
+                   help="instead of the table: K fresh processes solving together against one alone, "
+                        "first and steady solves (default: cloud, n 64,256,1000, reg 1e-2,1e-3, "
+                        "method auto, 3 rounds)")
+    p.add_argument("--hogs", type=int, default=0, metavar="H",
+                   help="with --concurrent: H more processes spinning on one core each meanwhile")
     p.add_argument("--out", help="directory for results.json and convergence.png")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     return p
@@ -74,8 +84,12 @@ def main(argv=None):
     argv : list of str, optional
         Arguments (default: ``sys.argv[1:]``).
     """
-    args = build_parser().parse_args(argv)
-    defaults = LATENCY if args.latency else QUICK if args.quick else FULL
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.concurrent is not None and (args.concurrent < 1 or args.hogs < 0 or args.latency):
+        parser.error("--concurrent K needs K >= 1 and --hogs H >= 0, without --latency")
+    defaults = (CONCURRENT if args.concurrent is not None else LATENCY if args.latency
+                else QUICK if args.quick else FULL)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -92,6 +106,8 @@ def main(argv=None):
             raise SystemExit(f"unknown peer {name!r}; choose from {PEERS} or module:attr")
     if args.latency:
         return _latency(args, argv)
+    if args.concurrent is not None:
+        return _concurrent(args, argv)
     ours = [f"fastsinkhorn-{m}" for m in args.methods]
     solvers = ours + list(args.peers)
 
@@ -142,6 +158,27 @@ def _latency(args, argv):
         config["argv"] = list(sys.argv[1:] if argv is None else argv)
         write_json(os.path.join(args.out, "latency.json"), machine, config, records)
         print(f"# wrote {args.out}/latency.json", file=sys.stderr)
+    return 0
+
+
+def _concurrent(args, argv):
+    """``--concurrent K``: the concurrency table (and ``concurrent.json`` with ``--out``)."""
+    machine = machine_info()
+    print(format_machine(machine), flush=True)
+    records = []
+    for family in args.families:
+        records += run_concurrent(args.methods, family, args.sizes, args.reg, k=args.concurrent,
+                                  hogs=args.hogs, repeats=args.repeats, backend=args.backend,
+                                  seed=args.seed, timeout=args.timeout)
+    machine["load_avg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    print(format_rows(concurrent_rows(records), markdown=args.markdown))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        config = {k: getattr(args, k) for k in ("families", "sizes", "reg", "methods", "backend",
+                                                "repeats", "seed", "timeout", "concurrent", "hogs")}
+        config["argv"] = list(sys.argv[1:] if argv is None else argv)
+        write_json(os.path.join(args.out, "concurrent.json"), machine, config, records)
+        print(f"# wrote {args.out}/concurrent.json", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,154 @@
+"""How many threads a CPU pass runs on, and how its work is split.
+
+The rule, for one pass over ``work`` entries spread over ``rows`` rows (a
+dense pass: ``n * m`` entries over ``n`` rows; a sparse product: the stored
+entries):
+
+* it is cut into ``blocks(work, rows) = max(1, min(rows, usable_cores(),
+  work // MIN_WORK))`` blocks of rows, each with its own partial sums,
+  added in block order after the pass;
+* the blocks run on ``min(blocks, numba.get_num_threads())`` threads.
+
+So every thread gets at least ``MIN_WORK`` entries (a small problem runs on
+the calling thread alone and never wakes another one), no pass runs more
+threads than the cores this process may use (its CPU affinity and its
+cgroup CPU quota, e.g. a container's ``--cpus``), and ``NUMBA_NUM_THREADS``,
+``solve(..., n_threads=k)`` and a Dask worker's one thread
+(``distributed.WORKER_ENV``) cap the threads without changing the blocks:
+the answer is bitwise the same whatever the number of threads.
+
+Idle threads spin briefly, then sleep. GNU OpenMP (Numba's ``omp`` layer)
+spins a worker for 300000 rounds after each parallel loop (2-3 ms of a core
+here): when the main thread then works alone for a while (SNS between its
+dense passes) or the machine is shared, those cores were another job's, and
+solves took several times as long. Sleeping at once (``OMP_WAIT_POLICY=
+PASSIVE``) costs a wake-up per loop instead, which halved the speed of a
+Sinkhorn solve at n = 1000 on an idle virtual machine. So when this module
+is imported, Numba's threading layer is started with a short spin,
+``GOMP_SPINCOUNT=SPIN_COUNT`` (~0.2 ms here: it bridges the gap between the
+passes of one iteration) and ``KMP_BLOCKTIME=1`` (ms, for Intel/LLVM
+OpenMP), unless the environment already sets a wait policy
+(``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``, ``KMP_BLOCKTIME``: the user's choice
+is kept). The variables are removed again once the runtime has read them, so
+child processes and other libraries do not see them. An OpenMP runtime
+loaded before (by Numba code of the user's, say) keeps its own policy.
+"""
+
+import contextlib
+import math
+import os
+from functools import cache
+
+import numba
+
+#: Fewest entries of a pass each thread gets (512 KiB of float64, 50-100 us of
+#: streaming): below ``2 * MIN_WORK`` a pass runs on the calling thread.
+MIN_WORK = 1 << 16
+#: Variables that set an OpenMP runtime's wait policy (any, GNU, Intel/LLVM).
+WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+#: GNU OpenMP's spin rounds before an idle thread sleeps (its default: 300000).
+#: Measured (RESULTS section 12): 30000 as fast as the default on an idle
+#: machine, and as robust as no spinning when shared.
+SPIN_COUNT = 30000
+#: What we set when the environment sets no wait policy.
+SHORT_SPIN = {"GOMP_SPINCOUNT": str(SPIN_COUNT), "KMP_BLOCKTIME": "1"}
+
+
+def _start_threading_layer():
+    """Start Numba's threading layer with a short spin (see the module docstring)."""
+    ours = {} if any(name in os.environ for name in WAIT_POLICY_VARIABLES) else SHORT_SPIN
+    os.environ.update(ours)
+    try:
+        numba.get_num_threads()  # loads the layer: its OpenMP runtime reads the variables now
+    finally:
+        for name in ours:
+            del os.environ[name]
+
+
+_start_threading_layer()
+
+
+@cache
+def cgroup_cpu_limit(root="/sys/fs/cgroup"):
+    """The CPU quota of this process's cgroup in cores (rounded up), or ``None``.
+
+    Reads cgroup v2's ``cpu.max`` or else v1's ``cpu/cpu.cfs_quota_us`` and
+    ``cpu/cpu.cfs_period_us`` under ``root``, where a container sees its own
+    cgroup; ``None`` when there is no quota (``max``, ``-1``) or no such file.
+    Read once per process.
+    """
+    try:
+        with open(os.path.join(root, "cpu.max")) as fh:
+            quota, period = (fh.read().split() + ["", ""])[:2]
+    except OSError:
+        try:
+            with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as fq, \
+                 open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as fp:
+                quota, period = fq.read().strip(), fp.read().strip()
+        except OSError:
+            return None
+    try:
+        quota, period = int(quota), int(period)
+    except ValueError:  # "max": no quota
+        return None
+    return max(1, math.ceil(quota / period)) if quota > 0 and period > 0 else None
+
+
+@cache
+def usable_cores():
+    """Cores this process may run on: its CPU affinity, capped by its cgroup quota.
+
+    Read once per process (a child inherits both); a pass asks for it every time.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    return min(cores, limit) if limit else cores
+
+
+def blocks(work, rows):
+    """Blocks of rows a pass of ``work`` entries over ``rows`` rows is cut into.
+
+    Depends on the problem and the cores, never on the thread count, so
+    partial sums are added in the same order however many threads run them.
+    """
+    return max(1, min(int(rows), usable_cores(), int(work) // MIN_WORK))
+
+
+def threads(nblocks):
+    """Threads that run ``nblocks`` blocks: at most one per block, within Numba's count."""
+    return min(int(nblocks), numba.get_num_threads())
+
+
+def run(kernel, nblocks, *args):
+    """``kernel(*args)`` with its parallel loops on :func:`threads` ``(nblocks)`` threads.
+
+    One query of Numba's count per call (~µs); it is set, and restored, only
+    when there are fewer blocks than threads.
+    """
+    current = numba.get_num_threads()
+    if nblocks >= current:
+        return kernel(*args)
+    numba.set_num_threads(int(nblocks))
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(current)
+
+
+@contextlib.contextmanager
+def at_most(n_threads):
+    """Cap the threads of the passes inside the block at ``n_threads`` (``None``: no cap).
+
+    ``solve``'s ``n_threads``: Numba's thread count of the calling thread is set
+    to ``min(n_threads, NUMBA_NUM_THREADS)`` and restored on exit; each pass then
+    takes the fewer of that and its :func:`blocks`.
+    """
+    if n_threads is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

@@ -90,7 +90,7 @@ def test_batch_warm_start_shapes_and_float32(rng):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"a": np.ones((5, 8)) / 8}, ValueError, r"a must have shape \(8,\) or \(6, 8\) to match M.shape\[-2\]"),
     ({"b": np.ones((6, 10)) / 10}, ValueError, r"b must have shape \(11,\) or \(6, 11\)"),
-    ({"a": np.ones(8) / 4}, ValueError, r"equal sums \(to a relative 0.001\) in problem 0"),
+    ({"a": np.ones(8) / 4}, ValueError, "equal sums in problem 0"),
     ({"M": np.ones((6, 8, 11, 2))}, ValueError, "M must be a non-empty 2-D array"),
     ({"method": "sns"}, NotImplementedError, "method='sns' does not solve batches"),
 ])

@@ -371,7 +371,10 @@ def test_solve_sample_takes_any_dist_metric_on_its_dense_path(rng, metric):
 def test_solve_sample_cost_has_the_points_dtype_and_exact_zeros(rng):
     x = rng.random((25, 2)).astype(np.float32)
     res = fs.solve_sample(x, x, reg=0.05)
-    assert res.plan.dtype == np.float32 == ot.solve_sample(x, x, reg=0.05).plan.dtype
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # POT's float32 Sinkhorn does not converge here: only its dtype matters
+        theirs = ot.solve_sample(x, x, reg=0.05).plan
+    assert res.plan.dtype == np.float32 == theirs.dtype
     assert fs.solve_sample(x, x.copy()).value == 0  # exact OT between equal samples: exactly 0
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numba
 import numpy as np
@@ -67,6 +68,42 @@ def test_threads_at_most_one_per_block_within_numbas_count():
     assert numba.get_num_threads() == most  # restored
     with _threads.at_most(10**6):  # capped at NUMBA_NUM_THREADS
         assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+
+
+def test_threads_leave_the_cores_other_work_takes(monkeypatch):
+    """A pass runs on no more threads than the cores other runnable work
+    leaves free (at least one), and goes back to all once they are free."""
+    monkeypatch.setattr(_threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 8)
+    for busy, expected in [(0, 8), (3, 5), (7, 1), (50, 1)]:
+        monkeypatch.setattr(_threads, "runnable_elsewhere", lambda busy=busy: busy)
+        _threads._load_sample[0] = -float("inf")  # forget the last look
+        assert _threads.free_cores() == max(1, 8 - busy)
+        assert _threads.threads(10**6) == expected
+        assert _threads.threads(1) == 1  # one block never asks
+    # looked at most every LOAD_SAMPLE_SECONDS: a new load is seen only then
+    monkeypatch.setattr(_threads, "runnable_elsewhere", lambda: 0)
+    assert _threads.threads(10**6) == 1
+    _threads._load_sample[0] -= _threads.LOAD_SAMPLE_SECONDS
+    assert _threads.threads(10**6) == 8
+
+
+def test_runnable_elsewhere_counts_other_processes_threads():
+    """Read off /proc: this process's own running threads are not counted, so
+    an idle machine reports (nearly) none, and a spinning child one more."""
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc (not Linux): every usable core is used")
+    quiet = min(_threads.runnable_elsewhere() for _ in range(20))
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 10
+        seen = 0
+        while time.monotonic() < deadline and seen <= quiet:
+            seen = max(_threads.runnable_elsewhere() for _ in range(20))
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert seen >= quiet + 1
 
 
 def test_usable_cores_within_affinity_and_cgroup_quota(monkeypatch):

@@ -32,7 +32,7 @@ and POT's loop, its values compared with in-process solves.
 Prints markdown for benchmarks/RESULTS.md; ``--json`` saves the figures.
 ``--batch-rule K [K ...]`` measures instead, for each ``K x K`` grid, the
 per-solve time of one pair at a time against one batched call (the rule
-behind ``fastsinkhorn._many.BATCH_MAX_ENTRIES``), and exits.
+behind ``fastsinkhorn.distributed.chunks.BATCH_MAX_ENTRIES``), and exits.
 """
 
 import argparse
@@ -133,7 +133,7 @@ def clusters(H, C, n_pairs, args, out):
     import dask
     from distributed import Client, LocalCluster
 
-    from fastsinkhorn.distributed import WORKER_CONFIG, WORKER_ENV, pairwise
+    from fastsinkhorn.distributed.cluster import WORKER_CONFIG, WORKER_ENV, pairwise
 
     runs, reference = {}, None
     for w in args.workers:

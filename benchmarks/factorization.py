@@ -21,7 +21,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 import fastsinkhorn
-from fastsinkhorn import _newton_system
+from fastsinkhorn.algorithms.sns import newton_system as _newton_system
 from fastsinkhorn.problems import make_problem
 
 

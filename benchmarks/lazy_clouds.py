@@ -98,7 +98,7 @@ def child_geomloss(n, d, reg_frac):
     from geomloss import SamplesLoss
 
     import fastsinkhorn as fs
-    from fastsinkhorn._geometry import CloudGeometry
+    from fastsinkhorn.geometry.dense import CloudGeometry
     from fastsinkhorn.backends import get_backend
 
     torch.set_default_dtype(torch.float64)

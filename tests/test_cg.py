@@ -1,9 +1,9 @@
-"""The matvec-only preconditioned conjugate gradient (``fastsinkhorn._cg.pcg``)."""
+"""The matvec-only preconditioned conjugate gradient (``fastsinkhorn.algorithms.sns.cg.pcg``)."""
 
 import numpy as np
 import pytest
 
-from fastsinkhorn._cg import pcg
+from fastsinkhorn.algorithms.sns.cg import pcg
 
 
 def spd_system(rng, n=40, spread=1e3):

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 import fastsinkhorn as fs
-from fastsinkhorn import _many
+from fastsinkhorn.distributed import chunks as _many
 
 distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402  (installed with distributed)
@@ -273,8 +273,8 @@ def test_split_batch_gives_each_problem_its_own_fields(rng):
 
 
 def test_default_tile_balances_the_load_and_caps_the_tasks():
-    from fastsinkhorn._many import tiles
-    from fastsinkhorn.distributed import MAX_CHUNK, MAX_TASKS, TASKS_PER_THREAD, default_tile
+    from fastsinkhorn.distributed.chunks import tiles
+    from fastsinkhorn.distributed.cluster import MAX_CHUNK, MAX_TASKS, TASKS_PER_THREAD, default_tile
 
     for N, threads in ((7, 2), (60, 2), (200, 2), (1000, 64), (5_000, 2048)):
         tile = default_tile(N, threads)

@@ -5,8 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["fastsinkhorn._solve", "fastsinkhorn._pot", "fastsinkhorn.unbalanced", "fastsinkhorn.batch",
-           "fastsinkhorn.geometry", "fastsinkhorn._lazy_plan", "fastsinkhorn._result"]
+MODULES = ["fastsinkhorn.solvers", "fastsinkhorn.pot.entropic", "fastsinkhorn.pot.unbalanced", "fastsinkhorn.pot.batch",
+           "fastsinkhorn.geometry.point_cloud", "fastsinkhorn.geometry.lazy_plan", "fastsinkhorn.core.result"]
 
 
 @pytest.mark.parametrize("name", MODULES)

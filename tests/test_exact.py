@@ -14,8 +14,12 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 import fastsinkhorn
-from fastsinkhorn import ConvergenceWarning, Status, emd, emd2, solve_exact
-from fastsinkhorn._exact import optimality_certificate, pivot_safety_net
+from fastsinkhorn import ConvergenceWarning
+from fastsinkhorn import Status
+from fastsinkhorn import emd
+from fastsinkhorn import emd2
+from fastsinkhorn import solve_exact
+from fastsinkhorn.algorithms.exact.solver import optimality_certificate, pivot_safety_net
 from fastsinkhorn.problems import FAMILIES, make_problem
 
 
@@ -312,7 +316,7 @@ def test_max_pivots_caps_each_lp_not_the_whole_solve():
 
 
 def test_numitermax_values_of_pots_default_or_more_are_a_safety_net(monkeypatch):
-    import fastsinkhorn._pot_exact as pe
+    import fastsinkhorn.pot.exact as pe
 
     seen = []
     real = pe.solve_exact
@@ -442,7 +446,7 @@ def test_huge_costs_that_must_carry_mass(rng, big):
     entries. The plan puts the least mass possible there (the deficit of the
     problem with those entries forbidden); its cheap part is optimal only to
     the rounding of duals of the huge scale (all float64 can resolve)."""
-    from fastsinkhorn._feasibility import transport_deficit
+    from fastsinkhorn.algorithms.exact.feasibility import transport_deficit
 
     n = 60
     M = rng.random((n, n))
@@ -530,7 +534,7 @@ def test_benchmark_script_runs(tmp_path):
     assert ours["time"] > 0 and ours["gap"] == pytest.approx(0.0, abs=1e-15)
 
 
-@pytest.mark.parametrize("name", ["fastsinkhorn._exact", "fastsinkhorn._pot_exact", "fastsinkhorn._feasibility"])
+@pytest.mark.parametrize("name", ["fastsinkhorn.algorithms.exact.solver", "fastsinkhorn.pot.exact", "fastsinkhorn.algorithms.exact.feasibility"])
 def test_docstring_examples_of_exact_ot(name):
     import doctest
     import importlib

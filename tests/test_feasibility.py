@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from fastsinkhorn._feasibility import feasible_flow, transport_deficit
+from fastsinkhorn.algorithms.exact.feasibility import feasible_flow, transport_deficit
 
 
 def hall_violation(M, a, b):

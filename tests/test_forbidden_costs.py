@@ -16,7 +16,7 @@ import pytest
 from ot_testing import plan_error
 
 import fastsinkhorn as fs
-from fastsinkhorn._cost_scale import support_scale
+from fastsinkhorn.geometry.cost_scale import support_scale
 from fastsinkhorn.backends import get_backend
 
 

@@ -181,8 +181,8 @@ def test_inputs_are_not_modified(rng):
 def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng, monkeypatch):
     """The blocked helpers of a stored float32 cost: rows of the plan in
     float64, its marginals and <M, P>, whatever the block size."""
-    from fastsinkhorn import _geometry
-    from fastsinkhorn._geometry import DenseGeometry
+    from fastsinkhorn.geometry import base as _geometry
+    from fastsinkhorn.geometry.dense import DenseGeometry
     from fastsinkhorn.backends import get_backend
 
     M = rng.random((7, 5)).astype(np.float32)
@@ -205,7 +205,7 @@ def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng, monkeypatch)
 def test_point_clouds_need_the_backend_members():
     from types import SimpleNamespace
 
-    from fastsinkhorn._geometry import CloudGeometry
+    from fastsinkhorn.geometry.dense import CloudGeometry
 
     cloud = fs.PointCloud(np.zeros((2, 1)), np.ones((3, 1)))
     with pytest.raises(NotImplementedError, match="^point-cloud costs are not implemented on backend='toy'$"):
@@ -215,7 +215,7 @@ def test_point_clouds_need_the_backend_members():
 def test_dense_linear_cost_covers_every_block(rng):
     """<M, P> by blocks: more rows than columns, and a batch of more problems
     than rows, each spanning several blocks, sum every entry once."""
-    from fastsinkhorn._geometry import DenseGeometry
+    from fastsinkhorn.geometry.dense import DenseGeometry
     from fastsinkhorn.backends import get_backend
 
     ref = get_backend("reference")

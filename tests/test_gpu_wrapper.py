@@ -545,7 +545,7 @@ def test_point_cloud_solve_through_the_wrapper(be, monkeypatch, method, reg):
     """``solve(PointCloud, backend="gpu")`` runs on the GPU backend's ``pc_``
     members (the kernels modelled) and agrees with the CPU backend."""
     import fastsinkhorn as fs
-    from fastsinkhorn import _validation
+    from fastsinkhorn.core import validation as _validation
 
     real = _validation.get_backend
     monkeypatch.setattr(_validation, "get_backend", lambda name: be if name == "gpu" else real(name))

@@ -1,9 +1,9 @@
-"""Convergence bookkeeping (``fastsinkhorn._monitor.Monitor``): stop decisions, history, callback, verbose."""
+"""Convergence bookkeeping (``fastsinkhorn.core.monitor.Monitor``): stop decisions, history, callback, verbose."""
 
 import pytest
 
 from fastsinkhorn import Status
-from fastsinkhorn._monitor import IterationState, Monitor
+from fastsinkhorn.core.monitor import IterationState, Monitor
 
 
 def test_stops_at_the_tolerance_inclusive_and_per_check_override():

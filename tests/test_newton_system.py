@@ -5,9 +5,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from fastsinkhorn import _newton_system as ns
-from fastsinkhorn._options import SNSOptions
-from fastsinkhorn._sns import anneal_schedule
+from fastsinkhorn.algorithms.sns import newton_system as ns
+from fastsinkhorn.core.options import SNSOptions
+from fastsinkhorn.algorithms.sns.driver import anneal_schedule
 
 
 def sparsified(rng, n, m, k, power=8.0):

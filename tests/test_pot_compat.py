@@ -176,7 +176,7 @@ def test_warn_on_every_method(rng, method, two_d):
     assert issubclass(caught[0].category, fs.ConvergenceWarning)
     calls = [lambda: fs.sinkhorn(a, b, M, 1e-3, method=method, numItermax=3, warn=False),
              lambda: fs.sinkhorn(a, b, M, 0.5, method=method, warn=True)]          # converges
-    if method in fs._pot.SINKHORN2_METHODS:
+    if method in fs.pot.entropic.SINKHORN2_METHODS:
         calls.append(lambda: fs.sinkhorn2(a, b, M, 1e-3, method=method, numItermax=3))  # warn=False default
     for call in calls:
         assert _pot_message(call) == []

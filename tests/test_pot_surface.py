@@ -10,7 +10,7 @@ import pytest
 from ot_testing import random_problem
 
 import fastsinkhorn as fs
-from fastsinkhorn._result import ConvergenceWarning
+from fastsinkhorn.core.result import ConvergenceWarning
 
 UNBALANCED_METHODS = ["sinkhorn", "sinkhorn_stabilized", "sinkhorn_translation_invariant", "sinkhorn_reg_scaling"]
 
@@ -318,7 +318,7 @@ def test_drop_ins_do_not_depend_on_measured_times(rng, monkeypatch):
     """SNS's ``sinkhorn_hedge`` decides from timings (a cold first call looks
     slow to Newton) and its wrong guesses spend the budget: the drop-ins run
     SNS without it, so a hedge that always bets on Sinkhorn changes nothing."""
-    from fastsinkhorn import _sns
+    from fastsinkhorn.algorithms.sns import driver as _sns
 
     M, a, b, reg = _unbalanced_small_reg(rng, n=50)
     before = fs.sinkhorn_unbalanced(a, b, M, reg, 1.0)

@@ -69,7 +69,7 @@ def test_readme_script_runs_as_a_script(code, tmp_path):
 def test_docs_state_the_one_default_tolerance():
     """Prose cannot import ``DEFAULT_TOL``: check that it states its values."""
     from fastsinkhorn import solve
-    from fastsinkhorn._validation import DEFAULT_TOL
+    from fastsinkhorn.core.validation import DEFAULT_TOL
 
     f64, f32 = (f"{DEFAULT_TOL[k]:.0e}".replace("e-0", "e-") for k in ("float64", "float32"))
     assert f"The default `tol` is {f64} for float64 and {f32} for float32" in " ".join(README.read_text().split())

@@ -8,7 +8,7 @@ import pytest
 from ot_testing import plan_error, random_problem
 
 import fastsinkhorn as fs
-from fastsinkhorn._options import SNSOptions
+from fastsinkhorn.core.options import SNSOptions
 from fastsinkhorn.problems import FAMILIES, make_problem
 
 BACKENDS = ["cpu", "reference"]
@@ -284,8 +284,8 @@ def test_columns_that_lost_their_mass_are_recovered(rng, backend, check_every):
 def test_log_iteration_is_one_exact_sinkhorn_iteration(rng, backend):
     """The fallback step: rows then columns in the log domain, so the plan's
     column sums are exactly b afterwards, from any start (here, empty columns)."""
-    from fastsinkhorn._sinkhorn import log_iteration
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.algorithms.sinkhorn import log_iteration
+    from fastsinkhorn.core.validation import prepare_problem
 
     M, a, b = random_problem(rng, 30, 20)
     prob = prepare_problem(M, a, b, 1e-2, backend)
@@ -301,7 +301,7 @@ def test_log_iteration_is_one_exact_sinkhorn_iteration(rng, backend):
 def test_log_iterate_has_no_restart_and_no_stored_plan():
     """The lazy (log-domain) iterate cannot lose mass the way absorbed scalings
     do: a non-finite error is an error, and there is no plan to write."""
-    from fastsinkhorn._sinkhorn import _LogIterate
+    from fastsinkhorn.algorithms.sinkhorn import _LogIterate
 
     it = _LogIterate(None, None, np.zeros(2), np.zeros(3), None)
     with pytest.raises(FloatingPointError, match="^log-domain Sinkhorn produced a non-finite marginal error$"):
@@ -317,7 +317,7 @@ def test_sinkhorn_reports_its_one_phase():
 
 
 def test_marginal_error_of_a_batch_is_per_problem():
-    from fastsinkhorn._marginals import marginal_error
+    from fastsinkhorn.core.marginals import marginal_error
 
     r, a = np.array([[0.5, 0.5], [0.2, 0.8]]), np.array([[0.4, 0.6], [0.2, 0.8]])
     c, b = np.array([[1.0, 0.0, 0.0], [0.3, 0.3, 0.4]]), np.array([[0.5, 0.5, 0.0], [0.3, 0.3, 0.4]])

@@ -8,7 +8,7 @@ import scipy.sparse.linalg
 from ot_testing import plan_error, random_problem
 
 import fastsinkhorn as fs
-from fastsinkhorn._cg import pcg
+from fastsinkhorn.algorithms.sns.cg import pcg
 from fastsinkhorn.problems import FAMILIES, make_problem
 
 
@@ -233,10 +233,10 @@ def test_sinkhorn_hedge_extrapolates_the_warm_up():
     per check, 1 ms per check. From 0.03 to 1e-9 Sinkhorn needs ~337 more
     checks (0.34 s): less than half of 12 Newton steps of 3 passes of 20 ms
     (0.72 s), more than half with 10 ms passes."""
-    from fastsinkhorn._monitor import Monitor
-    from fastsinkhorn._options import SNSOptions
-    from fastsinkhorn._sns import _SNSRun
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.monitor import Monitor
+    from fastsinkhorn.core.options import SNSOptions
+    from fastsinkhorn.algorithms.sns.driver import _SNSRun
+    from fastsinkhorn.core.validation import prepare_problem
 
     p = make_problem("cloud", 20, seed=0)
     monitor = Monitor(1e-9)
@@ -255,10 +255,10 @@ def test_sinkhorn_hedge_extrapolates_the_warm_up():
 def _hedge_run(errors, times, junk=0, **opts):
     """An ``_SNSRun`` whose monitor recorded ``junk`` checks of an earlier
     stage (first_check = junk), then the warm-up's ``errors`` and ``times``."""
-    from fastsinkhorn._monitor import Monitor
-    from fastsinkhorn._options import SNSOptions
-    from fastsinkhorn._sns import _SNSRun
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.monitor import Monitor
+    from fastsinkhorn.core.options import SNSOptions
+    from fastsinkhorn.algorithms.sns.driver import _SNSRun
+    from fastsinkhorn.core.validation import prepare_problem
 
     p = make_problem("cloud", 8, seed=0)
     monitor = Monitor(1e-9)
@@ -366,8 +366,8 @@ def test_cg_cap_is_the_iterations_worth_one_direct_solve():
     factorisation, dense O(order^3) or at most 50 assemblies) over the
     estimated time of one PCG iteration (15 us + 1.2 ns per nonzero + 4 ns
     per unknown), at least 10, at most ``cg_max_iter``."""
-    from fastsinkhorn._options import SNSOptions
-    from fastsinkhorn._sns import LinearSolver
+    from fastsinkhorn.core.options import SNSOptions
+    from fastsinkhorn.algorithms.sns.driver import LinearSolver
 
     auto = LinearSolver(SNSOptions())
     # small: the dense factorisation is cheap
@@ -394,9 +394,9 @@ def test_direct_solve_retries_with_a_growing_shift(monkeypatch):
     first successful factorisation is passed on to the next ones."""
     from types import SimpleNamespace
 
-    import fastsinkhorn._sns as sns
-    from fastsinkhorn._options import SNSOptions
-    from fastsinkhorn._validation import prepare_problem
+    import fastsinkhorn.algorithms.sns.driver as sns
+    from fastsinkhorn.core.options import SNSOptions
+    from fastsinkhorn.core.validation import prepare_problem
 
     p = make_problem("cloud", 12, seed=1)
     prob = prepare_problem(p.M, p.a, p.b, 0.1, "reference")
@@ -431,9 +431,9 @@ def test_cg_solves_the_shifted_sparsified_system(backend):
     """PCG's system is ``[[diag r, S], [S^T, diag c]] + mu I`` with ``S`` the
     kept entries of the plan's rows: checked against that matrix, built densely,
     for a shift large enough to matter, and ``cg_rtol`` as the tolerance."""
-    import fastsinkhorn._sns as sns
-    from fastsinkhorn._options import SNSOptions
-    from fastsinkhorn._validation import prepare_problem
+    import fastsinkhorn.algorithms.sns.driver as sns
+    from fastsinkhorn.core.options import SNSOptions
+    from fastsinkhorn.core.validation import prepare_problem
 
     p = make_problem("rect", 30, seed=2)
     prob = prepare_problem(p.M, p.a, p.b, 0.05, backend)
@@ -460,9 +460,9 @@ def test_newton_direction_solves_the_shifted_system_and_reports_its_solver():
     """``direction``: ``(df, dg) = reg * (H + mu I)^-1 (a - r, b - c)`` with the
     shift ``mu = shift * err^2 * mean(diag H) + 1e-14``; ``info`` names the
     solver that produced it, its CG iterations and the slope ``<grad, d>``."""
-    import fastsinkhorn._sns as sns
-    from fastsinkhorn._options import SNSOptions
-    from fastsinkhorn._validation import prepare_problem
+    import fastsinkhorn.algorithms.sns.driver as sns
+    from fastsinkhorn.core.options import SNSOptions
+    from fastsinkhorn.core.validation import prepare_problem
 
     p = make_problem("rect", 30, seed=2)
     prob = prepare_problem(p.M, p.a, p.b, 0.05, "reference")
@@ -500,7 +500,7 @@ def test_newton_history_and_budget_bookkeeping():
     """Each Newton check records the step that led to it (none for the first:
     0 CG iterations, no step, no solver); ``n_iter_phases["newton"]`` counts
     the steps; a budget that runs out during Newton is used exactly."""
-    from fastsinkhorn._result import Status
+    from fastsinkhorn.core.result import Status
 
     p = make_problem("cloud", 200, seed=3)
     res = fs.solve(p.M, p.a, p.b, reg=1e-3, method="sns", tol=1e-11)
@@ -530,11 +530,11 @@ def test_failed_newton_steps_fall_back_to_sinkhorn_then_stall(monkeypatch):
     iterate is no better than the best, Newton stops STALLED and returns the best."""
     from types import SimpleNamespace
 
-    import fastsinkhorn._sns as sns
-    from fastsinkhorn._monitor import Monitor
-    from fastsinkhorn._options import SNSOptions
-    from fastsinkhorn._result import Status
-    from fastsinkhorn._validation import prepare_problem
+    import fastsinkhorn.algorithms.sns.driver as sns
+    from fastsinkhorn.core.monitor import Monitor
+    from fastsinkhorn.core.options import SNSOptions
+    from fastsinkhorn.core.result import Status
+    from fastsinkhorn.core.validation import prepare_problem
 
     p = make_problem("cloud", 40, seed=1)
     prob = prepare_problem(p.M, p.a, p.b, 0.05, "reference")
@@ -614,7 +614,7 @@ def test_a_wrong_hedge_leaves_newton_half_the_budget(monkeypatch):
     """The hedge bets on Sinkhorn by extrapolation; when the bet is wrong (here
     forced: Sinkhorn 'predicted' to finish in 10^6 iterations), it spends at
     most half of what is left, and Newton still converges within max_iter."""
-    import fastsinkhorn._sns as sns
+    import fastsinkhorn.algorithms.sns.driver as sns
 
     monkeypatch.setattr(sns._SNSRun, "_sinkhorn_iterations_if_cheaper", lambda self, *args: 10**6)
     p = make_problem("assignment", 120, seed=3)
@@ -626,7 +626,7 @@ def test_a_wrong_hedge_leaves_newton_half_the_budget(monkeypatch):
 def test_the_hedge_times_a_warm_dense_pass(monkeypatch):
     """The first dense pass of a process loads its kernels: the hedge times a
     repeat of it, not the load."""
-    import fastsinkhorn._sns as sns
+    import fastsinkhorn.algorithms.sns.driver as sns
 
     seen = []
     original = sns._SNSRun._sinkhorn_iterations_if_cheaper

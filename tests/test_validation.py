@@ -80,7 +80,7 @@ def test_import_does_not_load_cupy_or_compile():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"] * 4
     # the exact solver's names resolve on first use
-    code = "import fastsinkhorn as fs; print(fs.emd2 is fs._pot_exact.emd2, fs.ExactResult.__name__)"
+    code = "import fastsinkhorn as fs; print(fs.emd2 is fs.pot.exact.emd2, fs.ExactResult.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "ExactResult"]
 
@@ -94,7 +94,7 @@ def test_gpu_backend_without_cupy_or_device_is_a_clear_error():
 
 # -- prepare_problem and the tolerance rules, checked value by value -------------------
 def test_prepared_problem_holds_checked_copies():
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.validation import prepare_problem
 
     a, b = np.array([1.0, 3.0]), np.array([1.0, 1.0, 2.0 * (1 + 1e-12)])  # sums 4 and 4(1 + 5e-13)
     prob = prepare_problem(M, a, b, 2)
@@ -112,7 +112,7 @@ def test_prepared_problem_holds_checked_copies():
 
 @pytest.mark.parametrize("empty", [None, [], np.array([])])
 def test_missing_masses_are_uniform(empty):
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.validation import prepare_problem
 
     prob = prepare_problem(M, empty, empty, 0.1)
     np.testing.assert_array_equal(prob.a, [0.5, 0.5])
@@ -120,7 +120,7 @@ def test_missing_masses_are_uniform(empty):
 
 
 def test_fortran_cost_is_solved_transposed_without_a_copy():
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.validation import prepare_problem
 
     MF = np.asfortranarray(M)
     prob = prepare_problem(MF, A, B, 0.1)
@@ -134,7 +134,7 @@ def test_fortran_cost_is_solved_transposed_without_a_copy():
                                            (np.int64, np.float64), (np.float16, np.float64),
                                            (np.bool_, np.float64)])
 def test_cost_dtypes(dtype, stored):
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.validation import prepare_problem
 
     prob = prepare_problem(M.astype(dtype), A, B, 0.1)
     assert prob.geom.M.dtype == stored and prob.dtype == stored
@@ -142,7 +142,7 @@ def test_cost_dtypes(dtype, stored):
 
 
 def test_strided_cost_is_made_contiguous():
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.validation import prepare_problem
 
     big = np.arange(24.0).reshape(4, 6)
     prob = prepare_problem(big[::2, ::2], A, B, 0.1)
@@ -166,7 +166,7 @@ def test_strided_cost_is_made_contiguous():
     ({"backend": "tpu"}, "backend must be one of ('auto', 'reference', 'cpu', 'gpu'), got 'tpu'"),
 ])
 def test_prepare_problem_messages(kwargs, message):
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.validation import prepare_problem
 
     args = {"M": M, "a": A, "b": B, "reg": 0.1, **kwargs}
     with pytest.raises(ValueError) as info:
@@ -175,7 +175,7 @@ def test_prepare_problem_messages(kwargs, message):
 
 
 def test_masses_of_the_wrong_kind_are_type_errors():
-    from fastsinkhorn._validation import prepare_problem
+    from fastsinkhorn.core.validation import prepare_problem
 
     with pytest.raises(TypeError, match=r"^b must hold real numbers, got dtype <U1$"):
         prepare_problem(M, A, np.array(["x", "y", "z"]), 0.1)
@@ -184,7 +184,7 @@ def test_masses_of_the_wrong_kind_are_type_errors():
 def test_sum_mismatch_within_the_documented_tolerance_is_rescaled():
     """Mismatch allowed: MASS_SUM_RTOL (1e-3) relative, whatever the dtype; b is
     rescaled to the sum of a (histograms normalised in float32 or rounded)."""
-    from fastsinkhorn._validation import MASS_SUM_RTOL, prepare_problem
+    from fastsinkhorn.core.validation import MASS_SUM_RTOL, prepare_problem
 
     assert MASS_SUM_RTOL == 1e-3
     for rel, ok in [(1e-9, True), (1e-4, True), (9e-4, True), (1.1e-3, False), (1e-2, False)]:
@@ -203,7 +203,7 @@ def test_sum_mismatch_within_the_documented_tolerance_is_rescaled():
 
 
 def test_resolve_backend():
-    from fastsinkhorn._validation import resolve_backend
+    from fastsinkhorn.core.validation import resolve_backend
 
     assert resolve_backend("auto", "numpy") == "cpu"
     assert resolve_backend("auto", "cupy") == "gpu"
@@ -215,7 +215,7 @@ def test_resolve_backend():
 
 
 def test_tolerance_floor_and_default_tolerances():
-    from fastsinkhorn._validation import effective_tol, tolerance_floor
+    from fastsinkhorn.core.validation import effective_tol, tolerance_floor
 
     eps64, eps32 = np.finfo(np.float64).eps, np.finfo(np.float32).eps
     assert tolerance_floor(np.float64, (100, 400)) == pytest.approx(10 * eps64 * 20, rel=1e-15)

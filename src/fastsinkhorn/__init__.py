@@ -9,12 +9,12 @@ starts from two samples. POT drop-ins:
 :func:`emd2` (``import fastsinkhorn as ot``).
 """
 
-from ._pot import dist, sinkhorn, sinkhorn2
-from ._result import ConvergenceWarning, OTResult, Status
+from .pot.entropic import dist, sinkhorn, sinkhorn2
+from .core.result import ConvergenceWarning, OTResult, Status
 from . import batch, unbalanced
 from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
-from ._lazy_plan import LazyPlan
-from ._solve import METHODS, choose_method, solve, solve_sample
+from .geometry.lazy_plan import LazyPlan
+from .solvers import METHODS, choose_method, solve, solve_sample
 from .geometry import PointCloud
 
 __version__ = "0.1.0"
@@ -25,7 +25,8 @@ __all__ = ["solve", "solve_sample", "batch", "unbalanced", "sinkhorn_unbalanced"
 
 #: Exact OT loads Numba and SciPy at import: its names are resolved on first use,
 #: so that ``import fastsinkhorn`` stays light (NumPy only).
-_LAZY = {"solve_exact": "._exact", "ExactResult": "._exact", "emd": "._pot_exact", "emd2": "._pot_exact"}
+_LAZY = {"solve_exact": ".algorithms.exact.solver", "ExactResult": ".algorithms.exact.solver",
+         "emd": ".pot.exact", "emd2": ".pot.exact"}
 
 
 def __getattr__(name):

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import solve
-from ._solve import METHODS
-from ._validation import default_tol
+from .solvers import METHODS
+from .core.validation import default_tol
 from .problems import FAMILIES, make_problem
 
 #: ``--peers`` name -> (label, bench adapter).

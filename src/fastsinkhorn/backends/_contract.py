@@ -1,6 +1,6 @@
 """The kernel contract every backend implements, as a type.
 
-The geometries (:mod:`fastsinkhorn._geometry`) call only these members, and
+The geometries (:mod:`fastsinkhorn.geometry.dense`) call only these members, and
 the drivers (``_sinkhorn``, ``_sns``) call only the geometries plus ``xp``
 for O(n) vector work. :class:`~fastsinkhorn.backends._reference.ReferenceBackend`
 documents each method's semantics and is the oracle the other backends are

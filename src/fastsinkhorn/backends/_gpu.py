@@ -61,7 +61,7 @@ problem does.
 Layouts
 -------
 Every kernel reads ``M`` / ``K`` as a C-contiguous (n, m) matrix (or
-(B, n, m) batch), which :func:`~fastsinkhorn._validation.prepare_problem`
+(B, n, m) batch), which :func:`~fastsinkhorn.core.validation.prepare_problem`
 guarantees (an F-ordered cost is solved as the transposed problem, without a
 copy; a batch is made C-contiguous); anything else is a ``ValueError``,
 never a silent copy.  ``plan`` and ``scale`` write ``out`` through its own

@@ -16,7 +16,7 @@ the calling thread alone and never wakes another one), no pass runs more
 threads than the cores this process may use (its CPU affinity and its
 cgroup CPU quota, e.g. a container's ``--cpus``), and ``NUMBA_NUM_THREADS``,
 ``solve(..., n_threads=k)`` and a Dask worker's one thread
-(``distributed.WORKER_ENV``) cap the threads without changing the blocks:
+(``distributed.cluster.WORKER_ENV``) cap the threads without changing the blocks:
 the answer is bitwise the same whatever the number of threads.
 
 Idle threads spin briefly, then sleep. GNU OpenMP (Numba's ``omp`` layer)

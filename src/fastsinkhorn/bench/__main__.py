@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from .._validation import DEFAULT_TOL
+from ..core.validation import DEFAULT_TOL
 from ..problems import DEFAULT_FAMILIES, FAMILIES
 from ._concurrent import concurrent_rows, run_concurrent
 from ._latency import latency_rows, run_latency
@@ -131,9 +131,7 @@ def main(argv=None):
         config["argv"] = list(sys.argv[1:] if argv is None else argv)
         config["solvers"] = solvers
         write_json(os.path.join(args.out, "results.json"), machine, config, records)
-        from ._plot import (
-            plot_convergence,  # matplotlib only when a figure is asked for
-        )
+        from ._plot import plot_convergence  # matplotlib only when a figure is asked for
 
         plot_convergence(records, os.path.join(args.out, "convergence.png"))
         print(f"# wrote {args.out}/results.json and convergence.png", file=sys.stderr)

@@ -6,7 +6,7 @@ objective values are recomputed from the plan with one definition for all.
 
 import numpy as np
 
-from .._marginals import marginal_error as _l1
+from ..core.marginals import marginal_error as _l1
 
 #: Rows per block when the objective is summed (bounds the temporaries).
 ROW_BLOCK = 256

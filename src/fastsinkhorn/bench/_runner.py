@@ -23,7 +23,7 @@ import traceback
 
 import numpy as np
 
-from .._validation import default_tol
+from ..core.validation import default_tol
 from ..problems import make_problem
 from ._measure import marginal_error, plan_values
 from ._solvers import _synchronize, get_solver

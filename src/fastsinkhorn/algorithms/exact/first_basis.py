@@ -6,7 +6,7 @@ is about 1), whose cost would then set the scale of every potential and
 wipe out the digits of the others. When it does, the first basis is built
 from a flow through the *allowed* entries (``M_ij <= limit``) instead:
 
-1. A feasible flow (:func:`~fastsinkhorn._feasibility.feasible_flow`):
+1. A feasible flow (:func:`~fastsinkhorn.algorithms.exact.feasibility.feasible_flow`):
    the cheapest candidates first, then any allowed entry, then augmenting
    paths. With no such flow, the limit is dropped (huge entries carry mass
    when they must); with none through finite entries, the problem is
@@ -15,14 +15,14 @@ from a flow through the *allowed* entries (``M_ij <= limit``) instead:
    a forest, whose flows are the basis' flows.
 3. Completed into a spanning tree by zero-flow candidates (cheapest first)
    and, where the allowed entries leave components apart, by *fixed*
-   connectors (:mod:`fastsinkhorn._network_simplex`).
+   connectors (:mod:`fastsinkhorn.algorithms.exact.network_simplex`).
 """
 
 import numpy as np
 from numba import njit
 
-from ._feasibility import feasible_flow, infeasible_message
-from ._spanning_tree import _find, adjacency
+from .feasibility import feasible_flow, infeasible_message
+from .spanning_tree import _find, adjacency
 
 
 def flow_basis(C, a, b, limit, cand_rows, cand_cols, cand_cost):

@@ -11,9 +11,9 @@ import warnings
 
 import numpy as np
 
-from ._arrays import array_library
-from ._result import ConvergenceWarning
-from ._solve import _solve
+from ..core.arrays import array_library
+from ..core.result import ConvergenceWarning
+from ..solvers import _solve
 from .batch import batch_method
 
 #: POT method name -> (fastsinkhorn method, warmstart given as potentials?)
@@ -119,8 +119,8 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_
         are honoured on every method. ``epsilon0`` and ``numInnerItermax``
         (epsilon scaling, which is not implemented) raise
         ``NotImplementedError`` unless given POT's defaults. Other names are
-        options of :class:`~fastsinkhorn._options.SinkhornOptions` or, for
-        ``method="sns"``, :class:`~fastsinkhorn._options.SNSOptions`.
+        options of :class:`~fastsinkhorn.core.options.SinkhornOptions` or, for
+        ``method="sns"``, :class:`~fastsinkhorn.core.options.SNSOptions`.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """POT drop-ins for exact OT: ``emd`` and ``emd2`` with POT 0.9 conventions.
 
-Both run :func:`~fastsinkhorn._exact.solve_exact` (SNS, a restricted LP,
+Both run :func:`~fastsinkhorn.algorithms.exact.solver.solve_exact` (SNS, a restricted LP,
 column generation) instead of POT's network simplex on the dense graph, and
 return what POT returns: a dense plan, POT's log keys, dual potentials
 centred as POT centres them, POT's warnings and result codes.
@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from ._exact import pivot_safety_net, solve_exact
-from ._result import ConvergenceWarning, Status
+from ..algorithms.exact.solver import pivot_safety_net, solve_exact
+from ..core.result import ConvergenceWarning, Status
 
 #: POT's result codes (``ot.lp.emd_wrap``) and the warning of each.
 OPTIMAL, MAX_ITER_REACHED = 1, 3

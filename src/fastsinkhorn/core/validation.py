@@ -14,18 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import array_library
-from ._geometry import CloudGeometry, DenseGeometry
-from ._relaxation import Side
-from .backends import BACKENDS, get_backend
-from .geometry import PointCloud
+from .arrays import array_library
+from ..geometry.cloud import CloudGeometry
+from ..geometry.dense import DenseGeometry
+from .relaxation import Side
+from ..backends import BACKENDS, get_backend
+from ..geometry.point_cloud import PointCloud
 
 
 @dataclass
 class PreparedProblem:
     """A validated problem as the solvers see it (internal).
 
-    ``geom`` is the cost as the drivers see it (:mod:`fastsinkhorn._geometry`).
+    ``geom`` is the cost as the drivers see it (:mod:`fastsinkhorn.geometry.dense`).
     When the caller's dense cost was F-ordered the problem is stored
     transposed (``transposed=True``): the solution of the transposed problem
     is the transposed solution, and no copy of the cost is made.
@@ -51,7 +52,7 @@ class PreparedProblem:
     # batch's subset) makes a new problem, hence new sides
     @functools.cached_property
     def rows(self):
-        """The row marginal as the drivers see it (:class:`~fastsinkhorn._relaxation.Side`)."""
+        """The row marginal as the drivers see it (:class:`~fastsinkhorn.core.relaxation.Side`)."""
         return Side(self.a, self.rho_a, self.kl_frame, self.reg, self.xp)
 
     @functools.cached_property
@@ -74,7 +75,7 @@ class PreparedProblem:
     @property
     def cost_scale(self):
         """The spread of the costs that can carry mass, which ``reg`` is
-        compared with (see :mod:`fastsinkhorn._cost_scale`)."""
+        compared with (see :mod:`fastsinkhorn.geometry.cost_scale`)."""
         return self.geom.cost_scale
 
 
@@ -197,7 +198,7 @@ def reference_cost(M, c, reg):
 
 
 def cupy_or_numpy(library):
-    """The array module named by :func:`~fastsinkhorn._arrays.array_library`."""
+    """The array module named by :func:`~fastsinkhorn.core.arrays.array_library`."""
     if library == "cupy":
         import cupy
 
@@ -260,7 +261,7 @@ def _drop_unreachable_masses(prob):
     row can leave a column without partners. Problems whose forbidden entries
     only break Hall's condition (a group of rows with too few partners) pass
     here, and are caught when the solve does not converge
-    (:func:`fastsinkhorn._feasibility.check_transportable`).
+    (:func:`fastsinkhorn.algorithms.exact.feasibility.check_transportable`).
     """
     xp, M = prob.xp, prob.geom.M
     prob.a, prob.b = prob.a.copy(), prob.b.copy()  # (fresh copies may be read-only broadcasts)

@@ -15,8 +15,8 @@ import numbers
 
 import numpy as np
 
-from ._arrays import array_library
-from .backends._contract import COST_KINDS, CostSpec
+from ..core.arrays import array_library
+from ..backends._contract import COST_KINDS, CostSpec
 
 
 class PointCloud:
@@ -73,7 +73,7 @@ class PointCloud:
 
     def cost_matrix(self):
         """The dense ``(n, m)`` cost (``(B, n, m)`` for a batch), float64."""
-        from .backends import get_backend
+        from ..backends import get_backend
 
         be = get_backend("gpu" if self.library == "cupy" else "cpu")
         if not self.batched:

@@ -12,7 +12,7 @@
    dominant). The system is solved by Jacobi-preconditioned CG to a relative
    residual tied to the current error (inexact Newton) while that is cheap,
    and by a direct factorisation of its Schur complement
-   (:mod:`fastsinkhorn._newton_system`) once CG fails (see
+   (:mod:`fastsinkhorn.algorithms.sns.newton_system`) once CG fails (see
    :class:`LinearSolver`); the step is found by Armijo backtracking on ``L``.
 3. Annealing: at small ``reg`` the stages above run on a decreasing sequence
    of regularisations, each warm-started from the last (:func:`anneal_schedule`).
@@ -33,12 +33,12 @@ import types
 
 import numpy as np
 
-from ._arrays import to_numpy
-from ._cg import pcg
-from ._marginals import marginal_error
-from ._newton_system import factorize_newton_system, prune_by_mass
-from ._result import Status
-from ._sinkhorn import sinkhorn_loop
+from ...core.arrays import to_numpy
+from .cg import pcg
+from ...core.marginals import marginal_error
+from .newton_system import factorize_newton_system, prune_by_mass
+from ...core.result import Status
+from ..sinkhorn import sinkhorn_loop
 
 
 class _Point:

@@ -11,16 +11,16 @@ r"""``solve_exact``: unregularised optimal transport, with an optimality certifi
    measured, at the sizes a dense cost fits in memory).
 2. A first basis: the north-west corner's, unless it sends mass through a
    forbidden (``+inf``) or huge entry; then one built from a flow through
-   the allowed entries (:mod:`fastsinkhorn._first_basis`), or ``ValueError``
+   the allowed entries (:mod:`fastsinkhorn.algorithms.exact.first_basis`), or ``ValueError``
    when the masses cannot be moved within the finite entries.
 3. The LP restricted to the candidates and the basis is solved by a network
-   simplex (:mod:`fastsinkhorn._network_simplex`) from that basis, or by
-   HiGHS (:mod:`fastsinkhorn._restricted_lp`).
-4. Its basis is polished (:mod:`fastsinkhorn._spanning_tree`): flows by leaf
+   simplex (:mod:`fastsinkhorn.algorithms.exact.network_simplex`) from that basis, or by
+   HiGHS (:mod:`fastsinkhorn.algorithms.exact.restricted_lp`).
+4. Its basis is polished (:mod:`fastsinkhorn.algorithms.exact.spanning_tree`): flows by leaf
    elimination from the marginals, duals by propagation along the basis
    (the simplex's own, rebuilt from scratch), exact up to rounding.
 5. Pricing: one blocked pass over every entry of ``M``
-   (:mod:`fastsinkhorn._exact_kernels`). Entries of negative reduced cost
+   (:mod:`fastsinkhorn.algorithms.exact.pricing`). Entries of negative reduced cost
    join the candidates and 3-5 repeat, the simplex warm-started from the
    last basis (column generation); none left means the plan is optimal, and
    the duality gap certifies it.
@@ -39,17 +39,17 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._arrays import to_numpy
-from ._exact_kernels import gather_costs, smallest_reduced_costs
-from ._first_basis import flow_basis
-from ._network_simplex import network_simplex
-from ._options import parse_options
-from ._restricted_lp import solve_restricted
-from ._result import ConvergenceWarning, OTResult, Status
-from ._spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
-from ._validation import prepare_problem
-from .geometry import PointCloud
-from .backends import _threads  # its import starts Numba's threads (short spin)
+from ...core.arrays import to_numpy
+from .pricing import gather_costs, smallest_reduced_costs
+from .first_basis import flow_basis
+from .network_simplex import network_simplex
+from ...core.options import parse_options
+from .restricted_lp import solve_restricted
+from ...core.result import ConvergenceWarning, OTResult, Status
+from .spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
+from ...core.validation import prepare_problem
+from ...geometry.point_cloud import PointCloud
+from ...backends import _threads  # its import starts Numba's threads (short spin)
 
 #: Reduced costs down to ``-DEFAULT_TOL * s`` count as non-negative, ``s``
 #: the largest cost of the basis: a few roundings of ``M_ij - u_i - v_j``
@@ -184,7 +184,7 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
 
     The LP restricted to a few promising entries a row is solved exactly,
     and column generation over every entry of ``M`` proves (or restores)
-    optimality; see :mod:`fastsinkhorn._exact`.
+    optimality; see :mod:`fastsinkhorn.algorithms.exact.solver`.
 
     Parameters
     ----------
@@ -224,7 +224,7 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     ------
     ValueError
         Bad input, or masses that cannot be transported within the finite
-        entries of ``M`` (see :func:`fastsinkhorn._feasibility.transport_deficit`).
+        entries of ``M`` (see :func:`fastsinkhorn.algorithms.exact.feasibility.transport_deficit`).
 
     Warns
     -----
@@ -363,7 +363,7 @@ def _entropic_potentials(prob, opts):
     """SNS potentials at ``opts.reg`` times the cost range (zeros for
     ``ranking="cost"``, a constant cost or a forced plan), ``-inf`` of zero
     masses made finite."""
-    from ._solve import solve  # the exact solver is itself reached from solve()
+    from ...solvers import solve  # the exact solver is itself reached from solve()
 
     xp = prob.xp
     n, m = prob.shape
@@ -388,7 +388,7 @@ class _ColumnGeneration:
 
     The support is kept sorted by ``row * m + col``, so that a basis carries
     over when entries join it. ``fixed`` marks the basis' artificial
-    connectors (:mod:`fastsinkhorn._network_simplex`). Costs, duals and
+    connectors (:mod:`fastsinkhorn.algorithms.exact.network_simplex`). Costs, duals and
     limits are those of ``M - lo`` (``lo = min M``); :meth:`result` returns
     the caller's.
     """
@@ -444,7 +444,7 @@ class _ColumnGeneration:
     def _first_basis(self, cand_rows, cand_cols):
         """The north-west corner's basis when its mass stays on allowed
         entries (finite, at most ``limit``), its other entries fixed; else
-        :func:`~fastsinkhorn._first_basis.flow_basis`. Returns the basis'
+        :func:`~fastsinkhorn.algorithms.exact.first_basis.flow_basis`. Returns the basis'
         rows, columns and fixed connectors."""
         C, a, b = self.C, self.a, self.b
         rows, cols = northwest_corner(a, b)

@@ -6,19 +6,19 @@ import warnings
 
 import numpy as np
 
-from ._arrays import is_cupy_array, to_numpy
-from ._lazy_plan import LazyPlan
-from ._marginals import marginal_error
-from ._monitor import Monitor
-from ._options import SinkhornOptions, SNSOptions, parse_options
-from ._relaxation import check_unbalanced
-from ._result import ConvergenceWarning, OTResult, Status
-from ._sinkhorn import run_sinkhorn
-from ._sns import run_sns
-from ._geometry import DenseGeometry
-from ._validation import effective_tol, prepare_problem, reference_cost
+from .core.arrays import is_cupy_array, to_numpy
+from .geometry.lazy_plan import LazyPlan
+from .core.marginals import marginal_error
+from .core.monitor import Monitor
+from .core.options import SinkhornOptions, SNSOptions, parse_options
+from .core.relaxation import check_unbalanced
+from .core.result import ConvergenceWarning, OTResult, Status
+from .algorithms.sinkhorn import run_sinkhorn
+from .algorithms.sns.driver import run_sns
+from .geometry.dense import DenseGeometry
+from .core.validation import effective_tol, prepare_problem, reference_cost
 from .backends._contract import COST_KINDS
-from .geometry import PointCloud, _real
+from .geometry.point_cloud import PointCloud, _real
 
 #: name -> (options class, runner, default max_iter)
 METHODS = {
@@ -42,7 +42,7 @@ def choose_method(reg, cost_scale, tol):
     the costs that can carry mass: ``max(M) - min(M)`` for the usual costs,
     without the entries that forbid (``inf``, or huge finite costs), and
     insensitive to constants added to rows or columns of ``M`` (see
-    :func:`fastsinkhorn._cost_scale.support_scale`); for a point cloud, a
+    :func:`fastsinkhorn.geometry.cost_scale.support_scale`); for a point cloud, a
     bound of its cost range. When ``"auto"`` picks SNS it also turns on its
     ``sinkhorn_hedge``: at the switch to Newton, the warm-up's measured rate
     decides whether Sinkhorn would finish sooner.
@@ -151,7 +151,7 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         step) whose error is still above the tolerance: not at the check that
         meets it, nor at one that ends an SNS warm-up or annealing stage on
         its own threshold. ``state`` is an
-        :class:`~fastsinkhorn._monitor.IterationState`: ``iteration``,
+        :class:`~fastsinkhorn.core.monitor.IterationState`: ``iteration``,
         ``error`` (the checked L1 marginal error), ``phase`` (``"sinkhorn"``
         or ``"newton"``), ``elapsed`` (seconds) and ``extra`` (Newton checks:
         ``cg_iterations``, ``nnz``, ``step``, ``solver``, ``reg``). Raising
@@ -159,8 +159,8 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     backend : {"auto", "cpu", "gpu", "reference"}
         ``"auto"`` follows the arrays (CuPy -> ``"gpu"``, else ``"cpu"``).
     **options
-        Method options: :class:`~fastsinkhorn._options.SinkhornOptions` or
-        :class:`~fastsinkhorn._options.SNSOptions` fields. Unknown names warn.
+        Method options: :class:`~fastsinkhorn.core.options.SinkhornOptions` or
+        :class:`~fastsinkhorn.core.options.SNSOptions` fields. Unknown names warn.
 
     Returns
     -------
@@ -208,7 +208,7 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
 
 def _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start, callback, backend, options):
     """``reg=None`` or ``0`` (POT's convention), or ``method="exact"``: :func:`solve_exact`."""
-    from ._exact import solve_exact
+    from .algorithms.exact.solver import solve_exact
 
     if reg is not None and reg != 0:
         raise ValueError(f"method='exact' solves unregularised OT: give reg=None (or 0), got reg={reg!r}")
@@ -346,7 +346,7 @@ def _sample_cost(X_a, X_b, metric, p, scale):
         dtype = np.result_type(*(getattr(x, "dtype", np.float64) for x in (X_a, X_b)))
         M = cloud.cost_matrix()
         return M.astype(dtype) if dtype in (np.float32, np.float64) else M
-    from ._pot import dist
+    from .pot.entropic import dist
 
     if not (_real(scale) and scale > 0):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
@@ -360,7 +360,7 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     """:func:`solve` with the POT-compatibility knobs (stopping norm, warn,
     reference measure ``c`` of the KL regulariser, ``tol_given``: the name of
     the argument ``tol`` came from, ``None`` for the entry point's default,
-    see :func:`~fastsinkhorn._validation.effective_tol`; ``hedge=False``:
+    see :func:`~fastsinkhorn.core.validation.effective_tol`; ``hedge=False``:
     ``"auto"`` without SNS's ``sinkhorn_hedge``, whose choice depends on
     measured times, so that the drop-ins' results do not, and whose wrong
     guesses can spend a small budget such as POT's ``numItermax=1000``)."""
@@ -428,7 +428,7 @@ def _raise_if_infeasible(prob, converged):
     """A balanced solve with forbidden entries that did not converge: if no plan
     avoids them (Hall's condition fails), say so instead of a non-convergence
     warning (one max-flow over the finite entries per such problem)."""
-    from ._feasibility import check_transportable
+    from .algorithms.exact.feasibility import check_transportable
 
     M = prob.geom.M
     if M.ndim == 2:

@@ -3,7 +3,7 @@
 import time
 from dataclasses import dataclass
 
-from ._result import Status
+from .result import Status
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-from ._arrays import to_numpy
-from ._validation import prepare_problem
+from ...core.arrays import to_numpy
+from ...core.validation import prepare_problem
 
 #: Masses left below ``ROUNDING_RTOL * (n + m)`` times the total are rounding:
 #: every transfer rounds each residual it changes by up to eps of its size.
@@ -43,7 +43,7 @@ def transport_deficit(M, a=None, b=None):
         Dense NumPy cost; ``+inf`` marks a forbidden entry.
     a, b : array_like (n,), (m,), optional
         Masses with equal sums (checked and rescaled as everywhere:
-        :data:`fastsinkhorn._validation.MASS_SUM_RTOL`); uniform when omitted.
+        :data:`fastsinkhorn.core.validation.MASS_SUM_RTOL`); uniform when omitted.
 
     Returns
     -------

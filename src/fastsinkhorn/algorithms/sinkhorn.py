@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import to_numpy as to_host
-from ._relaxation import translation
-from ._result import Status
+from ..core.arrays import to_numpy as to_host
+from ..core.relaxation import translation
+from ..core.result import Status
 
 
 def log_iteration(prob, f, g):

@@ -24,7 +24,7 @@ one with its real cost (one of +inf never enters).
 import numpy as np
 from numba import njit
 
-from ._spanning_tree import adjacency
+from .spanning_tree import adjacency
 
 
 @njit(cache=True)

@@ -1,0 +1,1 @@
+"""Exact OT: column generation over a network simplex, with its certificate."""

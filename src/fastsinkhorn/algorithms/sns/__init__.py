@@ -1,0 +1,1 @@
+"""Sinkhorn-Newton-Sparse: the driver, its sparsified Newton system and CG."""

@@ -1,0 +1,1 @@
+"""The problem layer: validation, options, results, monitoring, marginals, array namespaces."""

@@ -1,0 +1,1 @@
+"""POT's functions, implemented over :func:`fastsinkhorn.solve` (the drop-ins)."""

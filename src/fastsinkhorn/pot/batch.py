@@ -1,0 +1,195 @@
+"""Batches of independent problems: POT's ``ot.batch.solve_batch`` and ragged padding.
+
+``fastsinkhorn.solve`` takes a batch directly (``M`` of shape ``(B, n, m)``,
+or a :class:`~fastsinkhorn.PointCloud` of ``(B, n, d)`` clouds); this module
+adds POT's entry point (``import fastsinkhorn.batch`` for ``ot.batch``) and
+:func:`pad` for problems of different sizes.
+"""
+
+import warnings
+
+import numpy as np
+
+from ..core.arrays import array_library, to_numpy
+from ..core.stacking import stack_results
+from ..core.result import ConvergenceWarning
+from ..solvers import _solve, choose_method
+
+_REG_TYPES = ("entropy", "kl")
+
+
+def pad(costs, a=None, b=None):
+    """Stack problems of different sizes into one batch, padding with zero mass.
+
+    Problem ``p`` of size ``(n_p, m_p)`` is placed in the top-left corner of
+    a ``(max n, max m)`` cost (padding cost 0) with masses ``a_p``, ``b_p``
+    followed by zeros. Rows and columns of zero mass carry exactly zero plan,
+    so the batch's plan ``p`` restricted to ``[:n_p, :m_p]`` is the plan of
+    problem ``p`` and its value is that of problem ``p``.
+
+    Parameters
+    ----------
+    costs : sequence of 2-D arrays
+    a, b : sequences of 1-D arrays, optional
+        Masses of each problem (uniform when omitted).
+
+    Returns
+    -------
+    M : array (B, n, m)
+    a, b : arrays (B, n), (B, m)
+
+    Examples
+    --------
+    >>> import numpy as np, fastsinkhorn
+    >>> M, a, b = fastsinkhorn.batch.pad([np.zeros((2, 3)), np.zeros((1, 1))])
+    >>> M.shape, a.tolist(), b.tolist()
+    ((2, 2, 3), [[0.5, 0.5], [1.0, 0.0]], [[0.3333333333333333, 0.3333333333333333, 0.3333333333333333], [1.0, 0.0, 0.0]])
+    """
+    costs = [np.asarray(c, dtype=np.float64) for c in costs]
+    if not costs or any(c.ndim != 2 or 0 in c.shape for c in costs):
+        raise ValueError("costs must be a non-empty sequence of non-empty 2-D arrays")
+    n, m = max(c.shape[0] for c in costs), max(c.shape[1] for c in costs)
+    M, A, B = np.zeros((len(costs), n, m)), np.zeros((len(costs), n)), np.zeros((len(costs), m))
+    for name, given, out, axis in (("a", a, A, 0), ("b", b, B, 1)):
+        if given is not None and len(given) != len(costs):
+            raise ValueError(f"{name} must give one mass vector per problem ({len(costs)}), got {len(given)}")
+        for p, c in enumerate(costs):
+            w = np.full(c.shape[axis], 1.0 / c.shape[axis]) if given is None else np.asarray(given[p], np.float64)
+            if w.shape != (c.shape[axis],):
+                raise ValueError(f"{name}[{p}] must have shape ({c.shape[axis]},), got {w.shape}")
+            out[p, : w.shape[0]] = w
+    for p, c in enumerate(costs):
+        M[p, : c.shape[0], : c.shape[1]] = c
+    return M, A, B
+
+
+def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="auto", inner_iter=1,
+                inner_reg=0.001, reg_type="entropy", grad="envelope"):
+    r"""A batch of entropic OT problems, a drop-in for POT's ``ot.batch.solve_batch``.
+
+    Solves each problem ``p`` of the batch,
+    ``min <M_p, T> + reg R(T)`` with ``T 1 = a_p``, ``T^T 1 = b_p``, by the
+    best method for the batch (:func:`batch_method`): the batched log-stable
+    Sinkhorn of :func:`fastsinkhorn.solve` (one pass over all problems per
+    iteration), or, where :func:`~fastsinkhorn.choose_method` picks SNS
+    (``reg`` at most ``5e-3`` of the cost range and ``tol <= 1e-4``), each
+    problem by ``method="auto"``; problems that do not reach ``tol`` within
+    ``max_iter`` raise a :class:`~fastsinkhorn.ConvergenceWarning` (POT's
+    does not warn).
+
+    Parameters
+    ----------
+    M : array (B, n, m)
+        Costs (NumPy or CuPy).
+    reg : float
+        Regularization (> 0). ``None``/0 (exact OT by POT's proximal method)
+        is not implemented and raises ``NotImplementedError``.
+    a, b : arrays (B, n), (B, m), optional
+        Masses (uniform when omitted; a 1-D array is shared by all problems).
+    max_iter : int
+        Iterations at most.
+    tol : float
+        Stop when every problem's L1 marginal error is at most ``tol``
+        (POT stops on the change of the dual variables instead; this bounds
+        what the plan violates).
+    method : {"auto", "sinkhorn", "log_sinkhorn"}
+        All run our best method as above; ``"proximal"`` raises ``NotImplementedError``.
+    inner_iter, inner_reg
+        Parameters of POT's proximal method: only their defaults are accepted.
+    reg_type : {"entropy", "kl"}
+        What ``value`` adds to ``value_linear``: ``reg * sum T log T`` or
+        ``reg * KL(T | a b^T)`` (POT's definitions).
+    grad : {"envelope", "detach", None}
+        No autodiff here: the plan is returned without gradient information,
+        as POT's ``"envelope"`` and ``"detach"`` do; ``"autodiff"`` and
+        ``"last_step"`` raise ``NotImplementedError``.
+
+    Returns
+    -------
+    OTResult
+        ``plan`` (B, n, m), ``value`` and ``value_linear`` (B,),
+        ``potentials``: POT's log-scalings ``(f / reg, g / reg)`` of shapes
+        (B, n), (B, m), so that ``plan = exp(f/reg + g/reg - M / reg)``;
+        ``log["n_iter"]``, ``converged`` (B,) and ``marginal_error`` (B,).
+    """
+    if reg is None or reg == 0:
+        raise NotImplementedError("reg=None or 0 (exact OT, POT's proximal method) is not implemented")
+    if method not in ("auto", "sinkhorn", "log_sinkhorn"):
+        if method == "proximal":
+            raise NotImplementedError("method='proximal' is not implemented; use 'auto' or 'log_sinkhorn'")
+        raise ValueError(f"method must be one of ('auto', 'sinkhorn', 'log_sinkhorn', 'proximal'), got {method!r}")
+    reg_type = reg_type.lower() if isinstance(reg_type, str) else reg_type
+    if reg_type not in _REG_TYPES:
+        raise ValueError(f"reg_type must be one of {_REG_TYPES}, got {reg_type!r}")
+    if grad not in ("envelope", "detach", None):
+        raise NotImplementedError(f"grad={grad!r}: fastsinkhorn has no autodiff (use 'envelope' or 'detach')")
+    for name, value, default in (("inner_iter", inner_iter, 1), ("inner_reg", inner_reg, 0.001)):
+        if value != default:
+            raise NotImplementedError(f"{name} is a parameter of the proximal method, which is not "
+                                      f"implemented; only the default {name}={default} is accepted")
+    xp = _namespace(M, a, b)
+    if xp.ndim(xp.asarray(M)) != 3:
+        raise ValueError(f"M must have shape (B, n, m), got {xp.asarray(M).shape}")
+    res = solve_problems(M, a, b, reg=reg, tol=tol, max_iter=max_iter, verbose=False, backend="auto",
+                         options={}, warn=False, hedge=False, reg_type=reg_type)
+    if not bool(np.all(to_numpy(res.converged))):  # POT's solve_batch is silent here; we report it
+        warnings.warn(f"solve_batch: {int((~to_numpy(res.converged)).sum())} of {len(res.converged)} problems "
+                      f"did not reach tol={res.tol:.1e} in max_iter={max_iter} iterations; increase max_iter "
+                      "or reg", ConvergenceWarning, stacklevel=2)
+    res.potentials = tuple(p / reg for p in res.potentials)  # POT's log-scalings, in the input's dtype
+    return res
+
+
+def batch_method(method, M, reg, tol):
+    """The method for problems sharing a cost range (a batch ``M``, or a 2-D
+    ``b`` of POT's): ``"sinkhorn"``, run as one batch, where
+    :func:`~fastsinkhorn.choose_method` picks it for ``M``'s range, else
+    ``"auto"``, run problem by problem (SNS does not take batches). Other
+    methods are returned as they are."""
+    if method != "auto":
+        return method
+    from ..core.validation import _as_cost, check_reg
+
+    cost_range = _as_cost(_namespace(M), M)[1]
+    return "sinkhorn" if choose_method(check_reg(reg), cost_range, tol) == "sinkhorn" else "auto"
+
+
+def solve_problems(M, a, b, *, reg, tol, max_iter, method="auto", warm_start=None, progress=None,
+                   **solve_options):
+    """A batch ``M`` (B, n, m) solved by :func:`batch_method`'s choice: one
+    batched Sinkhorn, or each problem by ``method`` (``"auto"``: SNS at small
+    ``reg``), the results stacked into one batched :class:`~fastsinkhorn.OTResult`.
+
+    ``a``, ``b``: (B, n), (B, m), or 1-D shared by all problems (or None).
+    ``warm_start``: potentials (B, n), (B, m). ``progress``: a factory of
+    callbacks (one per solve) with a ``finish(result)`` method (POT's
+    ``verbose`` table), or None. ``solve_options`` go to ``_solve``.
+    """
+    def run(M_p, a_p, b_p, ws, method):
+        table = progress() if progress else None
+        res = _solve(M_p, a_p, b_p, reg=reg, method=method, tol=tol, max_iter=max_iter, warm_start=ws,
+                     callback=table, **solve_options)
+        if table is not None:
+            table.finish(res)
+        return res
+
+    xp = _namespace(M, a, b)
+    M, a, b = xp.asarray(M), *(None if w is None else xp.asarray(w) for w in (a, b))
+    method = batch_method(method, M, reg, tol)
+    if method == "sinkhorn":
+        return run(M, a, b, warm_start, "sinkhorn")
+
+    def problem(w, p):  # problem p's masses (a shared 1-D one, or none)
+        return w[p] if w is not None and getattr(w, "ndim", 1) == 2 else w
+
+    return stack_results([run(M[p], problem(a, p), problem(b, p),
+                              None if warm_start is None else (warm_start[0][p], warm_start[1][p]), method)
+                          for p in range(M.shape[0])])
+
+
+def _namespace(*arrays):
+    if array_library(**{f"arg{i}": x for i, x in enumerate(arrays)}) == "cupy":
+        import cupy
+
+        return cupy
+    return np

@@ -202,14 +202,19 @@ def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng, monkeypatch)
         np.testing.assert_allclose(linear, (M.astype(np.float64) * P).sum(), rtol=1e-13)
 
 
-def test_point_clouds_need_the_backend_members():
+def test_point_clouds_need_the_backends_declared_capability():
+    """A backend without the ``point_clouds`` capability is refused, even with
+    methods of the right names: the declaration decides, not their presence."""
     from types import SimpleNamespace
 
-    from fastsinkhorn.geometry.dense import CloudGeometry
+    from fastsinkhorn.geometry.cloud import CloudGeometry
 
     cloud = fs.PointCloud(np.zeros((2, 1)), np.ones((3, 1)))
+    toy = SimpleNamespace(name="toy", xp=np, point_clouds=False, pc_lse_rows=None, pc_cost_rows=None,
+                          pc_dense_pass=None)
     with pytest.raises(NotImplementedError, match="^point-cloud costs are not implemented on backend='toy'$"):
-        CloudGeometry(cloud, SimpleNamespace(name="toy", xp=np, pc_lse_rows=None, pc_cost_rows=None))
+        CloudGeometry(cloud, toy)
+    assert CloudGeometry(cloud, SimpleNamespace(name="toy", xp=np, point_clouds=True)).shape == (2, 3)
 
 
 def test_dense_linear_cost_covers_every_block(rng):

@@ -298,16 +298,27 @@ def test_log_iteration_is_one_exact_sinkhorn_iteration(rng, backend):
     np.testing.assert_allclose(P.sum(0), b, rtol=1e-12)
 
 
-def test_log_iterate_has_no_restart_and_no_stored_plan():
-    """The lazy (log-domain) iterate cannot lose mass the way absorbed scalings
-    do: a non-finite error is an error, and there is no plan to write."""
+def test_log_iterate_has_no_restart_and_its_plan_is_the_geometrys():
+    """The log-domain iterate (a geometry that stores no kernel) cannot lose
+    mass the way absorbed scalings do: a non-finite error is an error; its
+    plan is the geometry's at its potentials, lazy unless a buffer is given."""
     from fastsinkhorn.algorithms.sinkhorn import _LogIterate
+    from fastsinkhorn.core.validation import prepare_problem
 
-    it = _LogIterate(None, None, np.zeros(2), np.zeros(3), None)
+    rng = np.random.default_rng(3)
+    x, y = rng.random((2, 2)), rng.random((3, 2))
+    prob = prepare_problem(fs.PointCloud(x, y), np.ones(2) / 2, np.ones(3) / 3, 0.5, "cpu")
+    f, g = np.array([0.1, -0.2]), np.array([0.0, 0.3, -0.1])
+    it = _LogIterate(prob, f, g)
     with pytest.raises(FloatingPointError, match="^log-domain Sinkhorn produced a non-finite marginal error$"):
         it.restart()
-    with pytest.raises(TypeError, match="^a lazy geometry has no stored plan$"):
-        it.plan_into(np.empty((2, 3)))
+    plan = it.plan_into()
+    assert isinstance(plan, fs.LazyPlan) and plan.potentials == (f, g) and plan.reg == 0.5
+    want = np.exp((f[:, None] + g[None, :] - ((x[:, None] - y[None]) ** 2).sum(-1)) / 0.5)
+    np.testing.assert_allclose(plan.to_dense(), want, rtol=1e-13)
+    out = np.empty((2, 3))
+    assert it.plan_into(out) is out
+    np.testing.assert_allclose(out, want, rtol=1e-13)
 
 
 def test_sinkhorn_reports_its_one_phase():

@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 
 from .core.arrays import is_cupy_array, to_numpy
-from .geometry.lazy_plan import LazyPlan
 from .core.marginals import marginal_error
 from .core.monitor import Monitor
 from .core.options import SinkhornOptions, SNSOptions, parse_options
@@ -408,7 +407,7 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
         result.value_linear = in_dtype(DenseGeometry(M_given, prob.backend, 0.0).linear_cost(result.plan),
                                        prob.dtype)
     if host_input and prob.backend.name == "gpu":
-        if not isinstance(result.plan, LazyPlan):
+        if prob.geom.can_store_kernel:  # a stored plan; a LazyPlan evaluates on the device
             result.plan = to_numpy(result.plan)
         result.potentials = tuple(to_numpy(p) for p in result.potentials)
     if prob.forbidden and prob.balanced and not bool(xp_all(result.converged)):
@@ -466,19 +465,15 @@ def _warm_start(prob, warm_start):
 
 
 def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
-    """Measure the returned plan (one pass) and package the :class:`OTResult`.
+    """Measure the returned plan (one pass: the geometry's ``measure``) and
+    package the :class:`OTResult`.
 
-    ``plan`` is ``None`` for a lazy geometry: the result then carries a
-    :class:`LazyPlan`, measured by one blocked pass over the cost.
+    ``plan`` is the runner's: an array, or a :class:`~fastsinkhorn.LazyPlan`
+    where the geometry stores no kernel (measured by one blocked pass over
+    the cost).
     """
     xp, reg = prob.xp, prob.reg
-    if plan is None:
-        r, c, linear = prob.geom.summary(f, g, reg)
-        plan = LazyPlan(prob.geom, f, g, reg)
-    else:  # axes counted from the end: a batch has its problems first
-        r = plan.sum(axis=-1, dtype=np.float64)
-        c = plan.sum(axis=-2, dtype=np.float64)
-        linear = prob.geom.linear_cost(plan)
+    r, c, linear = prob.geom.measure(plan, f, g, reg)
     target_c = prob.cols.target(g)
     error = marginal_error(xp, r, c, prob.rows.target(f), target_c)
     value = objective(prob, f, g, r, c)

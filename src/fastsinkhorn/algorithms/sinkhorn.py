@@ -1,20 +1,24 @@
 """Log-stable Sinkhorn, written once for every backend and geometry.
 
-The loop (convergence checks, stall test, history) is shared; what one
-iteration does depends on the geometry:
+The loop (convergence checks, stall test, history) is shared, and sees the
+cost only through its :class:`~fastsinkhorn.geometry.protocol.Geometry`
+(no backend call). What one iteration does depends on the geometry's
+capability ``can_store_kernel``:
 
-* Dense costs (:class:`_ScalingIterate`): the iterate is kept as potentials
-  ``(f, g)`` plus scalings ``(u, v)`` on the stored kernel
-  ``K = exp((f_i + g_j - M_ij) / reg)``; the plan is ``diag(u) K diag(v)``.
-  Iterations are plain scalings, no exp: one ``scaling_pass`` over ``K``
-  each (a single read of ``K`` on the CPU; two, ``K v`` then ``K^T u``, on
-  the GPU and in the reference backend); when a scaling leaves ``[1/t, t]``
-  it is folded into the potentials and ``K`` recomputed (one exp pass). The first half-step is done in the
-  log domain, so every row of ``K`` holds mass whatever ``reg``, the cost
-  scale or the warm start.
-* Lazy costs (:class:`_LogIterate`, point clouds): nothing n x m is stored,
-  so each half-step is an exact log-domain update, one pass over the cost
-  (recomputed on the fly) each.
+* A geometry that can store a kernel (dense costs, :class:`_ScalingIterate`):
+  the iterate is kept as potentials ``(f, g)`` plus scalings ``(u, v)`` on
+  the stored kernel ``K = exp((f_i + g_j - M_ij) / reg)``; the plan is
+  ``diag(u) K diag(v)``. Iterations are plain scalings, no exp: one
+  ``scaling_pass`` over ``K`` each (a single read of ``K`` on the CPU; two,
+  ``K v`` then ``K^T u``, on the GPU and in the reference backend); when a
+  scaling leaves ``[1/t, t]`` it is folded into the potentials and ``K``
+  recomputed (one exp pass). The first half-step is done in the log domain,
+  so every row of ``K`` holds mass whatever ``reg``, the cost scale or the
+  warm start.
+* A geometry that cannot (point clouds, :class:`_LogIterate`): nothing
+  n x m is stored, so each half-step is an exact log-domain update, one pass
+  over the cost (recomputed on the fly) each, and the plan is the
+  geometry's lazy one.
 
 A batch of dense problems (``(B, n, m)`` cost) runs through the same code:
 every array carries the batch axis first and the backends make one parallel
@@ -96,8 +100,8 @@ class _ScalingIterate:
     def row_step(self):
         """Row half-step; returns the column sums of the resulting plan."""
         rows = self.prob.rows
-        self.colsum = self.prob.backend.scaling_pass(self.K, self.v, self.prob.a if rows.exact else self.h_a,
-                                                     self.u, rows.tau)
+        self.colsum = self.prob.geom.scaling_pass(self.K, self.v, self.prob.a if rows.exact else self.h_a,
+                                                  self.u, rows.tau)
         return self.v * self.colsum
 
     def col_target(self):
@@ -140,9 +144,9 @@ class _ScalingIterate:
         xp, reg = self.prob.xp, self.prob.reg
         return self.f + reg * xp.log(self.u), self.g + reg * xp.log(self.v)
 
-    def plan_into(self, out):
-        """Write the plan ``diag(u) K diag(v)`` into ``out`` (may be ``K``)."""
-        return self.prob.backend.scale(self.K, self.u, self.v, out)
+    def plan_into(self, out=None):
+        """Write the plan ``diag(u) K diag(v)`` into ``out`` (``None``: into ``K``)."""
+        return self.prob.geom.scale(self.K, self.u, self.v, self.K if out is None else out)
 
     def subset(self, keep):
         """This iterate restricted to the problems ``keep`` of a batch: the
@@ -159,13 +163,14 @@ class _ScalingIterate:
     def plan_of(self, sel):
         """The plans of the problems ``sel`` of a batch (a new array)."""
         K = self.K[sel]
-        return self.prob.backend.scale(K, self.u[sel], self.v[sel], K)
+        return self.prob.geom.scale(K, self.u[sel], self.v[sel], K)
 
 
 class _LogIterate:
-    """Exact log-domain half-steps on a lazy geometry: two passes an iteration."""
+    """Exact log-domain half-steps on a geometry that stores no kernel: two
+    passes over the cost an iteration."""
 
-    def __init__(self, prob, opts, f, g, K):
+    def __init__(self, prob, f, g):
         self.prob, self.f, self.g = prob, f, g
 
     def row_step(self):
@@ -194,8 +199,10 @@ class _LogIterate:
     def potentials(self):
         return self.f, self.g
 
-    def plan_into(self, out):
-        raise TypeError("a lazy geometry has no stored plan")
+    def plan_into(self, out=None):
+        """The geometry's plan at the potentials: written into ``out``, or
+        (``None``) in the geometry's own form, a :class:`~fastsinkhorn.LazyPlan`."""
+        return self.prob.geom.plan(self.f, self.g, self.prob.reg, out)
 
 
 class _Freezer:
@@ -256,7 +263,7 @@ class _Freezer:
     def potentials(self):
         return self.f, self.g
 
-    def plan_into(self, out):
+    def plan_into(self, out=None):
         return self.plan
 
 
@@ -264,7 +271,7 @@ class _Freezer:
 class SinkhornOutcome:
     """End state of :func:`sinkhorn_loop`."""
 
-    iterate: Any  # potentials() and, for dense geometries, plan_into(out)
+    iterate: Any  # potentials() and plan_into(out=None)
     n_iter: int
     status: Status
     error: float
@@ -272,7 +279,9 @@ class SinkhornOutcome:
     def potentials(self):
         return self.iterate.potentials()
 
-    def plan_into(self, out):
+    def plan_into(self, out=None):
+        """The plan of the end state, written into ``out`` (``None``: the
+        iterate's own buffer, or the geometry's lazy plan)."""
         return self.iterate.plan_into(out)
 
 
@@ -303,7 +312,8 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
     f, g : arrays
         Starting potentials (float64, finite where the mass is positive).
     K : array or None
-        Reusable (n, m) buffer of the problem dtype (dense geometries only).
+        Reusable (n, m) buffer of the problem dtype (``geom.new_buffer()``;
+        ``None``: a new one where the geometry can store a kernel).
     norm : {"l1", "l2"}
         Norm of the column-marginal violation compared with the tolerance
         (``"l2"`` is POT's criterion); the recorded history is always that norm.
@@ -322,11 +332,11 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
     SinkhornOutcome
     """
     xp = prob.xp
-    check_every = 1 if prob.geom.lazy else (opts.check_every or prob.backend.check_every)
+    check_every = prob.geom.check_interval(opts.check_every)
     g = xp.where(prob.b > 0, g, -np.inf)  # zero-mass columns stay empty from the start
     if prob.balanced:
         f, g = centred(prob, f, g)
-    state = (_LogIterate if prob.geom.lazy else _ScalingIterate)(prob, opts, f, g, K)
+    state = _ScalingIterate(prob, opts, f, g, K) if prob.geom.can_store_kernel else _LogIterate(prob, f, g)
     # a batch stops problem by problem on the L1 criterion (POT's joint "l2" is one criterion)
     freezer = _Freezer(prob, opts) if len(prob.shape) == 3 and norm == "l1" else None
     status, error, it = Status.MAX_ITER, float("inf"), 0
@@ -390,8 +400,8 @@ def hand_over(errors, window, checks_left, tol):
 
 def run_sinkhorn(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     """``method="sinkhorn"``: returns ``(plan, f, g, n_iter_phases, status)``;
-    ``plan`` is ``None`` for a lazy geometry."""
+    ``plan`` is an array where the geometry stores a kernel (written into
+    it), else a :class:`~fastsinkhorn.LazyPlan`."""
     out = sinkhorn_loop(prob, opts, monitor, max_iter, f0, g0, norm=norm)
     f, g = out.potentials()
-    plan = None if prob.geom.lazy else out.plan_into(getattr(out.iterate, "K", None))
-    return plan, f, g, {"sinkhorn": out.n_iter}, out.status
+    return out.plan_into(), f, g, {"sinkhorn": out.n_iter}, out.status

@@ -1,8 +1,10 @@
 """The kernel contract every backend implements, as a type.
 
-The geometries (:mod:`fastsinkhorn.geometry.dense`) call only these members, and
-the drivers (``_sinkhorn``, ``_sns``) call only the geometries plus ``xp``
-for O(n) vector work. :class:`~fastsinkhorn.backends._reference.ReferenceBackend`
+The geometries (:mod:`fastsinkhorn.geometry`) call only these members, and
+the drivers (:mod:`fastsinkhorn.algorithms.sinkhorn`,
+:mod:`fastsinkhorn.algorithms.sns.driver`) call only the geometries
+(:class:`~fastsinkhorn.geometry.protocol.Geometry`) plus ``xp`` for O(n)
+vector work. :class:`~fastsinkhorn.backends._reference.ReferenceBackend`
 documents each method's semantics and is the oracle the other backends are
 tested against (``tests/test_contract.py`` runs every member on every
 available backend).
@@ -12,6 +14,10 @@ Two families of O(nm) kernels: the dense ones read a stored ``(n, m)`` cost
 each pair from coordinates ``x`` (n, d) and ``y`` (m, d) as they go, so they
 never hold anything n x m. Column-wise point-cloud reductions are the row
 ones with ``x`` and ``y`` swapped (every supported cost is symmetric).
+
+Capabilities: a backend declares what it implements beyond the dense
+kernels as class attributes (``point_clouds``); a geometry that needs one
+checks the declaration, never the presence of methods.
 """
 
 from dataclasses import dataclass
@@ -46,6 +52,7 @@ class KernelBackend(Protocol):
     name: str
     xp: Any  # numpy or cupy
     check_every: int  # iterations between host-side convergence checks
+    point_clouds: bool  # capability: implements the point-cloud (pc_) members
 
     # dense cost / kernel
     def lse_rows(self, M, g, reg): ...

@@ -151,6 +151,7 @@ class CPUBackend:
     name = "cpu"
     xp = np
     check_every = 1  # the convergence check is O(n) and needs no sync
+    point_clouds = True  # capability: the pc_ members (see _contract)
 
     # Dense members take a leading batch axis ((B, n, m) matrices, (B, n)
     # vectors): one parallel pass over all problems (_cpu_batch_kernels).

@@ -223,6 +223,7 @@ class GPUBackend:
     name = "gpu"
     #: Iterations between host-side convergence checks (each one syncs).
     check_every = 10
+    point_clouds = True  # capability: the pc_ members (see _contract)
 
     def __init__(self):
         self.xp = _import_cupy()

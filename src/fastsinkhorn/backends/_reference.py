@@ -51,6 +51,7 @@ class ReferenceBackend:
     xp = np
     #: Iterations between host-side convergence checks (a sync on a GPU).
     check_every = 1
+    point_clouds = True  # capability: the pc_ members (see _contract)
 
     # -- log-domain half-steps --------------------------------------------
     @_per_problem

@@ -1,4 +1,8 @@
-"""What every geometry shares: passes over the plan built on ``cost_rows``, block by block."""
+"""What every geometry shares: the backend's kernels on buffers and sparse
+rows, and passes over the plan built on ``cost_rows``, block by block.
+
+The members' semantics are those of :class:`~fastsinkhorn.geometry.protocol.Geometry`.
+"""
 
 import numpy as np
 
@@ -7,11 +11,35 @@ BLOCK_ENTRIES = 1 << 18
 
 
 class BlockedGeometry:
-    """Operations shared by every geometry, built on ``cost_rows``."""
+    """Operations shared by every geometry on ``self.backend``, and blocked
+    passes built on ``cost_rows``."""
 
+    @property
+    def xp(self):
+        """The backend's array namespace."""
+        return self.backend.xp
+
+    # -- kernels on arrays the drivers hold: the same on every geometry
+    def scaling_pass(self, K, v, a, u, tau=1.0):
+        """One Sinkhorn iteration on the kernel ``K``; returns ``K^T u``."""
+        return self.backend.scaling_pass(K, v, a, u, tau)
+
+    def scale(self, K, u, v, out):
+        """``diag(u) K diag(v)`` written into ``out``."""
+        return self.backend.scale(K, u, v, out)
+
+    def ell_matvec(self, idx, val, x):
+        """``S @ x`` for the row-wise sparse ``S`` given as ``(idx, val)``."""
+        return self.backend.ell_matvec(idx, val, x)
+
+    def ell_rmatvec(self, idx, val, y):
+        """``S^T @ y``, of length ``m``."""
+        return self.backend.ell_rmatvec(idx, val, y, self.shape[-1])
+
+    # -- blocked passes over the plan
     def plan_rows(self, f, g, reg, start, stop):
         """Rows ``start:stop`` of the plan ``exp((f_i + g_j - C_ij) / reg)``, float64."""
-        xp = self.backend.xp
+        xp = self.xp
         C = self.cost_rows(start, stop)
         with np.errstate(invalid="ignore"):
             z = (f[start:stop, None] + g[None, :] - C) / reg
@@ -25,7 +53,7 @@ class BlockedGeometry:
 
     def summary(self, f, g, reg):
         """``(r, c, <C, P>)`` of the plan at ``(f, g)``, one blocked pass."""
-        xp = self.backend.xp
+        xp = self.xp
         n, m = self.shape
         r, c, linear = xp.zeros(n), xp.zeros(m), 0.0
         for start, stop in self.row_blocks():

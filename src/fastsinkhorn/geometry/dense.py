@@ -9,13 +9,15 @@ from .cost_scale import support_scale
 
 
 class DenseGeometry(BlockedGeometry):
-    """A stored ``(n, m)`` cost ``M`` (C-contiguous) on a backend.
+    """A stored ``(n, m)`` cost ``M`` (C-contiguous), or a ``(B, n, m)``
+    batch, on a backend: a :class:`~fastsinkhorn.geometry.protocol.BatchGeometry`.
 
     Owns the memory layout: :meth:`from_array` takes an F-ordered cost as the
     transposed problem (no copy), so every kernel reads rows of ``M``.
     """
 
-    lazy = False
+    #: (n, m) buffers fit next to the stored cost: scaling Sinkhorn, dense plans.
+    can_store_kernel = True
 
     def __init__(self, M, backend, cost_range):
         self.M, self.backend, self.cost_range = M, backend, cost_range
@@ -43,23 +45,32 @@ class DenseGeometry(BlockedGeometry):
     def dtype(self):
         return self.M.dtype
 
+    def check_interval(self, requested):
+        """``requested``, or the backend's ``check_every`` (a check syncs a GPU)."""
+        return requested or self.backend.check_every
+
     def new_buffer(self):
         """An ``(n, m)`` buffer of the cost's dtype (kernel or plan)."""
         return self.backend.xp.empty(self.M.shape, dtype=self.M.dtype)
 
     def cost_rows(self, start, stop):
+        """Rows ``start:stop`` of ``M`` in float64."""
         return self.M[start:stop].astype(np.float64, copy=False)
 
     def lse_rows(self, g, reg):
+        """``log sum_j exp((g_j - M_ij) / reg)``, float64 (n,)."""
         return self.backend.lse_rows(self.M, g, reg)
 
     def lse_cols(self, f, reg):
+        """``log sum_i exp((f_i - M_ij) / reg)``, float64 (m,)."""
         return self.backend.lse_cols(self.M, f, reg)
 
-    def plan(self, f, g, reg, out):
-        return self.backend.plan(self.M, f, g, reg, out)
+    def plan(self, f, g, reg, out=None):
+        """The plan at ``(f, g)`` written into ``out`` (a new buffer if ``None``)."""
+        return self.backend.plan(self.M, f, g, reg, self.new_buffer() if out is None else out)
 
     def dense_pass(self, f, g, reg, k):
+        """``(r, c, total, idx, val)`` of the plan at ``(f, g)``: marginals, mass, top-k rows."""
         return self.backend.dense_pass(self.M, f, g, reg, k)
 
     @property
@@ -74,7 +85,7 @@ class DenseGeometry(BlockedGeometry):
         """``<M, P>`` in float64 (an array of B values for a batch), by row
         blocks: no n x m float64 temporary, and no BLAS call (a large ``vdot``
         wakes OpenBLAS's threads, whose busy-waiting then slows the solver's
-        own threads by up to 2x on a 2-core machine)."""
+        own threads: benchmarks/RESULTS.md, section 2)."""
         M, xp = self.M, self.backend.xp
         if self.batched:  # by blocks of whole problems
             step = max(1, (1 << 18) // (M.shape[1] * M.shape[2]))
@@ -83,3 +94,10 @@ class DenseGeometry(BlockedGeometry):
         rows = max(1, (1 << 18) // M.shape[1])
         return float(sum(float(weighted_costs(xp, M[i:i + rows], P[i:i + rows]).sum())
                          for i in range(0, M.shape[0], rows)))
+
+    def measure(self, plan, f, g, reg):
+        """``(r, c, <M, P>)`` of the stored plan as stored (axes counted from
+        the end: a batch has its problems first); ``f, g, reg`` are unused."""
+        r = plan.sum(axis=-1, dtype=np.float64)
+        c = plan.sum(axis=-2, dtype=np.float64)
+        return r, c, self.linear_cost(plan)

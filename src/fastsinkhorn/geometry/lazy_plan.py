@@ -52,7 +52,7 @@ class LazyPlan:
 
     def _operand(self, v, name, rows, out_rows):
         """``v`` as float64 with ``rows`` rows checked, and a zeroed output."""
-        xp = self._geom.backend.xp
+        xp = self._geom.xp
         v = xp.asarray(v, dtype=np.float64)
         if v.shape[0] != rows:
             raise ValueError(f"{name} must have {rows} rows, got shape {v.shape}")
@@ -68,7 +68,7 @@ class LazyPlan:
         at least ``rtol`` times the row's largest (SciPy, or CuPy's sparse
         module for device arrays). With the default, what is dropped is below
         ``1e-10 * m`` of each row's largest entry in total."""
-        xp = self._geom.backend.xp
+        xp = self._geom.xp
         if xp is np:
             from scipy import sparse
         else:
@@ -89,7 +89,7 @@ class LazyPlan:
 
     def to_dense(self):
         """The whole ``(n, m)`` plan (explicit: it allocates n x m float64)."""
-        xp = self._geom.backend.xp
+        xp = self._geom.xp
         out = xp.empty(self.shape)
         for start, stop, P in self.blocks():
             out[start:stop] = P
@@ -106,7 +106,7 @@ class LazyPlan:
         if len(key) > 2:
             raise IndexError(f"a LazyPlan has 2 dimensions, got {len(key)} indices")
         rows, cols = key + (slice(None),) * (2 - len(key))
-        xp = self._geom.backend.xp
+        xp = self._geom.xp
         index = np.arange(self.shape[0])[rows]  # NumPy's checks and conventions for the row key
         needed = np.unique(index)
         runs = np.split(needed, np.flatnonzero(np.diff(needed) != 1) + 1)

@@ -89,11 +89,13 @@ def _compact(xp, idx, val):
     return xp.ascontiguousarray(idx[:, :width]), xp.ascontiguousarray(val[:, :width])
 
 
-def _max_k(opts, m, lazy):
-    """Cap on Hessian entries per row (``max_per_row``; see SNSOptions)."""
+def _max_k(opts, m, bounded):
+    """Cap on Hessian entries per row (``max_per_row``; see SNSOptions):
+    ``m``, or ``m // 16`` when the memory must stay ``bounded`` (a geometry
+    that stores no kernel)."""
     if opts.max_per_row:
         return max(1, min(m, opts.max_per_row))
-    return max(1, min(m, max(opts.min_per_row, m // 16))) if lazy else m
+    return max(1, min(m, max(opts.min_per_row, m // 16))) if bounded else m
 
 
 def _initial_k(opts, m, cap):
@@ -129,8 +131,10 @@ class LinearSolver:
         self.mode = "direct" if self.opts.linear_solver == "direct" else "cg"
 
     def _cg_cap(self, pt):
-        """PCG iterations that cost about one direct solve (times in seconds,
-        from measurements of both on a 2-core x86 machine)."""
+        """PCG iterations that cost about one direct solve: a cost model of
+        both in seconds, its constants fitted to timings on one machine (what
+        decides the cap is their ratio; measured figures are in
+        benchmarks/RESULTS.md)."""
         if self.opts.linear_solver == "cg":
             return self.opts.cg_max_iter
         n, m = pt.r.shape[0], pt.c.shape[0]
@@ -181,13 +185,13 @@ class LinearSolver:
         return df, dg, info
 
     def _cg(self, prob, pt, grad_f, grad_g, mu, max_iter):
-        be, xp = prob.backend, prob.xp
-        n, m = pt.r.shape[0], pt.c.shape[0]
+        geom, xp = prob.geom, prob.xp
+        n = pt.r.shape[0]
 
         def matvec(x):
             xf, xg = x[:n], x[n:]
-            return xp.concatenate([pt.diag_r * xf + be.ell_matvec(pt.idx, pt.val, xg),
-                                   be.ell_rmatvec(pt.idx, pt.val, xf, m) + pt.diag_c * xg]) + mu * x
+            return xp.concatenate([pt.diag_r * xf + geom.ell_matvec(pt.idx, pt.val, xg),
+                                   geom.ell_rmatvec(pt.idx, pt.val, xf) + pt.diag_c * xg]) + mu * x
 
         rtol = self.opts.cg_rtol or min(0.1, math.sqrt(pt.error))
         diag = xp.concatenate([pt.diag_r, pt.diag_c]) + mu
@@ -235,10 +239,10 @@ class _SNSRun:
     def __init__(self, prob, opts, monitor, max_iter, norm="l1"):
         self.prob, self.opts, self.monitor, self.max_iter = prob, opts, monitor, max_iter
         self.norm = norm  # stopping norm of the final stage ("l2": POT's criterion)
-        self.K = None if prob.geom.lazy else prob.geom.new_buffer()
+        self.K = prob.geom.new_buffer()  # None where the geometry stores no kernel
         self.phases = {"sinkhorn": 0, "newton": 0}
         self.linear = LinearSolver(opts)
-        self.max_k = _max_k(opts, prob.shape[1], prob.geom.lazy)
+        self.max_k = _max_k(opts, prob.shape[1], bounded=not prob.geom.can_store_kernel)
         self.k = _initial_k(opts, prob.shape[1], self.max_k)
 
     @property
@@ -256,10 +260,11 @@ class _SNSRun:
     def stage(self, prob, f, g, tol):
         """Warm-up then Newton at ``prob.reg`` until the error is ``<= tol``.
 
-        Returns ``(f, g, status, plan_of)``: ``plan_of(K)`` writes the plan of
-        the returned iterate into ``K`` (dense geometries).
+        Returns ``(f, g, status, plan_of)``: ``plan_of(K)`` is the plan of the
+        returned iterate, written into ``K`` (``None``, where the geometry
+        stores no kernel: its lazy plan).
         """
-        opts, xp, reg = self.opts, prob.xp, prob.reg
+        opts, reg = self.opts, prob.reg
         first = None
         final = prob.reg == self.prob.reg
         norm = self.norm if final else "l1"
@@ -334,7 +339,7 @@ class _SNSRun:
         checks = math.log(tol / errors[-1]) / math.log(rate)
         if per_check * checks >= 0.5 * NEWTON_STEPS * 3 * pass_time:  # clearly cheaper only
             return 0
-        return int(math.ceil(checks)) * (self.opts.check_every or self.prob.backend.check_every)
+        return int(math.ceil(checks)) * self.prob.geom.check_interval(self.opts.check_every)
 
     def newton(self, prob, start, tol, norm="l1"):
         """Newton steps from the point in the list ``start`` until its ``norm``
@@ -396,7 +401,8 @@ class _SNSRun:
 
 def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     """``method="sns"``: returns ``(plan, f, g, n_iter_phases, status)``
-    (``plan`` is ``None`` for a lazy geometry).
+    (``plan`` an array where the geometry stores a kernel, else a
+    :class:`~fastsinkhorn.LazyPlan`).
 
     ``norm="l2"`` (POT's drop-ins) stops the final stage on
     ``sqrt(||P1 - a||^2 + ||P^T1 - b||^2)``, which bounds POT's quantity (the
@@ -415,8 +421,6 @@ def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
         f, g, status, plan_of = run.stage(stage, f, g, tol)
         if status is Status.CALLBACK or run.used >= max_iter:
             break
-    if prob.geom.lazy:
-        return None, f, g, run.phases, status
     if not final:  # stopped early: the plan of the last iterate at the target reg
         def plan_of(K):
             return prob.geom.plan(f, g, prob.reg, K)

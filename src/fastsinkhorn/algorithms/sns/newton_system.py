@@ -29,8 +29,9 @@ when large and sparse; see :func:`factorize`. The solution is polished by one st
 iterative refinement against the full sparsified system.
 
 SciPy is imported by the functions that use it, not by this module: ``import
-scipy.linalg`` alone takes ~0.15 s, more than half of ``import fastsinkhorn``,
-and most solves (Sinkhorn, SNS while PCG converges) never factorise.
+scipy.linalg`` alone is a large part of ``import fastsinkhorn`` (figures in
+benchmarks/RESULTS.md, section 6), and most solves (Sinkhorn, SNS while PCG
+converges) never factorise.
 """
 
 from dataclasses import dataclass
@@ -119,12 +120,13 @@ def factorize(C_offdiag, diag, kind=None):
     Returns ``(solve, kind)``; ``kind`` ("dense" or "sparse") may be
     given to skip the choice (a solve reuses its first one: the structure
     that decides it belongs to the problem). The choice, measured on the
-    Newton systems of the benchmark suite (``benchmarks/factorization.py``):
-    Schur complements of plans between histograms on grids are sparse with
-    little fill (SuperLU at order 4096: 46 ms, dense LAPACK Cholesky:
-    0.4-0.8 s), those of random-assignment plans link random columns, and any
-    ordering fills them in (SuperLU: 2.5 s, dense: 0.45 s; QDLDL and CHOLMOD
-    were slower still). The envelope bound of :func:`envelope_flops` tells
+    Newton systems of the benchmark suite (``benchmarks/factorization.py``;
+    figures in benchmarks/RESULTS.md, section 4.1): Schur complements of
+    plans between histograms on grids are sparse with little fill (SuperLU
+    is several times faster than dense LAPACK Cholesky at order 4096), those
+    of random-assignment plans link random columns, and any ordering fills
+    them in (dense Cholesky is several times faster than SuperLU; QDLDL and
+    CHOLMOD were slower still). The envelope bound of :func:`envelope_flops` tells
     them apart in O(nnz): dense LAPACK Cholesky for small or filling
     matrices, SuperLU (``MMD_AT_PLUS_A`` ordering, no pivoting: ``C`` is
     diagonally dominant) otherwise.
@@ -226,8 +228,8 @@ def factorize_newton_system(idx, val, r, c, mu, kind=None):
     chunks = _schur_offdiagonal(e, k, s, elim.diag)
     if kind == "dense" or (kind is None and nk <= DENSE_MAX_ORDER):
         C = np.zeros(nk * nk)
-        for j, l, value in chunks:
-            C += np.bincount(j * nk + l, value, nk * nk)
+        for row, col, value in chunks:
+            C += np.bincount(row * nk + col, value, nk * nk)
         C = C.reshape(nk, nk)
         C[np.diag_indices(nk)] += diag
         solve_kept, kind = _dense_cholesky(C), "dense"
@@ -235,8 +237,8 @@ def factorize_newton_system(idx, val, r, c, mu, kind=None):
         import scipy.sparse
 
         off = scipy.sparse.csc_matrix((nk, nk))
-        for j, l, value in chunks:
-            off = off + scipy.sparse.csc_matrix((value, (j, l)), shape=(nk, nk))
+        for row, col, value in chunks:
+            off = off + scipy.sparse.csc_matrix((value, (row, col)), shape=(nk, nk))
         solve_kept, kind = factorize(off, diag, kind)
 
     def times_B(x_k):  # (the eliminated rows of S) @ x_k

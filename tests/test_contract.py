@@ -9,7 +9,9 @@ from ot_testing import random_problem
 
 from fastsinkhorn.backends import get_backend
 from fastsinkhorn.backends._contract import COST_KINDS, CostSpec, KernelBackend
-from fastsinkhorn.backends._gpu import cuda_available
+from fastsinkhorn.backends._cpu import CPUBackend
+from fastsinkhorn.backends._gpu import GPUBackend, cuda_available
+from fastsinkhorn.backends._reference import ReferenceBackend
 
 REF = get_backend("reference")
 
@@ -62,6 +64,26 @@ def test_backend_satisfies_the_protocol(backend_name):
     be = get_backend(backend_name)
     assert isinstance(be, KernelBackend)
     assert be.name == backend_name and be.check_every >= 1
+    assert type(be.point_clouds) is bool
+
+
+def _parameters(function):
+    """``(name, kind, default)`` of every parameter, ``self`` included."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+@pytest.mark.parametrize("cls", [ReferenceBackend, CPUBackend, GPUBackend], ids=lambda c: c.__name__)
+def test_backend_methods_have_the_contracts_signatures(cls):
+    """Not just the names (all ``isinstance`` checks): each member takes the
+    contract's parameters, in its order, of its kinds, with its defaults.
+    Checked on the classes, so the GPU backend's too without a device."""
+    for name in _members():
+        member = inspect.getattr_static(cls, name)
+        assert inspect.isfunction(member), f"{cls.__name__}.{name} is not a method"
+        assert _parameters(member) == _parameters(getattr(KernelBackend, name)), f"{cls.__name__}.{name}"
+    assert type(cls.name) is str and type(cls.check_every) is int
+    # every backend here implements the point-cloud members, and says so
+    assert cls.point_clouds is True
 
 
 @pytest.mark.parametrize("member", _members())
@@ -131,27 +153,33 @@ def test_reference_reduction_by_definition(rng):
     assert REF.largest_reduced_cost(M, u, v, -1.0) == 0.0
 
 
+def _to_device(be, x):
+    return be.xp.asarray(x) if isinstance(x, np.ndarray) else x
+
+
+def _host(x):
+    return x.get() if hasattr(x, "get") else np.asarray(x)
+
+
 def _check_member(rng, backend_name, member, args):
     be = get_backend(backend_name)
-    to_device = (lambda x: be.xp.asarray(x) if isinstance(x, np.ndarray) else x)
-    got = getattr(be, member)(*(to_device(x) for x in args))
+    got = getattr(be, member)(*(_to_device(be, x) for x in args))
     want = getattr(REF, member)(*(x.copy() if isinstance(x, np.ndarray) else x for x in args))
     got = got if isinstance(got, tuple) else (got,)
     want = want if isinstance(want, tuple) else (want,)
     assert len(got) == len(want)
-    host = (lambda x: x.get() if hasattr(x, "get") else np.asarray(x))
     if member in ("dense_pass", "pc_dense_pass"):  # (r, c, total, idx, val): entries' order may differ
         for g_, w_ in zip(got[:3], want[:3]):
-            np.testing.assert_allclose(host(g_), host(w_), rtol=1e-12, atol=1e-300)
+            np.testing.assert_allclose(_host(g_), _host(w_), rtol=1e-12, atol=1e-300)
         dense = []
         for side in (got, want):  # the kept entries as a dense matrix: order-free comparison
             D = np.zeros((37, 23))
-            np.put_along_axis(D, host(side[3]), host(side[4]), axis=1)
+            np.put_along_axis(D, _host(side[3]), _host(side[4]), axis=1)
             dense.append(D)
         np.testing.assert_allclose(dense[0], dense[1], rtol=1e-12, atol=1e-300)
     else:
         for g_, w_ in zip(got, want):
-            np.testing.assert_allclose(host(g_), host(w_), rtol=1e-12, atol=1e-300)
+            np.testing.assert_allclose(_host(g_), _host(w_), rtol=1e-12, atol=1e-300)
 
 
 BATCHED = ("lse_rows", "lse_cols", "plan", "scaling_pass", "scale")
@@ -167,9 +195,8 @@ def test_batched_dense_members_match_per_problem_calls(rng, backend_name, member
     B = 4
     calls = [_calls(np, rng)[member] for _ in range(B)]
     stacked = [np.stack(col) if isinstance(col[0], np.ndarray) else col[0] for col in zip(*calls)]
-    on_device = [be.xp.asarray(x) if isinstance(x, np.ndarray) else x for x in stacked]
-    host = (lambda x: x.get() if hasattr(x, "get") else np.asarray(x))
-    got = host(getattr(be, member)(*on_device))
+    on_device = [_to_device(be, x) for x in stacked]
+    got = _host(getattr(be, member)(*on_device))
     for p in range(B):
         want = getattr(REF, member)(*(x.copy() if isinstance(x, np.ndarray) else x for x in calls[p]))
         np.testing.assert_allclose(got[p], want, rtol=1e-12, atol=1e-14)
@@ -177,4 +204,4 @@ def test_batched_dense_members_match_per_problem_calls(rng, backend_name, member
         for p in range(B):
             u = calls[p][3].copy()
             REF.scaling_pass(*calls[p][:3], u)
-            np.testing.assert_allclose(host(on_device[3])[p], u, rtol=1e-12)
+            np.testing.assert_allclose(_host(on_device[3])[p], u, rtol=1e-12)

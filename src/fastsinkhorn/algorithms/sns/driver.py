@@ -17,11 +17,13 @@
 3. Annealing: at small ``reg`` the stages above run on a decreasing sequence
    of regularisations, each warm-started from the last (:func:`anneal_schedule`).
 
-Each line-search trial is one dense pass over ``M`` that also returns
-``r``, ``c`` and the sparsified rows at the trial point, so the accepted
-trial hands the next Newton step everything it needs: a full step reads
-``M`` once (on the GPU the per-row selection then re-reads rows, mostly from L2). Near machine accuracy ``L`` changes by less than its rounding, so
-a trial is also accepted when it lowers the marginal error. When the solve or
+Each line-search trial is one dense pass over the cost (``dense_pass`` of
+the geometry) that also returns ``r``, ``c`` and the sparsified rows at the
+trial point, so the accepted trial hands the next Newton step everything it
+needs: a full step reads ``M`` once (on the GPU the per-row selection then
+re-reads rows, mostly from L2). Near machine accuracy ``L`` changes by less
+than its rounding, so a trial is also accepted when it lowers the marginal
+error. When the solve or
 the line search fails, a few Sinkhorn iterations are taken and the density
 doubles; the best iterate seen is what is returned.
 """

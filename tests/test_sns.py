@@ -252,9 +252,10 @@ def test_sinkhorn_hedge_extrapolates_the_warm_up():
     assert run._sinkhorn_iterations_if_cheaper(0, 20e-3, 1e-9) == 0
 
 
-def _hedge_run(errors, times, junk=0, **opts):
+def _hedge_run(errors, times, junk=0, cost=None, **opts):
     """An ``_SNSRun`` whose monitor recorded ``junk`` checks of an earlier
-    stage (first_check = junk), then the warm-up's ``errors`` and ``times``."""
+    stage (first_check = junk), then the warm-up's ``errors`` and ``times``
+    (on a small dense cost, or on ``cost``)."""
     from fastsinkhorn.core.monitor import Monitor
     from fastsinkhorn.core.options import SNSOptions
     from fastsinkhorn.algorithms.sns.driver import _SNSRun
@@ -264,7 +265,8 @@ def _hedge_run(errors, times, junk=0, **opts):
     monitor = Monitor(1e-9)
     monitor.history["error"] += [1e-300] * junk + list(errors)
     monitor.history["time"] += [1e9] * junk + list(times)
-    return _SNSRun(prepare_problem(p.M, p.a, p.b, 1e-2, "cpu"), SNSOptions(**opts), monitor, 10_000)
+    prob = prepare_problem(p.M if cost is None else cost, p.a, p.b, 1e-2, "cpu")
+    return _SNSRun(prob, SNSOptions(**opts), monitor, 10_000)
 
 
 def _history(ratios, start=1.0):
@@ -295,6 +297,10 @@ def test_hedge_rate_is_the_window_rate_when_the_last_checks_are_faster():
     # check_every multiplies the prediction (the GPU checks every 10th iteration)
     run = _hedge_run(errors, _TIMES, junk=7, check_every=10)
     assert run._sinkhorn_iterations_if_cheaper(7, pass_time, 1e-12) == 10 * int(np.ceil(checks))
+    # ... as the geometry's loop checks: a point cloud's, every iteration whatever check_every
+    cloud = fs.PointCloud(np.random.default_rng(0).random((8, 2)), np.random.default_rng(1).random((8, 2)))
+    run = _hedge_run(errors, _TIMES, junk=7, cost=cloud, check_every=10)
+    assert run._sinkhorn_iterations_if_cheaper(7, pass_time, 1e-12) == int(np.ceil(checks))
 
 
 def test_hedge_rate_is_the_last_checks_rate_when_they_are_slower():

@@ -258,6 +258,13 @@ def _run_mdot(M, a, b, reg, tol, max_iter):
 
 # -- registry ------------------------------------------------------------------
 METHODS = ("sinkhorn", "sns", "auto")
+
+
+def on_backend(method, backend):
+    """Registry name of fastsinkhorn's ``method`` pinned to ``backend`` (``"cpu"`` or ``"gpu"``)."""
+    return f"fastsinkhorn-{backend}-{method}"
+
+
 _POT_STOP = ("stopThr = tol / sqrt(m) on POT's ||P^T 1 - b||_2, checked every 10 iterations "
              "(the loosest threshold that guarantees L1 <= tol)")
 
@@ -267,6 +274,14 @@ SOLVERS = {
                                    describe=f"fastsinkhorn.solve(method='{m}'), tol on the L1 marginal "
                                             "error, checked every iteration on the CPU")
        for m in METHODS},
+    # pinned to one backend (``--gpu-check`` times the GPU against the CPU in one run)
+    **{on_backend(m, backend): Solver(
+           on_backend(m, backend), partial(_run_fastsinkhorn, method=m, backend=backend), peer=False,
+           prepare=partial(_prepare_fastsinkhorn, backend=backend), warmup="full",
+           requires=("cupy",) if backend == "gpu" else (), needs_gpu=backend == "gpu",
+           describe=f"fastsinkhorn.solve(method='{m}', backend='{backend}')"
+                    + (" on CuPy arrays (copied to the device untimed)" if backend == "gpu" else ""))
+       for backend in ("cpu", "gpu") for m in METHODS},
     "pot-sinkhorn": Solver("pot-sinkhorn", partial(_run_pot, method="sinkhorn"), requires=("ot",),
                            describe=f"ot.sinkhorn, POT's default method (scaling domain); {_POT_STOP}"),
     "pot-sinkhorn_log": Solver("pot-sinkhorn_log", partial(_run_pot, method="sinkhorn_log"), requires=("ot",),

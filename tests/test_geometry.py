@@ -205,7 +205,7 @@ def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng, monkeypatch)
 def test_point_clouds_need_the_backend_members():
     from types import SimpleNamespace
 
-    from fastsinkhorn.geometry.dense import CloudGeometry
+    from fastsinkhorn.geometry.cloud import CloudGeometry
 
     cloud = fs.PointCloud(np.zeros((2, 1)), np.ones((3, 1)))
     with pytest.raises(NotImplementedError, match="^point-cloud costs are not implemented on backend='toy'$"):

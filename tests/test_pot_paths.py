@@ -290,6 +290,12 @@ def test_unif_refuses_what_pot_refuses(type_as):
         fs.unif(3, type_as=type_as)
 
 
+def test_unif_type_as_a_cupy_array_stays_on_the_gpu(cp):
+    h = fs.utils.unif(4, type_as=cp.zeros(2, dtype=cp.float32))
+    assert isinstance(h, cp.ndarray) and h.dtype == cp.float32
+    np.testing.assert_array_equal(h.get(), np.full(4, 0.25, np.float32))
+
+
 def test_unif_refuses_other_array_libraries():
     class Tensor:  # an array of another library (PyTorch, JAX...)
         shape, dtype = (2,), "float32"

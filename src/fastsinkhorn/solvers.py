@@ -20,6 +20,9 @@ from .core.validation import effective_tol, prepare_problem, reference_cost
 from .backends._contract import COST_KINDS
 from .geometry.point_cloud import PointCloud, _real
 
+#: POT's ``ot.solvers`` names implemented here (``choose_method`` and ``METHODS`` are ours).
+__all__ = ["solve", "solve_sample"]
+
 #: name -> (options class, runner, default max_iter)
 METHODS = {
     "sinkhorn": (SinkhornOptions, run_sinkhorn, 10_000),

@@ -64,7 +64,7 @@ def pad(costs, a=None, b=None):
 
 
 def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="auto", inner_iter=1,
-                inner_reg=0.001, reg_type="entropy", grad="envelope"):
+                inner_reg=0.001, reg_type="entropy", grad="envelope", solver=None):
     r"""A batch of entropic OT problems, a drop-in for POT's ``ot.batch.solve_batch``.
 
     Solves each problem ``p`` of the batch,
@@ -103,6 +103,11 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
         No autodiff here: the plan is returned without gradient information,
         as POT's ``"envelope"`` and ``"detach"`` do; ``"autodiff"`` and
         ``"last_step"`` raise ``NotImplementedError``.
+    solver : {"log_sinkhorn", "sinkhorn", "auto"}, optional
+        The earlier name of ``method`` (POT's ``solve_batch`` before its
+        proximal method, which had ``solver="log_sinkhorn"``), for code written
+        against it: taken as ``method``, with the same values
+        (``"proximal"`` raises ``NotImplementedError``). Give one or the other.
 
     Returns
     -------
@@ -114,10 +119,17 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
     """
     if reg is None or reg == 0:
         raise NotImplementedError("reg=None or 0 (exact OT, POT's proximal method) is not implemented")
+    keyword = "method"
+    if solver is not None:
+        if method != "auto":
+            raise TypeError(f"give method (POT's name) or solver (its earlier name), not both: "
+                            f"method={method!r}, solver={solver!r}")
+        keyword, method = "solver", solver
     if method not in ("auto", "sinkhorn", "log_sinkhorn"):
         if method == "proximal":
-            raise NotImplementedError("method='proximal' is not implemented; use 'auto' or 'log_sinkhorn'")
-        raise ValueError(f"method must be one of ('auto', 'sinkhorn', 'log_sinkhorn', 'proximal'), got {method!r}")
+            raise NotImplementedError(f"{keyword}='proximal' is not implemented; use 'auto' or 'log_sinkhorn'")
+        raise ValueError(f"{keyword} must be one of ('auto', 'sinkhorn', 'log_sinkhorn', 'proximal'), "
+                         f"got {method!r}")
     reg_type = reg_type.lower() if isinstance(reg_type, str) else reg_type
     if reg_type not in _REG_TYPES:
         raise ValueError(f"reg_type must be one of {_REG_TYPES}, got {reg_type!r}")

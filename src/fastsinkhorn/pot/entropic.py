@@ -162,6 +162,8 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
         raise ValueError(f"Unknown method {method!r}: method must be one of {names}")
     ours, warmstart_is_potential = POT_METHODS[method.lower()]
     options = _options(dict(kwargs))
+    if method.lower() == "sinkhorn_epsilon_scaling":
+        numItermax = _epsilon_scaling_budget(numItermax)
     print_period = options.pop("print_period", None) or _PRINT_PERIOD.get(method.lower(),
                                                                           _DEFAULT_PRINT_PERIOD)
     xp = _namespace(M=M, a=a, b=b)
@@ -198,6 +200,20 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     else:
         out = xp.asarray(results[0].value_linear)[()] if loss_only else results[0].plan
     return (out, _log(results, reg)) if log else out
+
+
+#: POT's epsilon scaling runs at least this many epsilon steps (its ``numItermin``).
+_EPSILON_STEPS_MIN = 35
+
+
+def _epsilon_scaling_budget(numItermax):
+    """Sinkhorn iterations for POT's ``numItermax`` epsilon steps: POT's bound,
+    ``max(numItermax, 35) * numInnerItermax`` (``numInnerItermax`` is refused
+    unless POT's default, 100). We solve at ``reg`` directly, with no epsilon
+    steps; passing ``numItermax`` through would stop where POT's converges."""
+    if isinstance(numItermax, bool) or not isinstance(numItermax, numbers.Integral):
+        raise ValueError(f"numItermax must be an int, got {numItermax!r}")
+    return max(int(numItermax), _EPSILON_STEPS_MIN) * _EPSILON_SCALING_KWARGS["numInnerItermax"]
 
 
 def _given(value, name):

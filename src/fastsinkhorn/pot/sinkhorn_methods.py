@@ -6,16 +6,12 @@ the problem; see :data:`~fastsinkhorn.pot.entropic.POT_METHODS`): the same
 values, warnings and log keys.
 """
 
-import numbers
-
 from .entropic import POT_STOP_THR, DefaultValue, _dispatch, _options
 
 #: POT's ``tau`` default. Not passed on unless given, so that a default call
 #: absorbs the scalings where ``sinkhorn(..., method=...)`` does (at the
 #: solver's own threshold) and returns the same values.
 _POT_TAU = DefaultValue(1e3)
-#: POT's epsilon scaling runs at least this many epsilon steps (its ``numItermin``).
-_EPSILON_STEPS_MIN = 35
 
 
 def sinkhorn_knopp(a, b, M, reg, numItermax=1000, stopThr=POT_STOP_THR, verbose=False, log=False, warn=True,
@@ -108,8 +104,7 @@ def sinkhorn_epsilon_scaling(a, b, M, reg, numItermax=100, epsilon0=1e4, numInne
     """
     _options({"epsilon0": epsilon0, "numInnerItermax": numInnerItermax})  # refuses all but POT's defaults
     kwargs = _with_tau(kwargs, tau, print_period=print_period)
-    budget = _iteration_budget(numItermax, numInnerItermax)
-    return _dispatch(a, b, M, reg, "sinkhorn_epsilon_scaling", budget, stopThr, verbose, log, warn, warmstart,
+    return _dispatch(a, b, M, reg, "sinkhorn_epsilon_scaling", numItermax, stopThr, verbose, log, warn, warmstart,
                      kwargs, loss_only=False)
 
 
@@ -139,10 +134,3 @@ def _with_tau(kwargs, tau, **named):
     if not isinstance(tau, DefaultValue):
         kwargs["tau"] = tau
     return kwargs
-
-
-def _iteration_budget(numItermax, numInnerItermax):
-    """POT's bound on the Sinkhorn iterations of its epsilon scaling."""
-    if isinstance(numItermax, bool) or not isinstance(numItermax, numbers.Integral):
-        raise ValueError(f"numItermax must be an int, got {numItermax!r}")
-    return max(int(numItermax), _EPSILON_STEPS_MIN) * int(numInnerItermax)

@@ -90,6 +90,7 @@ from importlib import resources
 
 import numpy as np
 
+from . import _blocks
 from ._contract import COST_KINDS
 from ._reference import SELECT_FLOOR
 
@@ -138,7 +139,6 @@ _MAX_GRID_Y = 65535  # also the limit of gridDim.z (problems of a batch, grid-st
 #: Point-cloud log-sum-exp: fewer rows than this (a warp each) cannot fill a
 #: large GPU (an H100 holds 132 x 64 warps), so the column-shaped kernel runs.
 _CLOUD_ROW_WARPS = 8192
-_STAT_BLOCK_ENTRIES = 1 << 22  # cost statistics: float64 entries per CuPy block
 
 
 def read_kernel_source(filename):
@@ -451,13 +451,13 @@ class GPUBackend:
 
     # -- cost statistics: one-off, so CuPy reductions by blocks of rows ------
     def _reduced_blocks(self, M, u, v=None):
-        """``(rows, R)`` for blocks of about ``_STAT_BLOCK_ENTRIES`` entries:
+        """``(rows, R)`` for blocks of about ``_blocks.GPU_STAT_BLOCK_ENTRIES`` entries:
         ``R = M - u`` (``- v`` too if given) in float64, ``inf`` at rows or
         columns without a finite entry."""
         xp = self.xp
         M = self._rows(M)
         n, m = M.shape
-        step = max(1, _STAT_BLOCK_ENTRIES // m)
+        step = max(1, _blocks.GPU_STAT_BLOCK_ENTRIES // m)
         live_u = u < xp.inf
         shift_u = xp.where(live_u, u, 0.0)
         shift_v = 0.0 if v is None else xp.where(v < xp.inf, v, 0.0)[None, :]

@@ -21,7 +21,9 @@ functor (``kernels/ot_math.cuh``): ``cost(r, c)`` gives an entry as a double,
   (``x`` (R, d), ``y`` (C, d), float64), in the operation order of the
   reference; the kind is a template parameter (one instantiation per code of
   ``COST_KINDS``), so the squared-Euclidean loop carries no ``sqrt``/``pow``
-  and no per-entry branch.
+  and no per-entry branch.  The sources take the codes from ``COST_KINDS``
+  as macros (:func:`cost_code_options`), and a code without a formula in
+  ``fs::point_cost`` fails to compile.
 
 Each body has thin ``__global__`` entry points: ``name_kernel<T>`` with the
 dense signature ``(A, B, R, C, ...)`` (``(A, R, C, ...)`` for the SNS
@@ -87,6 +89,7 @@ Memory traffic per call
 
 import functools
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -141,13 +144,37 @@ _MAX_GRID_Y = 65535  # also the limit of gridDim.z (problems of a batch, grid-st
 _CLOUD_ROW_WARPS = 8192
 
 
+def cost_code_options():
+    """Compile options that define the point-cloud cost codes for the CUDA
+    sources, ``-DFS_COST_<KIND>=<code>`` for each kind of ``COST_KINDS`` (the
+    one table of them; ``kernels/ot_math.cuh`` does not compile without them)."""
+    return tuple(f"-DFS_COST_{kind.upper()}={code}" for kind, code in COST_KINDS.items())
+
+
+def kernel_dir():
+    """The folder of the CUDA sources, ``kernels/``.
+
+    In a source checkout (this package under ``<root>/src/``) it is
+    ``<root>/kernels``, the folder that setup.cfg ships as
+    ``fastsinkhorn.kernels``: a checkout run from its ``src`` (``PYTHONPATH``)
+    then compiles its own sources, even where ``fastsinkhorn.kernels`` would
+    import another checkout's (that of an editable install) or nothing.
+    Anywhere else (an installed package), the package data.
+    """
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent.parent / "kernels"
+    if package.parent.name == "src" and (checkout / "__init__.py").is_file():
+        return checkout
+    return resources.files("fastsinkhorn.kernels")
+
+
 def read_kernel_source(filename):
     """Text of ``kernels/<filename>`` with local ``#include "x.cuh"`` inlined.
 
     Inlining (instead of ``-I``) makes CuPy's on-disk compile cache key on the
     headers too, and works wherever the package data is installed.
     """
-    root = resources.files("fastsinkhorn.kernels")
+    root = kernel_dir()
     lines = []
     for line in root.joinpath(filename).read_text().splitlines():
         stripped = line.strip()
@@ -199,7 +226,8 @@ def _kernels(device_id):
             exprs += [f"{k}<{code}>" for k in names.get("cloud", ()) for code in COST_KINDS.values()]
             exprs += list(names["plain"])
             module = cupy.RawModule(
-                code=read_kernel_source(filename), options=_NVRTC_OPTIONS, name_expressions=exprs
+                code=read_kernel_source(filename), options=_NVRTC_OPTIONS + cost_code_options(),
+                name_expressions=exprs,
             )
             for expr in exprs:
                 table[expr] = module.get_function(expr)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import fastsinkhorn as fs
-from fastsinkhorn.backends import _threads
+from fastsinkhorn.backends import _blocks, _threads
 from fastsinkhorn.problems import make_problem
 
-MIN = _threads.MIN_WORK
+MIN = _blocks.MIN_ENTRIES_PER_THREAD
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def launches(monkeypatch):
 def test_blocks_grow_with_the_work_up_to_the_cores_and_rows(cores):
     cores(8)
     assert _threads.blocks(0, 10) == 1
-    assert _threads.blocks(2 * MIN - 1, 10**6) == 1  # every thread gets MIN_WORK entries or more
+    assert _threads.blocks(2 * MIN - 1, 10**6) == 1  # every thread gets MIN entries or more
     assert _threads.blocks(2 * MIN, 10**6) == 2
     assert _threads.blocks(5 * MIN + 3, 10**6) == 5
     assert _threads.blocks(10**9, 10**6) == 8  # at most one per usable core

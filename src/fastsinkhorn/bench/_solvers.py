@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends._gpu import cuda_available
+from ..core.methods import AUTO, ENTROPIC_METHODS
 
 
 @dataclass
@@ -257,7 +258,7 @@ def _run_mdot(M, a, b, reg, tol, max_iter):
 
 
 # -- registry ------------------------------------------------------------------
-METHODS = ("sinkhorn", "sns", "auto")
+METHODS = (*ENTROPIC_METHODS, AUTO)  # fastsinkhorn's, from the registry
 
 
 def on_backend(method, backend):

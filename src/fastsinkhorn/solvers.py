@@ -314,7 +314,8 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
         if value is not default and not (default is not None and value == default):
             raise NotImplementedError(f"{name}={value!r}: POT's low-rank, factored, sliced and Gaussian "
                                       "methods are not implemented; only the default is accepted")
-    check_positive_int(batch_size, "batch_size", allow_none=True)
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
     _check_pot_method(method)
     if lazy:
         if not (isinstance(metric, str) and metric in COST_KINDS):

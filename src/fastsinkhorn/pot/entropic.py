@@ -168,7 +168,7 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     def one(b_k, ws):
         table = _ProgressTable(print_period) if verbose else None
         res = _solve(M, a, b_k, reg=reg, method=ours, tol=tol, max_iter=numItermax,
-                     warm_start=_to_potentials(xp, ws, reg, warmstart_is_potential),
+                     warm_start=_pot_warmstart(xp, ws, reg, warmstart_is_potential),
                      callback=table, verbose=False, backend="auto", options=options,
                      norm="l2", warn=False, tol_given=tol_given, hedge=False)
         if table is not None:
@@ -257,7 +257,7 @@ class _ProgressTable:
             self._row(h["iteration"][-1] - 1, h["error"][-1])
 
 
-def _to_potentials(xp, warmstart, reg, is_potential):
+def _pot_warmstart(xp, warmstart, reg, is_potential):
     """POT's ``warmstart`` as our potentials: ``(alpha, beta)`` as they are,
     ``(log_u, log_v)`` times ``reg`` (:mod:`fastsinkhorn.core.potentials`)."""
     if warmstart is None:

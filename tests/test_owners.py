@@ -383,6 +383,7 @@ def _code_lines(pattern, allowed=()):
 @pytest.mark.parametrize("what, pattern, owner", [
     ("an array-namespace helper", r"def (\w*namespace\w*|cupy_or_numpy|_cupy)\(", ("core/arrays.py",)),
     ("CuPy detection by attribute", r"hasattr\(\w+, [\"']get[\"']\)", ()),
+    ("CuPy detection by module name", r"__module__.*cupy", ("core/arrays.py",)),
     ("a positive/non-negative int check", r"\(int, np\.integer\)", ("core/checks.py",)),
     ("a positive-number or count message", r"must be a (positive int|positive finite|non-negative (int|finite))",
      ("core/checks.py",)),

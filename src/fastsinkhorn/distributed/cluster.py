@@ -107,8 +107,8 @@ def local_client(n_workers=None):
     """
     with dask.config.set(WORKER_CONFIG):
         cluster = distributed.LocalCluster(
-            n_workers=check_positive_int(n_workers, "n_workers", allow_none=True) or _cores(), threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address=None, env=WORKER_ENV,
+            n_workers=check_positive_int(n_workers, "n_workers", allow_none=True) or _cores(),
+            threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, env=WORKER_ENV,
             # its HTTP server (health, metrics) on a free port, not 8787 (taken: a warning)
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     with cluster, distributed.Client(cluster) as client:

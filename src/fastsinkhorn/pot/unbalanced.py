@@ -180,8 +180,9 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
         reg_type = "entropy"
         M, b, warmstart = histograms_as_batch(xp, M, b, warmstart)
     shift = kl_frame_shift(xp, a, b, M.shape, reg_type if c is None else "entropy")
+    warm_start = None if warmstart is None else to_potentials(xp, warmstart, reg, shift)
     solve = {"reg": reg, "method": METHODS[method.lower()], "tol": _stop_threshold(stopThr),
-             "max_iter": numItermax, "warm_start": None if warmstart is None else to_potentials(xp, warmstart, reg, shift), "verbose": False,
+             "max_iter": numItermax, "warm_start": warm_start, "verbose": False,
              "backend": "auto", "options": options, "warn": False, "hedge": False, "unbalanced": rho,
              "reg_type": reg_type, "c": c, "tol_given": _given(stopThr, "stopThr")}
     if n_hists:  # one batch, or one solve per histogram where SNS is the method

@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends._gpu import cuda_available
+from ..core.arrays import is_cupy_array
+from ..core.methods import AUTO, ENTROPIC_METHODS
 
 
 @dataclass
@@ -257,7 +259,7 @@ def _run_mdot(M, a, b, reg, tol, max_iter):
 
 
 # -- registry ------------------------------------------------------------------
-METHODS = ("sinkhorn", "sns", "auto")
+METHODS = (*ENTROPIC_METHODS, AUTO)  # fastsinkhorn's, from the registry
 
 
 def on_backend(method, backend):
@@ -325,7 +327,7 @@ def get_solver(name):
 
 def _synchronize(array):
     """Wait for queued GPU work on ``array`` (a no-op for NumPy arrays)."""
-    if type(array).__module__.startswith("cupy"):
+    if is_cupy_array(array):
         import cupy
 
         cupy.cuda.get_current_stream().synchronize()

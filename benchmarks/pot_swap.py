@@ -4,9 +4,10 @@ Loaded by ``benchmarks/pot_tests.py`` (``pytest -p pot_swap``; see its
 docstring for the command). At start-up it replaces, in POT's public
 namespaces only (``ot``, ``ot.bregman``, ``ot.lp``, ``ot.unbalanced``,
 ``ot.batch``, ``ot.utils``, ``ot.solvers``), the names fastsinkhorn
-implements by fastsinkhorn's functions: a test that calls ``ot.sinkhorn2``
+implements by fastsinkhorn's functions at the same path (``ot.lp.emd`` by
+``fastsinkhorn.lp.emd``...): a test that calls ``ot.sinkhorn2``
 runs ours, as after ``import fastsinkhorn as ot``, while POT's other helpers
-(``ot.utils.unif``, ``ot.datasets``, ``ot.backend``, barycenters...) stay
+(``ot.utils.dist0``, ``ot.datasets``, ``ot.backend``, barycenters...) stay
 POT's, and so do the calls between POT's own modules (bound when POT was
 imported). ``FASTSINKHORN_POT_SWAP=0`` keeps POT's functions (the baseline
 run), with the same fixtures and the same record.
@@ -14,7 +15,8 @@ run), with the same fixtures and the same record.
 Every swapped name is wrapped by a recorder, so the report says which of
 them each test called: a test that calls none does not test what
 fastsinkhorn claims (calls from POT's own functions, such as ``ot.solve``
-inside ``ot.solve_gromov``, are recorded apart and do not count). POT's test directory has a ``conftest.py`` that POT's
+inside ``ot.solve_gromov``, are recorded apart and do not count, and so are
+the :data:`HELPERS`, ``ot.unif``, which only build inputs). POT's test directory has a ``conftest.py`` that POT's
 sdist does not ship; the ``nx`` fixture and the ``pytest.skip_backend`` /
 ``pytest.skip_arg`` decorators that POT's tests use are written here, for
 the one array library POT's tests and fastsinkhorn share: NumPy.
@@ -36,37 +38,47 @@ import sys
 
 import pytest
 
-#: POT namespace -> {name: the fastsinkhorn module that has ours}
+#: fastsinkhorn's module of each POT module path (``import fastsinkhorn as ot``).
+_OURS = {"ot": "fastsinkhorn", "ot.bregman": "fastsinkhorn.bregman", "ot.lp": "fastsinkhorn.lp",
+         "ot.utils": "fastsinkhorn.utils", "ot.solvers": "fastsinkhorn.solvers",
+         "ot.unbalanced": "fastsinkhorn.unbalanced", "ot.batch": "fastsinkhorn.batch"}
+
+
+def _implemented(pot, ours):
+    """{name: ours} for the names our module implements (its ``__all__``) that POT's has too."""
+    theirs = importlib.import_module(pot)
+    return {name: ours for name in importlib.import_module(ours).__all__ if hasattr(theirs, name)}
+
+
+#: POT namespace -> {name: the fastsinkhorn module that has ours}.
 SWAPS = {
     "ot": {name: "fastsinkhorn" for name in
-           ("sinkhorn", "sinkhorn2", "dist", "solve", "solve_sample", "emd", "emd2",
+           ("sinkhorn", "sinkhorn2", "dist", "unif", "solve", "solve_sample", "emd", "emd2",
             "sinkhorn_unbalanced", "sinkhorn_unbalanced2")},
-    "ot.bregman": {"sinkhorn": "fastsinkhorn", "sinkhorn2": "fastsinkhorn"},
-    "ot.lp": {"emd": "fastsinkhorn", "emd2": "fastsinkhorn"},
-    "ot.utils": {"dist": "fastsinkhorn"},
-    "ot.solvers": {"solve": "fastsinkhorn", "solve_sample": "fastsinkhorn"},
-    "ot.unbalanced": {name: "fastsinkhorn.unbalanced" for name in
-                      ("sinkhorn_unbalanced", "sinkhorn_unbalanced2", "sinkhorn_knopp_unbalanced",
-                       "sinkhorn_stabilized_unbalanced", "sinkhorn_unbalanced_translation_invariant")},
-    "ot.batch": {"solve_batch": "fastsinkhorn.batch"},
+    **{pot: _implemented(pot, ours) for pot, ours in _OURS.items() if pot != "ot"},
 }
+#: Swapped helpers that only build a test's inputs: a test that calls none of
+#: the other swapped names does not test fastsinkhorn (it is "not ours").
+HELPERS = {"unif"}
 #: One of the swapped solvers called or passed (``ot.emd, a, b``) in a test's
 #: source (``dist`` alone only builds a cost for whatever the test is about).
-_SOLVERS = sorted({name for names in SWAPS.values() for name in names} - {"dist"}, key=len, reverse=True)
+_SOLVERS = sorted({name for names in SWAPS.values() for name in names} - {"dist"} - HELPERS, key=len, reverse=True)
 _SOLVER_CALL = re.compile(rf"\b({'|'.join(_SOLVERS)})\s*[(,)]")
 
 _called = set()  # by the test's own code
 _called_by_pot = set()  # by POT's functions (``ot.solve_gromov`` calls ``ot.solve``): not what we claim
+_called_helpers = set()  # HELPERS, by anyone
 _record = {}
 
 
 def _recorded(name, fn):
     pot_dir = os.path.dirname(importlib.import_module("ot").__file__) + os.sep
+    helper = name.rsplit(".", 1)[1] in HELPERS
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         caller = sys._getframe(1).f_code.co_filename
-        (_called_by_pot if caller.startswith(pot_dir) else _called).add(name)
+        (_called_helpers if helper else _called_by_pot if caller.startswith(pot_dir) else _called).add(name)
         return fn(*args, **kwargs)
 
     return wrapper
@@ -133,9 +145,11 @@ def nx(request):
 def pytest_runtest_protocol(item, nextitem):
     _called.clear()
     _called_by_pot.clear()
+    _called_helpers.clear()
     yield
     entry = _record.setdefault(item.nodeid, {})
     entry["called"], entry["called_by_pot"] = sorted(_called), sorted(_called_by_pot - _called)
+    entry["called_helpers"] = sorted(_called_helpers)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -81,8 +81,16 @@ FS_HD double scaling_update(double a, double s, double tau) {
 // loads are exactly those of indexing the array directly.  CloudCost<KIND>
 // computes the cost of a pair from the coordinates x (R, d), y (C, d).
 
-// Kinds of point-cloud costs: the codes of _contract.COST_KINDS.
-enum CostKind { SQEUCLIDEAN = 0, EUCLIDEAN = 1, MINKOWSKI = 2 };
+// Kinds of point-cloud costs.  Their codes have one source, the Python table
+// fastsinkhorn.backends._contract.COST_KINDS: these sources are compiled with
+// -DFS_COST_<KIND>=<code> for each of its kinds (_gpu.cost_code_options()),
+// and without them they do not compile.  A kind with no formula in point_cost
+// fails the compile of its instantiation (static_assert), never falls back to
+// another cost.
+#if !defined(FS_COST_SQEUCLIDEAN) || !defined(FS_COST_EUCLIDEAN) || !defined(FS_COST_MINKOWSKI)
+#error "compile with the cost codes of COST_KINDS: -DFS_COST_<KIND>=<code> (_gpu.cost_code_options())"
+#endif
+enum CostKind { SQEUCLIDEAN = FS_COST_SQEUCLIDEAN, EUCLIDEAN = FS_COST_EUCLIDEAN, MINKOWSKI = FS_COST_MINKOWSKI };
 
 template <typename T>
 struct DenseCost {
@@ -102,6 +110,8 @@ struct DenseCost {
 // ^p), then sqrt (or ^(1/p)), then times scale.
 template <int KIND>
 FS_HD double point_cost(const double* a, const double* b, int d, double p, double inv_p, double scale) {
+    static_assert(KIND == SQEUCLIDEAN || KIND == EUCLIDEAN || KIND == MINKOWSKI,
+                  "no formula for this point-cloud cost code (see _contract.COST_KINDS)");
     double s = 0.0;
     for (int k = 0; k < d; ++k) {
         const double t = a[k] - b[k];

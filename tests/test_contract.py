@@ -104,9 +104,11 @@ def test_reference_point_cloud_costs_by_definition(rng):
     x, y = rng.random((4, 3)), rng.random((5, 3))
     d = x[:, None, :] - y[None, :, :]
     sq = (d ** 2).sum(-1)
-    for cost, want in [(CostSpec(), sq), (CostSpec("euclidean", scale=2.0), 2 * np.sqrt(sq)),
-                       (CostSpec("minkowski", p=1.0), np.abs(d).sum(-1)),
-                       (CostSpec("minkowski", p=3.0), (np.abs(d) ** 3).sum(-1) ** (1 / 3))]:
+    cases = [(CostSpec(), sq), (CostSpec("euclidean", scale=2.0), 2 * np.sqrt(sq)),
+             (CostSpec("minkowski", p=1.0), np.abs(d).sum(-1)),
+             (CostSpec("minkowski", p=3.0), (np.abs(d) ** 3).sum(-1) ** (1 / 3))]
+    assert {cost.kind for cost, _ in cases} == set(COST_KINDS), "a kind of COST_KINDS without its definition here"
+    for cost, want in cases:
         np.testing.assert_allclose(REF.pc_cost_rows(x, y, cost, 0, 4), want, rtol=1e-14)
 
 

@@ -180,9 +180,9 @@ def test_threaded_row_blocks_work_in_a_forked_child():
     its own passes must still run, on every row, instead of waiting forever."""
     import multiprocessing
 
-    from fastsinkhorn.backends import _cpu, _threads
+    from fastsinkhorn.backends import _blocks, _cpu, _threads
 
-    n, m = 64, 4 * _threads.MIN_WORK // 64
+    n, m = 64, 4 * _blocks.MIN_ENTRIES_PER_THREAD // 64
     if _threads.threads(_threads.blocks(n * m, n)) < 2:
         pytest.skip("one thread: no pool")
 

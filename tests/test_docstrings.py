@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["fastsinkhorn.solvers", "fastsinkhorn.pot.entropic", "fastsinkhorn.pot.unbalanced", "fastsinkhorn.pot.batch",
+MODULES = ["fastsinkhorn.solvers", "fastsinkhorn.pot.entropic", "fastsinkhorn.pot.sinkhorn_methods",
+           "fastsinkhorn.pot.utils", "fastsinkhorn.pot.unbalanced", "fastsinkhorn.pot.batch",
            "fastsinkhorn.geometry.point_cloud", "fastsinkhorn.geometry.lazy_plan", "fastsinkhorn.core.result"]
 
 

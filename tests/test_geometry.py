@@ -181,9 +181,8 @@ def test_inputs_are_not_modified(rng):
 def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng, monkeypatch):
     """The blocked helpers of a stored float32 cost: rows of the plan in
     float64, its marginals and <M, P>, whatever the block size."""
-    from fastsinkhorn.geometry import base as _geometry
+    from fastsinkhorn.backends import _blocks, get_backend
     from fastsinkhorn.geometry.dense import DenseGeometry
-    from fastsinkhorn.backends import get_backend
 
     M = rng.random((7, 5)).astype(np.float32)
     geom = DenseGeometry(M, get_backend("reference"), float(M.max() - M.min()))
@@ -194,7 +193,7 @@ def test_dense_geometry_summary_and_rows_are_those_of_the_plan(rng, monkeypatch)
     np.testing.assert_allclose(geom.plan_rows(f, g, reg, 2, 5), P[2:5], rtol=1e-14)
     for block_entries, blocks in [(1 << 18, [(0, 7)]), (10, [(0, 2), (2, 4), (4, 6), (6, 7)]),
                                   (3, [(i, i + 1) for i in range(7)])]:
-        monkeypatch.setattr(_geometry, "BLOCK_ENTRIES", block_entries)
+        monkeypatch.setattr(_blocks, "ARRAY_BLOCK_ENTRIES", block_entries)
         assert geom.row_blocks() == blocks
         r, c, linear = geom.summary(f, g, reg)
         np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-13)

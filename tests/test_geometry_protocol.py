@@ -24,10 +24,9 @@ import numpy as np
 import pytest
 
 import fastsinkhorn as fs
-from fastsinkhorn.backends import get_backend
+from fastsinkhorn.backends import _blocks, get_backend
 from fastsinkhorn.backends._gpu import cuda_available
 from fastsinkhorn.core.validation import prepare_problem
-from fastsinkhorn.geometry import base
 from fastsinkhorn.geometry.cloud import CloudGeometry
 from fastsinkhorn.geometry.dense import DenseGeometry
 from fastsinkhorn.geometry.protocol import BatchGeometry, Geometry
@@ -148,8 +147,8 @@ def logsumexp(X, axis):
 def block_sizes(monkeypatch):
     """Run the caller's loop body at the default block size and at one that
     cuts every shape into many blocks (with a last, shorter one)."""
-    for entries in (base.BLOCK_ENTRIES, 50):
-        monkeypatch.setattr(base, "BLOCK_ENTRIES", entries)
+    for entries in (_blocks.ARRAY_BLOCK_ENTRIES, 50):
+        monkeypatch.setattr(_blocks, "ARRAY_BLOCK_ENTRIES", entries)
         yield entries
 
 

@@ -12,46 +12,81 @@
 * The ``__host__ __device__`` per-entry math of ``kernels/ot_math.cuh`` (the
   plan entry, online log-sum-exp, scaling update, radix key, point-cloud
   costs) is compiled into a host program and compared with NumPy.
+* The sources take the point-cloud cost codes from ``COST_KINDS`` (the
+  macros of ``_gpu.cost_code_options``): they do not compile without them,
+  nor for a code without a formula.
 
-Skipped with a reason when nvcc is not on PATH.
+The sources compiled are those of ``_gpu.kernel_dir()``: in a source checkout
+its own ``kernels/``, whatever ``fastsinkhorn.kernels`` imports (an editable
+install of another checkout, say). Skipped with a reason when nvcc is not on PATH.
 """
 
 import re
 import shutil
 import struct
 import subprocess
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import fastsinkhorn
 from fastsinkhorn.backends._contract import COST_KINDS, CostSpec
-from fastsinkhorn.backends._gpu import _CTYPES, KERNEL_SOURCES, read_kernel_source
+from fastsinkhorn.backends._gpu import _CTYPES, KERNEL_SOURCES, cost_code_options, kernel_dir, read_kernel_source
 from fastsinkhorn.backends._reference import _logsumexp, cost_matrix
 
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not on PATH")
-KERNEL_DIR = resources.files("fastsinkhorn.kernels")
+KERNEL_DIR = kernel_dir()
 
 
-def _instantiation_unit(filename, names):
-    """Source that includes ``filename`` and takes the address of every kernel."""
+def _instantiation_unit(filename, names, codes=None):
+    """Source that includes ``filename`` and takes the address of every kernel
+    (the point-cloud ones for each of ``codes``, default those of ``COST_KINDS``)."""
+    codes = COST_KINDS.values() if codes is None else codes
     refs = [f"    (void*)&{k}<{t}>," for k in names["templated"] for t in _CTYPES.values()]
-    refs += [f"    (void*)&{k}<{code}>," for k in names.get("cloud", ()) for code in COST_KINDS.values()]
+    refs += [f"    (void*)&{k}<{code}>," for k in names.get("cloud", ()) for code in codes]
     refs += [f"    (void*)&{k}," for k in names.get("plain", ())]
     return f'#include "{filename}"\nvoid* fs_instances[] = {{\n' + "\n".join(refs) + "\n};\n"
 
 
-def _nvcc(args, cwd):
-    return subprocess.run([NVCC, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def _nvcc(args, cwd, defines=None):
+    """nvcc with the cost-code macros the backend compiles with (``defines``: others)."""
+    defines = cost_code_options() if defines is None else defines
+    return subprocess.run([NVCC, *defines, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def _compile_cubin(tmp_path, filename, names, source_dir, kind="cubin"):
+def _compile_cubin(tmp_path, filename, names, source_dir, kind="cubin", codes=None, defines=None):
     unit = tmp_path / f"inst_{filename}"
-    unit.write_text(_instantiation_unit(filename, names))
+    unit.write_text(_instantiation_unit(filename, names, codes))
     cubin = tmp_path / f"{unit.stem}.{kind}"
-    proc = _nvcc([f"-{kind}", "-arch=sm_90", "-std=c++17", f"-I{source_dir}", "-o", str(cubin), str(unit)], tmp_path)
-    return proc, cubin
+    args = [f"-{kind}", "-arch=sm_90", "-std=c++17", f"-I{source_dir}", "-o", str(cubin), str(unit)]
+    return _nvcc(args, tmp_path, defines), cubin
+
+
+def test_kernels_are_this_checkouts():
+    """From a source checkout (``<root>/src/fastsinkhorn``), the sources read
+    and compiled are ``<root>/kernels``: the tests check this tree's kernels."""
+    package = Path(fastsinkhorn.__file__).resolve().parent
+    if package.parent.name != "src":
+        pytest.skip("an installed package: its kernels are its package data")
+    assert Path(KERNEL_DIR) == package.parent.parent / "kernels"
+    assert "plan_exponent" in (Path(KERNEL_DIR) / "ot_math.cuh").read_text()
+
+
+def test_an_installed_package_reads_its_package_data(monkeypatch, tmp_path):
+    """Outside a source checkout, ``kernel_dir`` is ``fastsinkhorn.kernels``'s folder."""
+    from importlib import resources
+
+    from fastsinkhorn.backends import _gpu
+
+    try:
+        installed = resources.files("fastsinkhorn.kernels")
+    except ModuleNotFoundError:
+        pytest.skip("fastsinkhorn.kernels is not importable here (no install)")
+    for root in (tmp_path / "site-packages", tmp_path / "src"):  # src/ without a kernels/ beside it
+        monkeypatch.setattr(_gpu, "__file__", str(root / "fastsinkhorn" / "backends" / "_gpu.py"))
+        assert kernel_dir() == installed
 
 
 def test_every_cu_file_is_listed():
@@ -129,6 +164,33 @@ def test_broken_template_fails_only_when_instantiated(tmp_path):
     proc, _ = _compile_cubin(tmp_path, "broken.cu", names, str(tmp_path))
     assert proc.returncode != 0
     assert "no_such_member" in proc.stderr
+
+
+@needs_nvcc
+def test_sources_do_not_compile_without_the_cost_codes(tmp_path):
+    """The codes have one source, ``COST_KINDS``: without its macros the
+    header stops (no default codes to drift from the table)."""
+    (tmp_path / "unit.cu").write_text('#include "ot_math.cuh"\nint main() { return fs::MINKOWSKI; }\n')
+    args = ["-std=c++17", f"-I{KERNEL_DIR}", "-o", "unit", "unit.cu"]
+    proc = _nvcc(args, tmp_path, defines=())
+    assert proc.returncode != 0 and "compile with the cost codes of COST_KINDS" in proc.stderr
+    proc = _nvcc(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert subprocess.run([str(tmp_path / "unit")]).returncode == COST_KINDS["minkowski"]
+
+
+@needs_nvcc
+def test_a_cost_code_without_a_formula_does_not_compile(tmp_path, monkeypatch):
+    """A kind added to ``COST_KINDS`` alone: the backend would instantiate the
+    point-cloud kernels for its code too, with its macro, and that compile
+    fails on ``point_cost``'s static_assert (no fall-back to another cost)."""
+    code = max(COST_KINDS.values()) + 1
+    monkeypatch.setitem(COST_KINDS, "cityblock", code)
+    assert f"-DFS_COST_CITYBLOCK={code}" in cost_code_options()
+    names = {"templated": (), "cloud": KERNEL_SOURCES["sinkhorn.cu"]["cloud"], "plain": ()}
+    proc, _ = _compile_cubin(tmp_path, "sinkhorn.cu", names, str(KERNEL_DIR), codes=(code,))
+    assert proc.returncode != 0
+    assert "no formula for this point-cloud cost code" in proc.stderr
 
 
 # -- host harness for the __host__ __device__ math ---------------------------

@@ -17,7 +17,7 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 from ot_testing import random_clouds
 
-from fastsinkhorn.backends import _gpu
+from fastsinkhorn.backends import _blocks, _gpu
 from fastsinkhorn.backends._contract import COST_KINDS, CostSpec
 from fastsinkhorn.backends._gpu import _BLOCK, _ROWS_PER_BLOCK, KERNEL_SOURCES, GPUBackend
 from fastsinkhorn.backends._reference import ReferenceBackend, _logsumexp, cost_matrix
@@ -565,7 +565,7 @@ def test_point_cloud_solve_through_the_wrapper(be, monkeypatch, method, reg):
 def test_cost_statistics_match_the_reference(be, monkeypatch, dtype):
     """The blocked CuPy reductions (run here on NumPy), blocks smaller than
     the matrix, with forbidden entries, a dead row and a dead column."""
-    monkeypatch.setattr(_gpu, "_STAT_BLOCK_ENTRIES", 64)
+    monkeypatch.setattr(_blocks, "GPU_STAT_BLOCK_ENTRIES", 64)
     rng = np.random.default_rng(31)
     M = (rng.random((37, 23)) + np.arange(37)[:, None]).astype(dtype)
     M[3, :], M[:, 5], M[7, 9] = np.inf, np.inf, np.inf

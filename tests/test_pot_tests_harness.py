@@ -24,7 +24,14 @@ def test_swapped(nx):
 
 
 def test_pots_own_helper_is_kept():
-    assert ot.utils.unif(4).sum() == 1 and not hasattr(ot.utils.unif, "__wrapped__")
+    assert ot.utils.dist0(4).shape == (4, 4) and not hasattr(ot.utils.dist0, "__wrapped__")
+
+
+def test_swapped_helper_alone_is_not_ours():
+    assert ot.utils.unif.__wrapped__ is fastsinkhorn.utils.unif and ot.unif.__wrapped__ is fastsinkhorn.unif
+    assert ot.lp.emd.__wrapped__ is fastsinkhorn.lp.emd
+    assert ot.bregman.greenkhorn.__wrapped__ is fastsinkhorn.bregman.greenkhorn
+    assert ot.unif(4).sum() == 1
 
 
 @pytest.skip_backend("numpy")
@@ -62,6 +69,8 @@ def test_harness_swaps_our_functions_in_and_keeps_pots_helpers(run):
     _, report = run
     assert report["test_pot_style.py::test_swapped[numpy]"]["outcome"] == "passed"
     assert report["test_pot_style.py::test_pots_own_helper_is_kept"]["outcome"] == "not ours"
+    # it passes (the asserts hold) but called only a helper, ours: it does not count
+    assert report["test_pot_style.py::test_swapped_helper_alone_is_not_ours"]["outcome"] == "not ours"
     assert report["test_pot_style.py::test_skipped_for_numpy[numpy]"]["outcome"] == "not ours"  # skipped first
 
 

@@ -12,16 +12,18 @@ import numpy as np
 import pytest
 
 import fastsinkhorn as fs
-from fastsinkhorn.backends import _threads
+from fastsinkhorn.backends import _blocks, _threads
 from fastsinkhorn.problems import make_problem
 
-MIN = _threads.MIN_WORK
+MIN = _blocks.MIN_ENTRIES_PER_THREAD
 
 
 @pytest.fixture
 def cores(monkeypatch):
     """Pretend this process may use ``k`` cores (the blocks follow; the threads
-    stay within Numba's count)."""
+    stay within Numba's count), on an idle machine (no load cap)."""
+    monkeypatch.setattr(_threads, "free_cores", lambda: 10**6)
+
     def set_cores(k):
         monkeypatch.setattr(_threads, "usable_cores", lambda: k)
     return set_cores
@@ -32,6 +34,7 @@ def launches(monkeypatch):
     """The threads of every parallel pass: kernels launched through
     ``_threads.run``, thread pools sized by ``_threads.threads``."""
     seen = []
+    monkeypatch.setattr(_threads, "free_cores", lambda: 10**6)  # an idle machine: no load cap
     run, threads = _threads.run, _threads.threads
 
     def spy_run(kernel, nblocks, *args):
@@ -50,7 +53,7 @@ def launches(monkeypatch):
 def test_blocks_grow_with_the_work_up_to_the_cores_and_rows(cores):
     cores(8)
     assert _threads.blocks(0, 10) == 1
-    assert _threads.blocks(2 * MIN - 1, 10**6) == 1  # every thread gets MIN_WORK entries or more
+    assert _threads.blocks(2 * MIN - 1, 10**6) == 1  # every thread gets MIN entries or more
     assert _threads.blocks(2 * MIN, 10**6) == 2
     assert _threads.blocks(5 * MIN + 3, 10**6) == 5
     assert _threads.blocks(10**9, 10**6) == 8  # at most one per usable core
@@ -59,7 +62,8 @@ def test_blocks_grow_with_the_work_up_to_the_cores_and_rows(cores):
     assert _threads.blocks(10**9, 10**6) == 1
 
 
-def test_threads_at_most_one_per_block_within_numbas_count():
+def test_threads_at_most_one_per_block_within_numbas_count(monkeypatch):
+    monkeypatch.setattr(_threads, "free_cores", lambda: 10**6)  # an idle machine: the load cap is tested below
     most = numba.get_num_threads()
     assert _threads.threads(1) == 1
     assert _threads.threads(10**6) == most

@@ -2,38 +2,44 @@
 
 Native API: :func:`solve` returns an :class:`OTResult`, for a dense cost or
 a :class:`PointCloud` (costs computed on the fly); :func:`solve_sample`
-starts from two samples. POT drop-ins:
-:func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist`, :func:`sinkhorn_unbalanced`,
-:func:`sinkhorn_unbalanced2`, the modules :mod:`~fastsinkhorn.unbalanced` and
-:mod:`~fastsinkhorn.batch`, and exact OT: :func:`solve_exact`, :func:`emd`,
-:func:`emd2` (``import fastsinkhorn as ot``).
+starts from two samples. POT drop-ins (``import fastsinkhorn as ot``):
+:func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist`, :func:`unif`,
+:func:`sinkhorn_unbalanced`, :func:`sinkhorn_unbalanced2`, exact OT
+(:func:`solve_exact`, :func:`emd`, :func:`emd2`), and POT's module paths:
+:mod:`~fastsinkhorn.bregman`, :mod:`~fastsinkhorn.lp`, :mod:`~fastsinkhorn.utils`,
+:mod:`~fastsinkhorn.solvers`, :mod:`~fastsinkhorn.unbalanced`, :mod:`~fastsinkhorn.batch`.
 """
 
 from .pot.entropic import dist, sinkhorn, sinkhorn2
 from .core.result import ConvergenceWarning, OTResult, Status
-from . import batch, unbalanced
+from .pot.utils import unif
+from . import batch, bregman, solvers, unbalanced, utils
 from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
 from .geometry.lazy_plan import LazyPlan
 from .solvers import METHODS, choose_method, solve, solve_sample
 from .geometry import PointCloud
 
 __version__ = "0.1.0"
-__all__ = ["solve", "solve_sample", "batch", "unbalanced", "sinkhorn_unbalanced", "sinkhorn_unbalanced2",
-           "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "OTResult", "Status",
+__all__ = ["solve", "solve_sample", "batch", "bregman", "lp", "solvers", "unbalanced", "utils",
+           "sinkhorn_unbalanced", "sinkhorn_unbalanced2",
+           "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "unif", "OTResult", "Status",
            "ConvergenceWarning", "METHODS", "choose_method", "__version__",
            "solve_exact", "ExactResult", "emd", "emd2"]
 
-#: Exact OT loads Numba and SciPy at import: its names are resolved on first use,
-#: so that ``import fastsinkhorn`` stays light (NumPy only).
+#: Exact OT loads Numba and SciPy at import: its names, and the module ``lp``
+#: (POT's ``ot.lp``), are resolved on first use, so that ``import fastsinkhorn``
+#: stays light (NumPy only).
 _LAZY = {"solve_exact": ".algorithms.exact.solver", "ExactResult": ".algorithms.exact.solver",
          "emd": ".pot.exact", "emd2": ".pot.exact"}
+_LAZY_MODULES = {"lp": ".lp"}
 
 
 def __getattr__(name):
-    if name in _LAZY:
+    if name in _LAZY or name in _LAZY_MODULES:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        value = (importlib.import_module(_LAZY_MODULES[name], __name__) if name in _LAZY_MODULES
+                 else getattr(importlib.import_module(_LAZY[name], __name__), name))
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,9 +7,11 @@ import warnings
 import numpy as np
 
 from .core.arrays import is_cupy_array, to_numpy
-from .core.marginals import marginal_error
+from .core.checks import check_positive, check_positive_int
+from .core.marginals import column_l2_error, marginal_error
 from .core.monitor import Monitor
-from .core.options import SinkhornOptions, SNSOptions, parse_options
+from .core.methods import AUTO, BATCH_METHODS, ENTROPIC_METHODS, POT_SOLVE, POT_UNIMPLEMENTED, REGISTRY
+from .core.options import parse_options
 from .core.relaxation import check_unbalanced
 from .core.result import ConvergenceWarning, OTResult, Status
 from .algorithms.sinkhorn import run_sinkhorn
@@ -17,13 +19,15 @@ from .algorithms.sns.driver import run_sns
 from .geometry.dense import DenseGeometry
 from .core.validation import effective_tol, prepare_problem, reference_cost
 from .backends._contract import COST_KINDS
-from .geometry.point_cloud import PointCloud, _real
+from .geometry.point_cloud import PointCloud
 
-#: name -> (options class, runner, default max_iter)
-METHODS = {
-    "sinkhorn": (SinkhornOptions, run_sinkhorn, 10_000),
-    "sns": (SNSOptions, run_sns, 10_000),
-}
+#: POT's ``ot.solvers`` names implemented here (``choose_method`` and ``METHODS`` are ours).
+__all__ = ["solve", "solve_sample"]
+
+#: Each entropic method's driver (what it is and solves: :mod:`fastsinkhorn.core.methods`).
+_RUNNERS = {"sinkhorn": run_sinkhorn, "sns": run_sns}
+#: name -> (options class, runner, default max_iter), for the registry's entropic methods
+METHODS = {name: (REGISTRY[name].options, _RUNNERS[name], REGISTRY[name].max_iter) for name in ENTROPIC_METHODS}
 
 #: ``method="auto"`` picks SNS when ``reg`` is at most this fraction of the
 #: cost scale (and the tolerance is tight): there Sinkhorn needs thousands of
@@ -51,13 +55,6 @@ def choose_method(reg, cost_scale, tol):
     return "sinkhorn"
 
 
-#: ``method`` names of POT's ``ot.solve`` -> ours (None: POT's default).
-POT_SOLVE_METHODS = {None: "auto", "sinkhorn_log": "sinkhorn"}
-#: POT's ``method`` values of ``ot.solve`` and ``ot.solve_sample`` that are not
-#: implemented here (they raise ``NotImplementedError``).
-POT_UNIMPLEMENTED_METHODS = ("mm", "lbfgsb", "1d", "gaussian", "gaussian_hd", "lowrank", "nystroem", "factored",
-                             "geomloss", "geomloss_auto", "geomloss_tensorized", "geomloss_online",
-                             "geomloss_multiscale", "sliced", "max_sliced", "bsp")
 #: POT's ``grad`` modes: with NumPy/CuPy arrays (no autodiff) these change nothing.
 _NO_OP_GRADS = (None, "autodiff", "detach", "envelope")
 
@@ -114,7 +111,7 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         early stopping. ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
         ``None``/``"auto"``: see :func:`choose_method`. ``"exact"``: as ``reg=None``.
         POT's other methods (``"mm"``, ``"lbfgsb"``, and ``solve_sample``'s
-        ``"1d"``, ``"sliced"``, ``"lowrank"``, ...: ``POT_UNIMPLEMENTED_METHODS``)
+        ``"1d"``, ``"sliced"``, ``"lowrank"``, ...: ``core.methods.POT_UNIMPLEMENTED``)
         raise ``NotImplementedError``.
     n_threads : int, optional
         Most CPU threads of this solve (default: ``NUMBA_NUM_THREADS``, all
@@ -199,7 +196,7 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
             return _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start, callback, backend,
                           options)
     with _threads(n_threads):
-        return _solve(M, a, b, reg=reg, method=POT_SOLVE_METHODS.get(method, method), tol=tol,
+        return _solve(M, a, b, reg=reg, method=POT_SOLVE.get(method, method), tol=tol,
                       max_iter=max_iter, warm_start=warm_start, callback=callback, verbose=verbose,
                       backend=backend, options=options, unbalanced=check_unbalanced(unbalanced),
                       reg_type=reg_type, c=c)
@@ -211,7 +208,7 @@ def _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start,
 
     if reg is not None and reg != 0:
         raise ValueError(f"method='exact' solves unregularised OT: give reg=None (or 0), got reg={reg!r}")
-    if method not in (None, "auto", "exact"):
+    if method not in (None, AUTO, "exact"):
         raise ValueError(f"method={method!r} needs reg > 0; exact OT (reg=None) has method 'exact'")
     for name, value in (("unbalanced", unbalanced), ("callback", callback)):
         if value is not None:
@@ -222,7 +219,7 @@ def _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start,
 
 def _check_pot_method(method):
     """POT's methods that are not implemented here raise ``NotImplementedError``."""
-    if isinstance(method, str) and method.lower() in POT_UNIMPLEMENTED_METHODS:
+    if isinstance(method, str) and method.lower() in POT_UNIMPLEMENTED:
         raise NotImplementedError(f"method={method!r}: POT's {method} solver is not implemented; "
                                   "fastsinkhorn solves entropic OT (Sinkhorn, SNS) and exact OT")
 
@@ -238,8 +235,7 @@ def _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend, m
         raise NotImplementedError(f"grad={grad!r}: only POT's modes without effect on NumPy/CuPy arrays "
                                   f"({_NO_OP_GRADS[1:]}) are accepted")
     if n_threads is not None:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
-            raise ValueError(f"n_threads must be a positive int, got {n_threads!r}")
+        check_positive_int(n_threads, "n_threads")
         if backend == "gpu":
             raise NotImplementedError("n_threads: the GPU backend has no CPU threads to set")
 
@@ -320,9 +316,8 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
         if value is not default and not (default is not None and value == default):
             raise NotImplementedError(f"{name}={value!r}: POT's low-rank, factored, sliced and Gaussian "
                                       "methods are not implemented; only the default is accepted")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
     _check_pot_method(method)
     if lazy:
         if not (isinstance(metric, str) and metric in COST_KINDS):
@@ -347,8 +342,7 @@ def _sample_cost(X_a, X_b, metric, p, scale):
         return M.astype(dtype) if dtype in (np.float32, np.float64) else M
     from .pot.entropic import dist
 
-    if not (_real(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    check_positive(scale, "scale")
     M = dist(X_a, X_b, metric=metric, p=p)
     return M if scale == 1 else M * scale
 
@@ -375,8 +369,8 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     batched = len(prob.shape) == 3
     tol = effective_tol(tol, prob.dtype, prob.shape[-2:], tol_given)
     sinkhorn_first = False
-    if method == "auto":
-        method = "sinkhorn" if batched else choose_method(prob.reg, prob.cost_scale, tol)
+    if method == AUTO:
+        method = BATCH_METHODS[0] if batched else choose_method(prob.reg, prob.cost_scale, tol)
         if method == "sns":
             if hedge:  # and keep Sinkhorn where it is measured to be faster
                 options = {"sinkhorn_hedge": True, **options}
@@ -384,15 +378,14 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
             method, sinkhorn_first = "sns", True
             options = {"sinkhorn_first": True, **options}
     if method not in METHODS:
-        raise ValueError(f"method must be one of {('auto',) + tuple(METHODS)}, got {method!r}")
-    if batched and method != "sinkhorn":
+        raise ValueError(f"method must be one of {(AUTO,) + tuple(METHODS)}, got {method!r}")
+    if batched and not REGISTRY[method].batches:
         raise NotImplementedError(f"method={method!r} does not solve batches (a 3-D M); use method='sinkhorn'")
     opts_cls, runner, default_max_iter = METHODS[method]
     opts = parse_options(opts_cls, method, options)
     if max_iter is None:
         max_iter = default_max_iter
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
+    check_positive_int(max_iter, "max_iter")
     f0, g0 = _warm_start(prob, warm_start)
 
     # the loops stop a little below tol: storing the plan in the problem's dtype
@@ -450,8 +443,7 @@ def _warm_start(prob, warm_start):
         f, g = warm_start
     except (TypeError, ValueError):
         raise ValueError("warm_start must be a pair (f, g) of potentials") from None
-    if prob.transposed:
-        f, g = g, f
+    f, g = prob.oriented(f, g)
     out = []
     for name, x, size in (("warm_start[0]", f, n), ("warm_start[1]", g, m)):
         x = xp.asarray(x, dtype=np.float64)
@@ -480,12 +472,11 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
     if not bool(xp.isfinite(xp.asarray(error)).all()):
         status = Status.STALLED
     # POT's criterion ("l2"): the column violation of the row-normalised plan
-    converged = (error if norm == "l1" else xp.sqrt(((c - target_c) ** 2).sum(axis=-1))) <= tol
+    converged = (error if norm == "l1" else column_l2_error(xp, c, target_c)) <= tol
     converged = bool(converged) if xp.ndim(converged) == 0 else converged
     if bool(xp_all(converged)) and status is Status.MAX_ITER:
         status = Status.CONVERGED
-    if prob.transposed:
-        plan, f, g, r, c = plan.T, g, f, c, r
+    plan, (f, g), (r, c) = prob.caller_plan(plan), prob.oriented(f, g), prob.oriented(r, c)
     dtype = prob.dtype  # every returned array and number in the input's dtype, as POT's
     return OTResult(
         plan=plan,

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..core.arrays import to_numpy as to_host
+from ..core.marginals import side_error, sinkhorn_errors
 from ..core.relaxation import translation
 from ..core.result import Status
 
@@ -228,7 +229,7 @@ class _Freezer:
 
     def check(self, state, c, iteration, tol):
         """Freeze the problems at or below ``tol``; the largest L1 error of the others (0 if none)."""
-        errors = to_host(self.xp.abs(c - state.col_target()).sum(axis=-1))
+        errors = to_host(side_error(self.xp, c, state.col_target()))
         live = ~self.done[self.rows]
         newly = live & (errors <= tol)
         if newly.any():
@@ -292,9 +293,7 @@ def marginal_errors(xp, c, b, norm):
     converge), and for ``norm="l2"`` the Frobenius norm of all the problems'
     violations (POT's criterion for a 2-D ``b``, which bounds each problem's).
     """
-    diff = xp.abs(c - b)
-    l1 = float(diff.sum(axis=-1).max())
-    return l1, (l1 if norm == "l1" else float(xp.sqrt((diff * diff).sum())))
+    return sinkhorn_errors(xp, c, b, norm)
 
 
 def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",

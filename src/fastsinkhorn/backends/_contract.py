@@ -23,7 +23,13 @@ checks the declaration, never the presence of methods.
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-#: Point-cloud costs and their kernel codes.
+#: Point-cloud costs and their kernel codes: the one table of them. The CPU
+#: kernels (``_cpu_cloud_kernels``) read their codes from it, and the CUDA
+#: sources get them as macros at compile time (``_gpu.cost_code_options``,
+#: ``-DFS_COST_<KIND>=<code>``); the reference computes each kind by its name.
+#: Every backend rejects a kind it has no formula for (the reference and the CPU
+#: kernels raise ``ValueError``, the CUDA sources fail to compile), so a cost added
+#: here and not to a backend fails there rather than computing another cost.
 COST_KINDS = {"sqeuclidean": 0, "euclidean": 1, "minkowski": 2}
 
 
@@ -40,8 +46,13 @@ class CostSpec:
     p: float = 2.0
     scale: float = 1.0
 
+    def __post_init__(self):
+        if self.kind not in COST_KINDS:
+            raise ValueError(f"point-cloud cost must be one of {tuple(COST_KINDS)}, got {self.kind!r}")
+
     @property
     def code(self):
+        """The kernel code of ``kind`` (``COST_KINDS``)."""
         return COST_KINDS[self.kind]
 
 

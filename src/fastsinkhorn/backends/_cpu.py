@@ -2,12 +2,14 @@
 
 The streaming kernels (log-sum-exp, fused scaling pass, scale, selection,
 sparse products) are Numba. The passes that evaluate ``exp`` on every entry
-(``plan`` and the SNS ``dense_pass``) run NumPy's vectorised ``exp`` (about
-5x Numba's scalar libm call on this hardware) on cache-sized float64 blocks
-of rows, in a few threads (NumPy and the ``nogil`` Numba kernels release the
-GIL); no n x m temporary is created. Point-cloud members (``pc_``) run the
-same block machinery, with each block's cost computed from the coordinates
-(``_cpu_cloud_kernels``), so their memory is O((n + m) d) plus the blocks.
+(``plan`` and the SNS ``dense_pass``) run NumPy's vectorised ``exp`` (much
+faster than Numba's scalar libm call: benchmarks/RESULTS.md, section 1,
+times iterations with each) on cache-sized float64 blocks of rows
+(``_blocks.CPU_EXP_BLOCK_ENTRIES``), in a few threads (NumPy and the
+``nogil`` Numba kernels release the GIL); no n x m temporary is created.
+Point-cloud members (``pc_``) run the same block machinery, with each
+block's cost computed from the coordinates (``_cpu_cloud_kernels``), so
+their memory is O((n + m) d) plus the blocks.
 
 Threads: every pass is cut into ``_threads.blocks(work, rows)`` blocks and
 runs on at most one thread per block (see ``_threads``): small passes run on
@@ -20,6 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import _blocks
 from . import _cpu_batch_kernels as batch
 from . import _cpu_cloud_kernels as cloud
 from . import _cpu_kernels as kern
@@ -28,8 +31,6 @@ from ._threads import blocks
 
 #: Log-sum-exp terms below exp(-460) (1e-200) of the largest are clamped there.
 _LSE_CUT = -460.0
-#: Entries per float64 block of the exp passes (512 KiB: stays in L2).
-BLOCK_ENTRIES = 1 << 16
 
 
 def _vec(x):
@@ -55,13 +56,14 @@ if hasattr(os, "register_at_fork"):
 def _row_blocks(n, m, work):
     """Run ``work(rows, buf, state)`` over blocks of rows, in a few threads.
 
-    ``buf`` is a float64 scratch block of at least ``rows`` rows (L2-sized),
-    ``state`` a zeroed length-m float64 accumulator. The blocks are dealt,
+    ``buf`` is a float64 scratch block of at least ``rows`` rows (about
+    ``_blocks.CPU_EXP_BLOCK_ENTRIES`` entries: L2-sized), ``state`` a zeroed
+    length-m float64 accumulator. The blocks are dealt,
     in order, to ``_threads.blocks(n * m, ...)`` groups with one state each
     (run by at most one thread per group); returns the groups' states, in
     order: their sum does not depend on the thread count.
     """
-    step = max(1, BLOCK_ENTRIES // m)
+    step = max(1, _blocks.CPU_EXP_BLOCK_ENTRIES // m)
     starts = range(0, n, step)
     groups = blocks(n * m, len(starts))
     workers = _threads.threads(groups)
@@ -97,7 +99,7 @@ def _exp_blocks(n, m, exponent, f, g, cut, work):
     def block(rows, P, state):
         exponent(rows, f[rows], gc, P)
         # Clamp at the cutoff rather than mask to -inf: NumPy's SIMD exp
-        # leaves its fast path on -inf/underflow lanes (~6x slower here).
+        # leaves its fast path on -inf/underflow lanes, several times slower.
         np.maximum(P, cut, out=P)
         # zero-mass columns (g = -inf, computed with 0) may overflow: zeroed below
         with np.errstate(over="ignore" if empty_cols.size else "warn"):

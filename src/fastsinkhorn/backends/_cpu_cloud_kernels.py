@@ -10,14 +10,29 @@ vectorises whatever ``d``.
 import numpy as np
 from numba import njit
 
+from ._contract import COST_KINDS
+
 # Reassociation and contraction only: the exponents may be -inf (zero masses).
 _FAST = {"nsz", "arcp", "contract", "reassoc"}
-SQEUCLIDEAN, EUCLIDEAN, MINKOWSKI = 0, 1, 2  # the codes of _contract.COST_KINDS
+
+# The codes of the kinds these kernels compute, read from the one table. Numba
+# compiles them in as constants, and its on-disk cache notices a change of this
+# file only: after renumbering COST_KINDS, delete this folder's __pycache__ (a
+# stale kernel would disagree with the reference in tests/test_contract.py).
+SQEUCLIDEAN = COST_KINDS["sqeuclidean"]
+EUCLIDEAN = COST_KINDS["euclidean"]
+MINKOWSKI = COST_KINDS["minkowski"]
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def cost_rows(x, yT, code, p, scale, out):
-    """``out[r, j] = cost(x_r, y_j)`` for the rows ``x`` (rows, d) of a block."""
+    """``out[r, j] = cost(x_r, y_j)`` for the rows ``x`` (rows, d) of a block.
+
+    ``code`` is the kind's code in ``COST_KINDS``; a code without a formula
+    here raises ``ValueError`` before anything is computed.
+    """
+    if code != SQEUCLIDEAN and code != EUCLIDEAN and code != MINKOWSKI:
+        raise ValueError("the CPU kernels have no formula for this point-cloud cost code (see COST_KINDS)")
     rows, d = x.shape
     m = yT.shape[1]
     for r in range(rows):

@@ -10,7 +10,7 @@ Underflow: entries below ``exp(cut)`` (``cut`` = -460, i.e. 1e-200, for
 float64; -87 for float32) are clamped to ``exp(cut)`` inside the exp passes
 (``_cpu.py``; NumPy's SIMD exp is fast on normal arguments only), and stored
 kernels and plans (``plan``) flush them to exact zeros: products of smaller
-entries with the scalings would be subnormal (~100x slower on x86), their
+entries with the scalings would be subnormal (far slower arithmetic), their
 mass is far below any reachable tolerance, and a clamped entry at a huge or
 infinite cost must carry no mass. The SNS dense pass keeps the clamped value
 (1e-200 per entry in its sums).
@@ -31,10 +31,8 @@ from ._reference import SELECT_FLOOR
 _FAST = {"nsz", "arcp", "contract", "reassoc"}
 # Log-sum-exp terms this far below the largest are skipped: they change the
 # sum by < 1e-200 relative, and exp of underflowing arguments takes libm's
-# slow path (~5x the cost of a normal exp).
+# slow path (several times the cost of a normal exp).
 _LSE_CUT = -460.0
-# dense_pass selects among entries above SELECT_FLOOR times the row maximum;
-# rows with fewer such entries are padded with zeros (see _reference.py).
 
 
 @njit(cache=True, inline="always")
@@ -174,10 +172,10 @@ def _kth_largest(x, k):
     """The ``k``-th largest entry of ``x`` (``1 <= k <= len(x)``, no NaN) by
     Hoare's quickselect (median-of-three pivot); reorders ``x``.
 
-    The same value as ``np.partition(x, len(x) - k)[len(x) - k]``, but Numba
-    compiles ``np.partition`` (argument checks, ``np.unique``, a sort) in
-    ~5 s, most of the first SNS solve on an empty cache (with this,
-    ``select_rows`` compiles in 0.7 s).
+    The same value as ``np.partition(x, len(x) - k)[len(x) - k]``, but
+    compiling Numba's ``np.partition`` (argument checks, ``np.unique``, a
+    sort) took most of the first SNS solve on an empty cache, and this
+    compiles in a fraction of that time (benchmarks/RESULTS.md, section 6).
     """
     target = k - 1  # position in descending order
     lo, hi = 0, x.shape[0] - 1

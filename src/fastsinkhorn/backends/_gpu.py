@@ -21,7 +21,9 @@ functor (``kernels/ot_math.cuh``): ``cost(r, c)`` gives an entry as a double,
   (``x`` (R, d), ``y`` (C, d), float64), in the operation order of the
   reference; the kind is a template parameter (one instantiation per code of
   ``COST_KINDS``), so the squared-Euclidean loop carries no ``sqrt``/``pow``
-  and no per-entry branch.
+  and no per-entry branch.  The sources take the codes from ``COST_KINDS``
+  as macros (:func:`cost_code_options`), and a code without a formula in
+  ``fs::point_cost`` fails to compile.
 
 Each body has thin ``__global__`` entry points: ``name_kernel<T>`` with the
 dense signature ``(A, B, R, C, ...)`` (``(A, R, C, ...)`` for the SNS
@@ -87,9 +89,11 @@ Memory traffic per call
 
 import functools
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
+from . import _blocks
 from ._contract import COST_KINDS
 from ._reference import SELECT_FLOOR
 
@@ -138,7 +142,30 @@ _MAX_GRID_Y = 65535  # also the limit of gridDim.z (problems of a batch, grid-st
 #: Point-cloud log-sum-exp: fewer rows than this (a warp each) cannot fill a
 #: large GPU (an H100 holds 132 x 64 warps), so the column-shaped kernel runs.
 _CLOUD_ROW_WARPS = 8192
-_STAT_BLOCK_ENTRIES = 1 << 22  # cost statistics: float64 entries per CuPy block
+
+
+def cost_code_options():
+    """Compile options that define the point-cloud cost codes for the CUDA
+    sources, ``-DFS_COST_<KIND>=<code>`` for each kind of ``COST_KINDS`` (the
+    one table of them; ``kernels/ot_math.cuh`` does not compile without them)."""
+    return tuple(f"-DFS_COST_{kind.upper()}={code}" for kind, code in COST_KINDS.items())
+
+
+def kernel_dir():
+    """The folder of the CUDA sources, ``kernels/``.
+
+    In a source checkout (this package under ``<root>/src/``) it is
+    ``<root>/kernels``, the folder that setup.cfg ships as
+    ``fastsinkhorn.kernels``: a checkout run from its ``src`` (``PYTHONPATH``)
+    then compiles its own sources, even where ``fastsinkhorn.kernels`` would
+    import another checkout's (that of an editable install) or nothing.
+    Anywhere else (an installed package), the package data.
+    """
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent.parent / "kernels"
+    if package.parent.name == "src" and (checkout / "__init__.py").is_file():
+        return checkout
+    return resources.files("fastsinkhorn.kernels")
 
 
 def read_kernel_source(filename):
@@ -147,7 +174,7 @@ def read_kernel_source(filename):
     Inlining (instead of ``-I``) makes CuPy's on-disk compile cache key on the
     headers too, and works wherever the package data is installed.
     """
-    root = resources.files("fastsinkhorn.kernels")
+    root = kernel_dir()
     lines = []
     for line in root.joinpath(filename).read_text().splitlines():
         stripped = line.strip()
@@ -199,7 +226,8 @@ def _kernels(device_id):
             exprs += [f"{k}<{code}>" for k in names.get("cloud", ()) for code in COST_KINDS.values()]
             exprs += list(names["plain"])
             module = cupy.RawModule(
-                code=read_kernel_source(filename), options=_NVRTC_OPTIONS, name_expressions=exprs
+                code=read_kernel_source(filename), options=_NVRTC_OPTIONS + cost_code_options(),
+                name_expressions=exprs,
             )
             for expr in exprs:
                 table[expr] = module.get_function(expr)
@@ -452,13 +480,13 @@ class GPUBackend:
 
     # -- cost statistics: one-off, so CuPy reductions by blocks of rows ------
     def _reduced_blocks(self, M, u, v=None):
-        """``(rows, R)`` for blocks of about ``_STAT_BLOCK_ENTRIES`` entries:
+        """``(rows, R)`` for blocks of about ``_blocks.GPU_STAT_BLOCK_ENTRIES`` entries:
         ``R = M - u`` (``- v`` too if given) in float64, ``inf`` at rows or
         columns without a finite entry."""
         xp = self.xp
         M = self._rows(M)
         n, m = M.shape
-        step = max(1, _STAT_BLOCK_ENTRIES // m)
+        step = max(1, _blocks.GPU_STAT_BLOCK_ENTRIES // m)
         live_u = u < xp.inf
         shift_u = xp.where(live_u, u, 0.0)
         shift_v = 0.0 if v is None else xp.where(v < xp.inf, v, 0.0)[None, :]

@@ -186,12 +186,20 @@ class ReferenceBackend:
 def cost_matrix(x, y, cost):
     """Dense ``C_ij = cost(x_i, y_j)`` in float64 by direct differences (no
     ``|x|^2 + |y|^2 - 2 x.y`` expansion, whose cancellation would make the
-    oracle less exact than the kernels it checks)."""
+    oracle less exact than the kernels it checks).
+
+    Each kind of ``COST_KINDS`` is computed by its own formula; a kind without
+    one is a ``ValueError`` (never another kind's cost).
+    """
     diff = np.abs(np.asarray(x, np.float64)[:, None, :] - np.asarray(y, np.float64)[None, :, :])
     if cost.kind == "minkowski":
         return cost.scale * (diff ** cost.p).sum(axis=2) ** (1.0 / cost.p)
     sq = (diff * diff).sum(axis=2)
-    return cost.scale * (np.sqrt(sq) if cost.kind == "euclidean" else sq)
+    if cost.kind == "euclidean":
+        return cost.scale * np.sqrt(sq)
+    if cost.kind == "sqeuclidean":
+        return cost.scale * sq
+    raise ValueError(f"the reference backend has no formula for the point-cloud cost {cost.kind!r}")
 
 
 def _logsumexp(x, axis):

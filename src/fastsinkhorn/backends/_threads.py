@@ -5,35 +5,37 @@ dense pass: ``n * m`` entries over ``n`` rows; a sparse product: the stored
 entries):
 
 * it is cut into ``blocks(work, rows) = max(1, min(rows, usable_cores(),
-  work // MIN_WORK))`` blocks of rows, each with its own partial sums,
+  work // MIN_ENTRIES_PER_THREAD))`` blocks of rows (the size is
+  ``_blocks.MIN_ENTRIES_PER_THREAD``), each with its own partial sums,
   added in block order after the pass;
 * the blocks run on ``min(blocks, numba.get_num_threads(), free_cores())``
   threads, ``free_cores()`` being the usable cores that other processes'
   runnable threads leave free right now (:func:`free_cores`).
 
-So every thread gets at least ``MIN_WORK`` entries (a small problem runs on
-the calling thread alone and never wakes another one), no pass runs more
-threads than the cores this process may use (its CPU affinity and its
-cgroup CPU quota, e.g. a container's ``--cpus``), and ``NUMBA_NUM_THREADS``,
-``solve(..., n_threads=k)`` and a Dask worker's one thread
-(``distributed.cluster.WORKER_ENV``) cap the threads without changing the blocks:
-the answer is bitwise the same whatever the number of threads.
+So every thread gets at least ``MIN_ENTRIES_PER_THREAD`` entries (a small
+problem runs on the calling thread alone and never wakes another one), no
+pass runs more threads than the cores this process may use (its CPU affinity
+and its cgroup CPU quota, e.g. a container's ``--cpus``), and
+``NUMBA_NUM_THREADS``, ``solve(..., n_threads=k)`` and a Dask worker's one
+thread (``distributed.cluster.WORKER_ENV``) cap the threads without changing
+the blocks: the answer is bitwise the same whatever the number of threads.
 
 Idle threads spin briefly, then sleep. GNU OpenMP (Numba's ``omp`` layer)
-spins a worker for 300000 rounds after each parallel loop (2-3 ms of a core
-here): when the main thread then works alone for a while (SNS between its
+spins a worker for 300000 rounds after each parallel loop (milliseconds of a
+core): when the main thread then works alone for a while (SNS between its
 dense passes) or the machine is shared, those cores were another job's, and
 solves took several times as long. Sleeping at once (``OMP_WAIT_POLICY=
-PASSIVE``) costs a wake-up per loop instead, which halved the speed of a
-Sinkhorn solve at n = 1000 on an idle virtual machine. So when this module
-is imported, Numba's threading layer is started with a short spin,
-``GOMP_SPINCOUNT=SPIN_COUNT`` (~0.2 ms here: it bridges the gap between the
-passes of one iteration) and ``KMP_BLOCKTIME=1`` (ms, for Intel/LLVM
-OpenMP), unless the environment already sets a wait policy
-(``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``, ``KMP_BLOCKTIME``: the user's choice
-is kept). The variables are removed again once the runtime has read them, so
-child processes and other libraries do not see them. An OpenMP runtime
-loaded before (by Numba code of the user's, say) keeps its own policy.
+PASSIVE``) costs a wake-up per loop instead, which made Sinkhorn solves much
+slower on an idle machine. So when this module is imported, Numba's
+threading layer is started with a short spin, ``GOMP_SPINCOUNT=SPIN_COUNT``
+(long enough to bridge the gap between the passes of one iteration) and
+``KMP_BLOCKTIME=1`` (ms, for Intel/LLVM OpenMP), unless the environment
+already sets a wait policy (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``,
+``KMP_BLOCKTIME``: the user's choice is kept); the figures are in
+benchmarks/RESULTS.md, sections 12 and 15. The variables are removed again
+once the runtime has read them, so child processes and other libraries do
+not see them. An OpenMP runtime loaded before (by Numba code of the user's,
+say) keeps its own policy.
 """
 
 import contextlib
@@ -44,9 +46,8 @@ from functools import cache
 
 import numba
 
-#: Fewest entries of a pass each thread gets (512 KiB of float64, 50-100 us of
-#: streaming): below ``2 * MIN_WORK`` a pass runs on the calling thread.
-MIN_WORK = 1 << 16
+from . import _blocks
+
 #: Variables that set an OpenMP runtime's wait policy (any, GNU, Intel/LLVM).
 WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 #: GNU OpenMP's spin rounds before an idle thread sleeps (its default: 300000).
@@ -114,7 +115,7 @@ def blocks(work, rows):
     Depends on the problem and the cores, never on the thread count, so
     partial sums are added in the same order however many threads run them.
     """
-    return max(1, min(int(rows), usable_cores(), int(work) // MIN_WORK))
+    return max(1, min(int(rows), usable_cores(), int(work) // _blocks.MIN_ENTRIES_PER_THREAD))
 
 
 def threads(nblocks):
@@ -134,12 +135,13 @@ def free_cores():
 
     Fork-join passes on more threads than there are idle cores wait, at
     every pass, for a thread the kernel has descheduled in favour of another
-    process: measured here, two solves of ours at once took 8x their time
-    alone on 2 cores, and one beside a busy core 4x. So the threads of a
-    pass are capped at the cores left free by the threads the kernel reports
-    runnable (``procs_running`` of ``/proc/stat``) other than this process's
-    own, looked at every :data:`LOAD_SAMPLE_SECONDS` at most (a few tens of
-    microseconds each). Without ``/proc`` (not Linux), every usable core.
+    process: two solves at once, or one beside a busy core, took several
+    times their time alone (benchmarks/RESULTS.md, section 15). So the
+    threads of a pass are capped at the cores left free by the threads the
+    kernel reports runnable (``procs_running`` of ``/proc/stat``) other than
+    this process's own, looked at every :data:`LOAD_SAMPLE_SECONDS` at most
+    (a look reads a few small ``/proc`` files). Without ``/proc`` (not
+    Linux), every usable core.
     """
     now = time.monotonic()
     if now - _load_sample[0] >= LOAD_SAMPLE_SECONDS:
@@ -166,7 +168,7 @@ def runnable_elsewhere():
 def run(kernel, nblocks, *args):
     """``kernel(*args)`` with its parallel loops on :func:`threads` ``(nblocks)`` threads.
 
-    One query of Numba's count per call (~µs); it is set, and restored, only
+    One query of Numba's count per call (cheap); it is set, and restored, only
     when fewer threads than it are to run.
     """
     current = numba.get_num_threads()

@@ -6,6 +6,7 @@ import sys
 
 from ..core.validation import DEFAULT_TOL
 from ..problems import DEFAULT_FAMILIES, FAMILIES
+from . import _gpu_check
 from ._concurrent import concurrent_rows, run_concurrent
 from ._latency import latency_rows, run_latency
 from ._report import (
@@ -71,7 +72,19 @@ def build_parser():
                         "method auto, 3 rounds)")
     p.add_argument("--hogs", type=int, default=0, metavar="H",
                    help="with --concurrent: H more processes spinning on one core each meanwhile")
-    p.add_argument("--out", help="directory for results.json and convergence.png")
+    p.add_argument("--gpu-check", action="store_true",
+                   help="on its own (not with --quick, --latency, --concurrent, --peers, --backend): "
+                        "run the gpu-marked tests (python -m pytest -m gpu tests, in the source checkout), "
+                        "time sinkhorn, sns and auto on the GPU against the CPU (default families, "
+                        "n 1000,4096, reg 1e-2,1e-3, timeout 30 s, 1 repeat; the case options override "
+                        "them) and write gpu-<date>.json "
+                        "(device, CUDA and CuPy versions, machine, test counts, timings and GPU/CPU "
+                        "ratios) to --out (default: benchmarks/results of the source checkout, else the "
+                        f"current directory); exit 0 only if every gpu test passed and every GPU run "
+                        f"converged, {_gpu_check.FAILED} otherwise, {_gpu_check.NO_DEVICE} without a CUDA "
+                        "device (nothing run)")
+    p.add_argument("--out", help="directory for results.json and convergence.png (--gpu-check: for "
+                                 "gpu-<date>.json)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     return p
 
@@ -88,8 +101,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.concurrent is not None and (args.concurrent < 1 or args.hogs < 0 or args.latency):
         parser.error("--concurrent K needs K >= 1 and --hogs H >= 0, without --latency")
-    defaults = (CONCURRENT if args.concurrent is not None else LATENCY if args.latency
-                else QUICK if args.quick else FULL)
+    if args.gpu_check and (args.quick or args.latency or args.concurrent is not None or args.hogs
+                           or args.peers is not None or args.backend != "auto"):
+        parser.error("--gpu-check runs on its own: not with --quick, --latency, --concurrent, --hogs, "
+                     "--peers or --backend (it times the cpu and gpu backends itself)")
+    defaults = (_gpu_check.DEFAULTS if args.gpu_check else CONCURRENT if args.concurrent is not None
+                else LATENCY if args.latency else QUICK if args.quick else FULL)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -99,6 +116,8 @@ def main(argv=None):
     for name in args.methods:
         if name not in METHODS:
             raise SystemExit(f"unknown method {name!r}; choose from {METHODS}")
+    if args.gpu_check:
+        return _gpu_check.run_check(args, argv)
     if args.peers is None:
         args.peers = [name for name in PEERS if SOLVERS[name].available()]
     for name in args.peers:

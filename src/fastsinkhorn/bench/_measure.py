@@ -6,14 +6,11 @@ objective values are recomputed from the plan with one definition for all.
 
 import numpy as np
 
+from ..core.arrays import to_numpy as _host
 from ..core.marginals import marginal_error as _l1
 
 #: Rows per block when the objective is summed (bounds the temporaries).
 ROW_BLOCK = 256
-
-
-def _host(array):
-    return array.get() if hasattr(array, "get") else np.asarray(array)
 
 
 def marginal_error(plan, a, b):

@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends._gpu import cuda_available
+from ..core.arrays import is_cupy_array
+from ..core.methods import AUTO, ENTROPIC_METHODS
 
 
 @dataclass
@@ -257,7 +259,14 @@ def _run_mdot(M, a, b, reg, tol, max_iter):
 
 
 # -- registry ------------------------------------------------------------------
-METHODS = ("sinkhorn", "sns", "auto")
+METHODS = (*ENTROPIC_METHODS, AUTO)  # fastsinkhorn's, from the registry
+
+
+def on_backend(method, backend):
+    """Registry name of fastsinkhorn's ``method`` pinned to ``backend`` (``"cpu"`` or ``"gpu"``)."""
+    return f"fastsinkhorn-{backend}-{method}"
+
+
 _POT_STOP = ("stopThr = tol / sqrt(m) on POT's ||P^T 1 - b||_2, checked every 10 iterations "
              "(the loosest threshold that guarantees L1 <= tol)")
 
@@ -267,6 +276,14 @@ SOLVERS = {
                                    describe=f"fastsinkhorn.solve(method='{m}'), tol on the L1 marginal "
                                             "error, checked every iteration on the CPU")
        for m in METHODS},
+    # pinned to one backend (``--gpu-check`` times the GPU against the CPU in one run)
+    **{on_backend(m, backend): Solver(
+           on_backend(m, backend), partial(_run_fastsinkhorn, method=m, backend=backend), peer=False,
+           prepare=partial(_prepare_fastsinkhorn, backend=backend), warmup="full",
+           requires=("cupy",) if backend == "gpu" else (), needs_gpu=backend == "gpu",
+           describe=f"fastsinkhorn.solve(method='{m}', backend='{backend}')"
+                    + (" on CuPy arrays (copied to the device untimed)" if backend == "gpu" else ""))
+       for backend in ("cpu", "gpu") for m in METHODS},
     "pot-sinkhorn": Solver("pot-sinkhorn", partial(_run_pot, method="sinkhorn"), requires=("ot",),
                            describe=f"ot.sinkhorn, POT's default method (scaling domain); {_POT_STOP}"),
     "pot-sinkhorn_log": Solver("pot-sinkhorn_log", partial(_run_pot, method="sinkhorn_log"), requires=("ot",),
@@ -310,7 +327,7 @@ def get_solver(name):
 
 def _synchronize(array):
     """Wait for queued GPU work on ``array`` (a no-op for NumPy arrays)."""
-    if type(array).__module__.startswith("cupy"):
+    if is_cupy_array(array):
         import cupy
 
         cupy.cuda.get_current_stream().synchronize()

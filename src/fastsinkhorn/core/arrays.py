@@ -1,4 +1,14 @@
-"""Array-library detection without importing CuPy."""
+"""Which array library holds the caller's arrays, and its module: the one place that decides.
+
+Every entry point asks this module, and no other, whether its arrays are
+NumPy or CuPy (:func:`array_library`) and which module computes on them
+(:func:`array_namespace`, :func:`library_module`). It is also where other
+array libraries will plug in: a bridge for PyTorch or JAX tensors (DLPack,
+or ``__array_namespace__``) belongs in these functions, so that the solvers,
+the POT drop-ins and the geometries pick it up without further changes.
+CuPy itself is detected by module name and imported only when its arrays
+are seen, so NumPy-only installs never import it.
+"""
 
 import numpy as np
 
@@ -26,6 +36,26 @@ def array_library(**arrays):
             f"{', '.join(kinds['numpy'])} on the host (NumPy/list)"
         )
     return next(iter(kinds), "numpy")
+
+
+def library_module(library):
+    """The array module named by :func:`array_library`: ``cupy`` (imported
+    here, on first use) or ``numpy``."""
+    if library == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def array_namespace(*arrays, **named):
+    """The array module (``numpy`` or ``cupy``) that computes on the given arrays.
+
+    Named arguments are named in the ``TypeError`` that mixing CuPy and
+    NumPy raises (see :func:`array_library`); positional ones as ``arg0``,
+    ``arg1``... ``None`` is ignored (all ``None``: NumPy).
+    """
+    return library_module(array_library(**{f"arg{i}": x for i, x in enumerate(arrays)}, **named))
 
 
 def to_numpy(x):

@@ -5,6 +5,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
+from .checks import check_non_negative_int, check_positive_int
+
 
 def _check(condition, name, requirement, value):
     if not condition:
@@ -32,8 +34,8 @@ class SinkhornOptions:
     absorb_threshold: Optional[float] = None
 
     def __post_init__(self):
-        c = self.check_every
-        _check(c is None or (isinstance(c, int) and c >= 1), "check_every", "a positive int", c)
+        if self.check_every is not None:
+            check_positive_int(self.check_every, "option 'check_every'")
         t = self.absorb_threshold
         _check(t is None or t >= 1.0, "absorb_threshold", ">= 1", t)
 
@@ -142,8 +144,7 @@ class SNSOptions(SinkhornOptions):
         super().__post_init__()
         for name in ("warmup_iter", "min_per_row", "max_per_row", "cg_max_iter", "max_backtracks",
                      "fallback_iter"):
-            v = getattr(self, name)
-            _check(isinstance(v, int) and v >= 0, name, "a non-negative int", v)
+            check_non_negative_int(getattr(self, name), f"option {name!r}")
         _check(self.switch_tol > 0, "switch_tol", "> 0", self.switch_tol)
         _check(0 < self.density <= 1, "density", "in (0, 1]", self.density)
         _check(self.cg_rtol is None or 0 < self.cg_rtol < 1, "cg_rtol", "in (0, 1)", self.cg_rtol)

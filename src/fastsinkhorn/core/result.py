@@ -4,6 +4,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from .arrays import is_cupy_array
+
 
 class ConvergenceWarning(UserWarning):
     """The solver stopped before reaching the requested tolerance."""
@@ -126,7 +128,7 @@ class OTResult:
             return self.plan.to_sparse()
         if self.batched:
             raise ValueError("a batch of plans has no single sparse plan")
-        if hasattr(self.plan, "get"):
+        if is_cupy_array(self.plan):
             import cupyx.scipy.sparse as sparse
         else:
             import scipy.sparse as sparse

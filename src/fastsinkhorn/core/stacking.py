@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .arrays import is_cupy_array
+from .arrays import array_namespace
 from .result import OTResult, Status
 
 
@@ -37,7 +37,7 @@ def stack_results(results):
     its final error), as a batch's; ``status`` is that of the first problem
     that did not converge."""
     first = results[0]
-    xp = _cupy() if is_cupy_array(first.plan) else np
+    xp = array_namespace(first.plan)
     converged = np.array([bool(r.converged) for r in results])
     phases = {name: np.array([r.n_iter_phases.get(name, 0) for r in results])
               for name in dict.fromkeys(k for r in results for k in r.n_iter_phases)}
@@ -54,9 +54,3 @@ def stack_results(results):
         history={"iteration": list(range(1, len(joint) + 1)), "error": joint},
         backend=first.backend, method=methods.pop() if len(methods) == 1 else "auto", tol=first.tol,
         reg=first.reg, marginals=tuple(xp.stack([r.marginals[i] for r in results]) for i in (0, 1)))
-
-
-def _cupy():
-    import cupy
-
-    return cupy

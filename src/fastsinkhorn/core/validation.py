@@ -7,17 +7,18 @@ float32/float64 or it is not contiguous).
 
 import functools
 import math
-import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .arrays import array_library
+from .arrays import array_library, array_namespace
+from .checks import check_non_negative, check_reg  # noqa: F401 (check_reg: re-exported)
 from ..geometry.cloud import CloudGeometry
 from ..geometry.dense import DenseGeometry
 from .relaxation import Side
+from .transpose import caller_plan, oriented, readable_in_place, solved_transposed
 from ..backends import BACKENDS, get_backend
 from ..geometry.point_cloud import PointCloud
 
@@ -29,7 +30,9 @@ class PreparedProblem:
     ``geom`` is the cost as the drivers see it (:mod:`fastsinkhorn.geometry.dense`).
     When the caller's dense cost was F-ordered the problem is stored
     transposed (``transposed=True``): the solution of the transposed problem
-    is the transposed solution, and no copy of the cost is made.
+    is the transposed solution, and no copy of the cost is made
+    (:mod:`fastsinkhorn.core.transpose`). :meth:`oriented` and
+    :meth:`caller_plan` convert between the caller's orientation and this one.
     """
 
     geom: Any
@@ -59,6 +62,15 @@ class PreparedProblem:
     def cols(self):
         return Side(self.b, self.rho_b, self.kl_frame, self.reg, self.xp)
 
+    def oriented(self, first, second):
+        """A pair (potentials, marginals, names...) from the caller's orientation
+        to this problem's, or back: swapped when ``transposed``."""
+        return oriented(self.transposed, first, second)
+
+    def caller_plan(self, plan):
+        """This problem's plan in the caller's orientation."""
+        return caller_plan(self.transposed, plan)
+
     @property
     def dtype(self):
         return self.geom.dtype
@@ -77,13 +89,6 @@ class PreparedProblem:
         """The spread of the costs that can carry mass, which ``reg`` is
         compared with (see :mod:`fastsinkhorn.geometry.cost_scale`)."""
         return self.geom.cost_scale
-
-
-def check_reg(reg):
-    """Return ``reg`` as a float, or raise ``ValueError`` naming it."""
-    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not math.isfinite(reg) or reg <= 0:
-        raise ValueError(f"reg must be a positive finite number, got {reg!r}")
-    return float(reg)
 
 
 def resolve_backend(backend, library):
@@ -139,13 +144,11 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
         geom, transposed = DenseGeometry.from_array(cost, be, cost_range)
         against = ("M.shape[-2]", "M.shape[-1]") if cost.ndim == 3 else ("M.shape[0]", "M.shape[1]")
     *batch, n, m = geom.shape
-    if transposed:
-        n, m = m, n
+    n, m = oriented(transposed, n, m)  # the caller's sizes
     a = _as_mass(xp, a, batch, n, "a", against[0])
     b = _as_mass(xp, b, batch, m, "b", against[1])
-    rho_a, rho_b = unbalanced
-    if transposed:  # F-ordered: solve the transposed problem, no copy
-        a, b, rho_a, rho_b = b, a, rho_b, rho_a
+    # F-ordered: solve the transposed problem, no copy
+    (a, rho_a), (b, rho_b) = oriented(transposed, (a, unbalanced[0]), (b, unbalanced[1]))
     prob = PreparedProblem(geom=geom, a=a, b=b, reg=reg, xp=xp, backend=be, transposed=transposed,
                            rho_a=rho_a, rho_b=rho_b, kl_frame=kl_frame, forbidden=forbidden)
     if forbidden and check_support:
@@ -170,7 +173,7 @@ def _equal_sums(xp, a, b, dtype, batch, transposed):
     if bool(mismatch.any()):
         i = int(xp.argmax(mismatch)) if batch else ()  # the first offending problem
         where = f" in problem {i}" if batch else ""
-        first, second = ("b", "a") if transposed else ("a", "b")  # the caller's names
+        first, second = oriented(transposed, "a", "b")  # the caller's names
         raise ValueError(f"a and b must have equal sums{where} (to a relative {MASS_SUM_RTOL:g}), got "
                          f"sum({first})={float(sa[i])!r} and sum({second})={float(sb[i])!r} "
                          "(or solve unbalanced OT: unbalanced=...)")
@@ -187,7 +190,7 @@ def reference_cost(M, c, reg):
     """
     if isinstance(M, PointCloud) or getattr(M, "ndim", 2) != 2:
         raise NotImplementedError("c: a reference measure is supported for a dense 2-D M only")
-    xp = cupy_or_numpy(array_library(M=M, c=c))
+    xp = array_namespace(M=M, c=c)
     M = xp.asarray(M, dtype=np.float64)
     c = xp.asarray(c, dtype=np.float64)
     if c.shape != M.shape:
@@ -195,15 +198,6 @@ def reference_cost(M, c, reg):
     if not bool(xp.isfinite(c).all()) or not bool((c > 0).all()):
         raise ValueError("c (the reference measure) must be positive and finite")
     return M - check_reg(reg) * xp.log(c), M
-
-
-def cupy_or_numpy(library):
-    """The array module named by :func:`~fastsinkhorn.core.arrays.array_library`."""
-    if library == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 def _as_cost(xp, M):
@@ -220,7 +214,7 @@ def _as_cost(xp, M):
         M = M.astype(np.float64)
     if M.ndim not in (2, 3) or 0 in M.shape:
         raise ValueError(f"M must be a non-empty 2-D array (or a 3-D batch of them), got shape {M.shape}")
-    if not (M.flags.c_contiguous or (M.ndim == 2 and M.flags.f_contiguous)):
+    if not readable_in_place(M):
         M = xp.ascontiguousarray(M)
     # min and max propagate NaN and inf: two reductions, no n x m mask
     lo, hi = float(M.min()), float(M.max())
@@ -265,7 +259,7 @@ def _drop_unreachable_masses(prob):
     """
     xp, M = prob.xp, prob.geom.M
     prob.a, prob.b = prob.a.copy(), prob.b.copy()  # (fresh copies may be read-only broadcasts)
-    names = (("b", "column"), ("a", "row")) if prob.transposed else (("a", "row"), ("b", "column"))
+    names = prob.oriented(("a", "row"), ("b", "column"))
     batch = M.shape[0] if M.ndim == 3 else None
     for p in range(batch or 1):
         at = (p,) if batch is not None else ()
@@ -292,7 +286,7 @@ def _drop_unreachable_masses(prob):
 
 def _finite_max(xp, M):
     """Largest finite entry of ``M`` (``-inf`` if none), by blocks: no n x m mask."""
-    flat = M.reshape(-1, M.shape[-1]) if M.flags.c_contiguous else M.T
+    flat = M.T if solved_transposed(M) else M.reshape(-1, M.shape[-1])
     step = max(1, (1 << 18) // flat.shape[1])
     hi = -math.inf
     for start in range(0, flat.shape[0], step):
@@ -335,9 +329,15 @@ def tolerance_floor(dtype, shape):
     return 10 * eps * math.sqrt(max(shape))
 
 
-#: Default ``tol`` (L1 marginal error) per dtype name of the cost: the one
-#: definition that ``solve``, the demo and the benchmarks use.
+#: Default ``tol`` of entropic OT (a bound on the L1 marginal error) per dtype
+#: name of the cost: the one definition that ``solve``, the demo and the
+#: benchmarks use (POT's drop-ins keep POT's own defaults, ``stopThr``).
 DEFAULT_TOL = {"float64": 1e-9, "float32": 1e-5}
+#: Default ``tol`` of exact OT (:func:`~fastsinkhorn.solve_exact`), another
+#: quantity: reduced costs down to ``-DEFAULT_EXACT_TOL * s`` count as
+#: non-negative, ``s`` the largest cost of the basis (a few roundings of
+#: ``M_ij - u_i - v_j`` along the basis' paths).
+DEFAULT_EXACT_TOL = 1e-12
 
 
 def default_tol(dtype):
@@ -358,8 +358,7 @@ def effective_tol(tol, dtype, shape, given="tol"):
     """
     if tol is None:
         tol = default_tol(dtype)
-    if isinstance(tol, bool) or not (isinstance(tol, numbers.Real) and tol >= 0 and math.isfinite(tol)):
-        raise ValueError(f"{given or 'tol'} must be a non-negative finite number, got {tol!r}")
+    check_non_negative(tol, given or "tol")
     floor = tolerance_floor(dtype, shape)
     if 0 < tol < floor:
         if given:

@@ -36,12 +36,6 @@ def batch_limit(shape, itemsize=8):
     return max(1, BATCH_MAX_BYTES // (entries * itemsize))
 
 
-def _cupy():
-    import cupy
-
-    return cupy
-
-
 def _quiet_solve(M, a, b, reg, options):
     # non-convergence is reported per problem by the caller, not as a warning on a worker
     with warnings.catch_warnings():

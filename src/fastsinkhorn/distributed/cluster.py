@@ -14,6 +14,7 @@ import dask
 import numpy as np
 
 from .chunks import LOSSES, debias, fill_symmetric, solve_chunk, tile_values, tiles
+from ..core.checks import check_positive_int
 from ..core.result import ConvergenceWarning
 from ..core.validation import MASS_SUM_RTOL, check_reg
 
@@ -106,8 +107,8 @@ def local_client(n_workers=None):
     """
     with dask.config.set(WORKER_CONFIG):
         cluster = distributed.LocalCluster(
-            n_workers=_positive_int(n_workers, "n_workers") or _cores(), threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address=None, env=WORKER_ENV,
+            n_workers=check_positive_int(n_workers, "n_workers", allow_none=True) or _cores(),
+            threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, env=WORKER_ENV,
             # its HTTP server (health, metrics) on a free port, not 8787 (taken: a warning)
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     with cluster, distributed.Client(cluster) as client:
@@ -145,14 +146,6 @@ def _solve_options(options):
 
 def _threads(client):
     return max(1, sum(client.nthreads().values()))
-
-
-def _positive_int(value, name):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-    return int(value)
 
 
 def _histograms(distributions):
@@ -255,7 +248,7 @@ def pairwise(distributions, reg, *, cost, loss="linear", client=None, tile=None,
     C = _symmetric_cost(cost, H.shape[1])
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    tile = _positive_int(tile, "tile")
+    tile = check_positive_int(tile, "tile", allow_none=True)
     options = {"method": method, **_solve_options(options)}
     N = len(H)
     with _connected(client) as client:
@@ -328,7 +321,7 @@ def map_solve(problems, *, reg, client=None, chunk_size=None, progress=False, er
         With ``errors="raise"``, when some problems failed.
     """
     reg = check_reg(reg)
-    chunk_size = _positive_int(chunk_size, "chunk_size")
+    chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
     if errors not in ("raise", "return"):
         raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
     options = {"method": method, **_solve_options(options)}

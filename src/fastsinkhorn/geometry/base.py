@@ -6,8 +6,7 @@ The members' semantics are those of :class:`~fastsinkhorn.geometry.protocol.Geom
 
 import numpy as np
 
-#: Plan entries per block when a pass over the plan is done block by block.
-BLOCK_ENTRIES = 1 << 18
+from ..backends import _blocks
 
 
 class BlockedGeometry:
@@ -46,9 +45,9 @@ class BlockedGeometry:
         return xp.exp(xp.where(xp.isnan(z), -np.inf, z))
 
     def row_blocks(self):
-        """``(start, stop)`` of row blocks of about ``BLOCK_ENTRIES`` entries."""
+        """``(start, stop)`` of row blocks of about ``_blocks.ARRAY_BLOCK_ENTRIES`` entries."""
         n, m = self.shape
-        step = max(1, BLOCK_ENTRIES // m)
+        step = max(1, _blocks.ARRAY_BLOCK_ENTRIES // m)
         return [(s, min(n, s + step)) for s in range(0, n, step)]
 
     def summary(self, f, g, reg):

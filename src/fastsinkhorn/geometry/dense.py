@@ -6,6 +6,7 @@ import numpy as np
 
 from .base import BlockedGeometry, weighted_costs
 from .cost_scale import support_scale
+from ..core.transpose import solved_transposed
 
 
 class DenseGeometry(BlockedGeometry):
@@ -34,7 +35,7 @@ class DenseGeometry(BlockedGeometry):
     @classmethod
     def from_array(cls, M, backend, cost_range):
         """``(geometry, transposed)`` for a validated 2-D cost array."""
-        transposed = not M.flags.c_contiguous
+        transposed = solved_transposed(M)
         return cls(M.T if transposed else M, backend, cost_range), transposed
 
     @property

@@ -11,11 +11,11 @@ costs, computed by the backend's kernels, like a batch of cost matrices.
 """
 
 import math
-import numbers
 
 import numpy as np
 
-from ..core.arrays import array_library
+from ..core.arrays import array_library, library_module
+from ..core.checks import check_positive, is_real
 from ..backends._contract import COST_KINDS, CostSpec
 
 
@@ -45,7 +45,7 @@ class PointCloud:
 
     def __init__(self, x, y, cost="sqeuclidean", p=2.0, scale=1.0):
         self.library = array_library(x=x, y=y)
-        xp = _namespace(self.library)
+        xp = library_module(self.library)
         self.x, self.y = _as_points(xp, x, "x"), _as_points(xp, y, "y")
         if self.x.ndim != self.y.ndim or self.x.shape[:-2] != self.y.shape[:-2]:
             raise ValueError(f"x and y must both be single clouds or batches of the same size B, "
@@ -55,11 +55,9 @@ class PointCloud:
                              f"got x.shape={self.x.shape} and y.shape={self.y.shape}")
         if cost not in COST_KINDS:
             raise ValueError(f"cost must be one of {tuple(COST_KINDS)}, got {cost!r}")
-        if cost == "minkowski" and not (_real(p) and p >= 1):
+        if cost == "minkowski" and not (is_real(p) and p >= 1):
             raise ValueError(f"p must be a finite number >= 1, got {p!r}")
-        if not (_real(scale) and scale > 0):
-            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-        self.spec = CostSpec(cost, float(p) if cost == "minkowski" else 2.0, float(scale))
+        self.spec = CostSpec(cost, float(p) if cost == "minkowski" else 2.0, check_positive(scale, "scale"))
 
     @property
     def shape(self):
@@ -86,7 +84,7 @@ class PointCloud:
     def cost_range_bound(self):
         """An upper bound of ``max C - min C`` from the bounding box of both
         clouds (O((n + m) d)); scales ``reg`` in the ``method="auto"`` rule."""
-        xp = _namespace(self.library)
+        xp = library_module(self.library)
         x, y = (v.reshape(-1, v.shape[-1]) for v in (self.x, self.y))
         lo = xp.minimum(x.min(axis=0), y.min(axis=0))
         hi = xp.maximum(x.max(axis=0), y.max(axis=0))
@@ -102,18 +100,6 @@ class PointCloud:
         *batch, n, m = self.shape
         head = f"{batch[0]} x " if batch else ""
         return f"PointCloud({head}{n} x {m} points in {self.x.shape[-1]}-D, cost={self.spec.kind!r})"
-
-
-def _real(v):
-    return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
-
-
-def _namespace(library):
-    if library == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 def _as_points(xp, x, name):

@@ -114,8 +114,8 @@ class Geometry(Protocol):
         ...
 
     def row_blocks(self):
-        """Row blocks covering ``C``, about ``BLOCK_ENTRIES`` entries each
-        (:mod:`fastsinkhorn.geometry.base`).
+        """Row blocks covering ``C``, about ``ARRAY_BLOCK_ENTRIES`` entries each
+        (:mod:`fastsinkhorn.backends._blocks`).
 
         Returns
         -------

@@ -10,7 +10,9 @@ import warnings
 
 import numpy as np
 
-from ..core.arrays import array_library, to_numpy
+from ..core.arrays import array_namespace, to_numpy
+from ..core.methods import AUTO, POT_BATCH, POT_BATCH_UNIMPLEMENTED
+from ..core.potentials import to_log_scalings
 from ..core.stacking import stack_results
 from ..core.result import ConvergenceWarning
 from ..solvers import _solve, choose_method
@@ -64,7 +66,7 @@ def pad(costs, a=None, b=None):
 
 
 def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="auto", inner_iter=1,
-                inner_reg=0.001, reg_type="entropy", grad="envelope"):
+                inner_reg=0.001, reg_type="entropy", grad="envelope", solver=None):
     r"""A batch of entropic OT problems, a drop-in for POT's ``ot.batch.solve_batch``.
 
     Solves each problem ``p`` of the batch,
@@ -103,6 +105,11 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
         No autodiff here: the plan is returned without gradient information,
         as POT's ``"envelope"`` and ``"detach"`` do; ``"autodiff"`` and
         ``"last_step"`` raise ``NotImplementedError``.
+    solver : {"log_sinkhorn", "sinkhorn", "auto"}, optional
+        The earlier name of ``method`` (POT's ``solve_batch`` before its
+        proximal method, which had ``solver="log_sinkhorn"``), for code written
+        against it: taken as ``method``, with the same values
+        (``"proximal"`` raises ``NotImplementedError``). Give one or the other.
 
     Returns
     -------
@@ -114,10 +121,16 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
     """
     if reg is None or reg == 0:
         raise NotImplementedError("reg=None or 0 (exact OT, POT's proximal method) is not implemented")
-    if method not in ("auto", "sinkhorn", "log_sinkhorn"):
-        if method == "proximal":
-            raise NotImplementedError("method='proximal' is not implemented; use 'auto' or 'log_sinkhorn'")
-        raise ValueError(f"method must be one of ('auto', 'sinkhorn', 'log_sinkhorn', 'proximal'), got {method!r}")
+    keyword = "method"
+    if solver is not None:
+        if method != "auto":
+            raise TypeError(f"give method (POT's name) or solver (its earlier name), not both: "
+                            f"method={method!r}, solver={solver!r}")
+        keyword, method = "solver", solver
+    if method not in POT_BATCH:
+        if method in POT_BATCH_UNIMPLEMENTED:
+            raise NotImplementedError(f"{keyword}={method!r} is not implemented; use 'auto' or 'log_sinkhorn'")
+        raise ValueError(f"{keyword} must be one of {tuple(POT_BATCH) + POT_BATCH_UNIMPLEMENTED}, got {method!r}")
     reg_type = reg_type.lower() if isinstance(reg_type, str) else reg_type
     if reg_type not in _REG_TYPES:
         raise ValueError(f"reg_type must be one of {_REG_TYPES}, got {reg_type!r}")
@@ -127,17 +140,27 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
         if value != default:
             raise NotImplementedError(f"{name} is a parameter of the proximal method, which is not "
                                       f"implemented; only the default {name}={default} is accepted")
-    xp = _namespace(M, a, b)
+    xp = array_namespace(M, a, b)
     if xp.ndim(xp.asarray(M)) != 3:
         raise ValueError(f"M must have shape (B, n, m), got {xp.asarray(M).shape}")
-    res = solve_problems(M, a, b, reg=reg, tol=tol, max_iter=max_iter, verbose=False, backend="auto",
-                         options={}, warn=False, hedge=False, reg_type=reg_type)
+    res = solve_problems(M, a, b, reg=reg, tol=tol, max_iter=max_iter, method=POT_BATCH[method], verbose=False,
+                         backend="auto", options={}, warn=False, hedge=False, reg_type=reg_type)
     if not bool(np.all(to_numpy(res.converged))):  # POT's solve_batch is silent here; we report it
         warnings.warn(f"solve_batch: {int((~to_numpy(res.converged)).sum())} of {len(res.converged)} problems "
                       f"did not reach tol={res.tol:.1e} in max_iter={max_iter} iterations; increase max_iter "
                       "or reg", ConvergenceWarning, stacklevel=2)
-    res.potentials = tuple(p / reg for p in res.potentials)  # POT's log-scalings, in the input's dtype
+    res.potentials = to_log_scalings(xp, res.potentials, reg)  # POT's log-scalings, in the input's dtype
     return res
+
+
+def histograms_as_batch(xp, M, b, warmstart=None):
+    """POT's ``k`` histograms sharing ``a`` and ``M`` (a 2-D ``b`` (m, k),
+    a warmstart (n, k), (m, k): problems on the last axis) as our batch
+    (problems on the first axis): ``M`` (k, n, m) (C-contiguous copies),
+    ``b`` (k, m) and warmstart (k, n), (k, m) (views). A batched result's
+    per-problem arrays go back to POT's layout by ``.T``."""
+    M = xp.ascontiguousarray(xp.broadcast_to(M, (b.shape[1],) + M.shape))
+    return M, b.T, None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
 
 
 def batch_method(method, M, reg, tol):
@@ -146,15 +169,15 @@ def batch_method(method, M, reg, tol):
     :func:`~fastsinkhorn.choose_method` picks it for ``M``'s range, else
     ``"auto"``, run problem by problem (SNS does not take batches). Other
     methods are returned as they are."""
-    if method != "auto":
+    if method != AUTO:
         return method
     from ..core.validation import _as_cost, check_reg
 
-    cost_range = _as_cost(_namespace(M), M)[1]
-    return "sinkhorn" if choose_method(check_reg(reg), cost_range, tol) == "sinkhorn" else "auto"
+    cost_range = _as_cost(array_namespace(M), M)[1]
+    return "sinkhorn" if choose_method(check_reg(reg), cost_range, tol) == "sinkhorn" else AUTO
 
 
-def solve_problems(M, a, b, *, reg, tol, max_iter, method="auto", warm_start=None, progress=None,
+def solve_problems(M, a, b, *, reg, tol, max_iter, method=AUTO, warm_start=None, progress=None,
                    **solve_options):
     """A batch ``M`` (B, n, m) solved by :func:`batch_method`'s choice: one
     batched Sinkhorn, or each problem by ``method`` (``"auto"``: SNS at small
@@ -173,7 +196,7 @@ def solve_problems(M, a, b, *, reg, tol, max_iter, method="auto", warm_start=Non
             table.finish(res)
         return res
 
-    xp = _namespace(M, a, b)
+    xp = array_namespace(M, a, b)
     M, a, b = xp.asarray(M), *(None if w is None else xp.asarray(w) for w in (a, b))
     method = batch_method(method, M, reg, tol)
     if method == "sinkhorn":
@@ -185,11 +208,3 @@ def solve_problems(M, a, b, *, reg, tol, max_iter, method="auto", warm_start=Non
     return stack_results([run(M[p], problem(a, p), problem(b, p),
                               None if warm_start is None else (warm_start[0][p], warm_start[1][p]), method)
                           for p in range(M.shape[0])])
-
-
-def _namespace(*arrays):
-    if array_library(**{f"arg{i}": x for i, x in enumerate(arrays)}) == "cupy":
-        import cupy
-
-        return cupy
-    return np

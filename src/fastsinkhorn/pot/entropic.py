@@ -11,29 +11,24 @@ import warnings
 
 import numpy as np
 
-from ..core.arrays import array_library
+from ..core.arrays import array_library, array_namespace, library_module, to_numpy
+from ..core.checks import check_positive_int
+from ..core.methods import POT_SINKHORN, POT_SINKHORN2, POT_WARMSTART_POTENTIALS
+from ..core.marginals import joint_l2
+from ..core.potentials import to_log_scalings, to_potentials
 from ..core.result import ConvergenceWarning
 from ..solvers import _solve
-from .batch import batch_method
+from .batch import batch_method, histograms_as_batch
 
-#: POT method name -> (fastsinkhorn method, warmstart given as potentials?)
-#: POT's names run our best method for the problem (``"auto"``: the rule of
+#: POT method name -> (fastsinkhorn method, warmstart given as potentials?),
+#: from the registry (:mod:`fastsinkhorn.core.methods`): POT's names run our
+#: best method for the problem (``"auto"``: the rule of
 #: :func:`~fastsinkhorn.choose_method`, SNS at small ``reg`` and tight
-#: ``stopThr``), never a solver that stops at ``numItermax`` where another
-#: converges within it. POT's ``sinkhorn_stabilized`` takes (alpha, beta)
-#: potentials as warmstart; the others take log-scalings (potentials / reg).
-POT_METHODS = {
-    "sinkhorn": ("auto", False),
-    "sinkhorn_knopp": ("auto", False),
-    "sinkhorn_log": ("auto", False),
-    "sinkhorn_stabilized": ("auto", True),
-    "sinkhorn_epsilon_scaling": ("auto", True),
-    "greenkhorn": ("auto", False),
-    "sns": ("sns", False),
-}
-#: The names POT's ``sinkhorn2`` accepts (its ``greenkhorn`` and
-#: ``sinkhorn_epsilon_scaling`` give plans only, and raise ``ValueError``).
-SINKHORN2_METHODS = ("sinkhorn", "sinkhorn_knopp", "sinkhorn_log", "sinkhorn_stabilized", "sns")
+#: ``stopThr``). POT's ``sinkhorn_stabilized`` and ``sinkhorn_epsilon_scaling``
+#: take (alpha, beta) potentials as warmstart; the others take log-scalings.
+POT_METHODS = {name: (ours, name in POT_WARMSTART_POTENTIALS) for name, ours in POT_SINKHORN.items()}
+#: The names POT's ``sinkhorn2`` accepts.
+SINKHORN2_METHODS = POT_SINKHORN2
 
 
 class DefaultValue(float):
@@ -162,9 +157,11 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
         raise ValueError(f"Unknown method {method!r}: method must be one of {names}")
     ours, warmstart_is_potential = POT_METHODS[method.lower()]
     options = _options(dict(kwargs))
+    if method.lower() == "sinkhorn_epsilon_scaling":
+        numItermax = _epsilon_scaling_budget(numItermax)
     print_period = options.pop("print_period", None) or _PRINT_PERIOD.get(method.lower(),
                                                                           _DEFAULT_PRINT_PERIOD)
-    xp = _namespace(M=M, a=a, b=b)
+    xp = array_namespace(M=M, a=a, b=b)
     b = xp.asarray(b) if b is not None else b
     M = xp.asarray(M)
     n_hists = b.shape[1] if b is not None and b.ndim == 2 else 0
@@ -173,7 +170,7 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     def one(b_k, ws):
         table = _ProgressTable(print_period) if verbose else None
         res = _solve(M, a, b_k, reg=reg, method=ours, tol=tol, max_iter=numItermax,
-                     warm_start=_to_potentials(ws, reg, warmstart_is_potential),
+                     warm_start=_pot_warmstart(xp, ws, reg, warmstart_is_potential),
                      callback=table, verbose=False, backend="auto", options=options,
                      norm="l2", warn=False, tol_given=tol_given, hedge=False)
         if table is not None:
@@ -182,9 +179,7 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
 
     if n_hists and batch_method(ours, M, reg, tol) == "sinkhorn":
         # the k problems as one batch, iterated jointly as POT does
-        M = xp.ascontiguousarray(xp.broadcast_to(M, (n_hists,) + M.shape))
-        b = b.T
-        warmstart = None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
+        M, b, warmstart = histograms_as_batch(xp, M, b, warmstart)
         n_hists = 0
     if n_hists:  # where SNS is the method: k solves
         results = [one(b[:, k], None if warmstart is None else (warmstart[0][:, k], warmstart[1][:, k]))
@@ -198,6 +193,20 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     else:
         out = xp.asarray(results[0].value_linear)[()] if loss_only else results[0].plan
     return (out, _log(results, reg)) if log else out
+
+
+#: POT's epsilon scaling runs at least this many epsilon steps (its ``numItermin``).
+_EPSILON_STEPS_MIN = 35
+
+
+def _epsilon_scaling_budget(numItermax):
+    """Sinkhorn iterations for POT's ``numItermax`` epsilon steps: POT's bound,
+    ``max(numItermax, 35) * numInnerItermax`` (``numInnerItermax`` is refused
+    unless POT's default, 100). We solve at ``reg`` directly, with no epsilon
+    steps; passing ``numItermax`` through would stop where POT's converges."""
+    if isinstance(numItermax, bool) or not isinstance(numItermax, numbers.Integral):
+        raise ValueError(f"numItermax must be an int, got {numItermax!r}")
+    return max(int(numItermax), _EPSILON_STEPS_MIN) * _EPSILON_SCALING_KWARGS["numInnerItermax"]
 
 
 def _given(value, name):
@@ -226,8 +235,8 @@ def _options(kwargs):
             raise TypeError("give tau (POT's name) or absorb_threshold, not both")
         kwargs["absorb_threshold"] = kwargs.pop("tau")
     period = kwargs.get("print_period")
-    if period is not None and (isinstance(period, bool) or not isinstance(period, int) or period < 1):
-        raise ValueError(f"print_period must be a positive int, got {period!r}")
+    if period is not None:
+        check_positive_int(period, "print_period")
     return kwargs
 
 
@@ -264,28 +273,21 @@ class _ProgressTable:
             self._row(h["iteration"][-1] - 1, h["error"][-1])
 
 
-def _namespace(**arrays):
-    if array_library(**arrays) == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
-def _to_potentials(warmstart, reg, is_potential):
+def _pot_warmstart(xp, warmstart, reg, is_potential):
+    """POT's ``warmstart`` as our potentials: ``(alpha, beta)`` as they are,
+    ``(log_u, log_v)`` times ``reg`` (:mod:`fastsinkhorn.core.potentials`)."""
     if warmstart is None:
         return None
-    scale = 1.0 if is_potential else reg
-    return tuple(scale * (x.astype(np.float64) if hasattr(x, "astype") else np.asarray(x, np.float64))
-                 for x in warmstart)
+    if is_potential:
+        return tuple(xp.asarray(w, dtype=np.float64) for w in warmstart)
+    return to_potentials(xp, warmstart, reg)
 
 
 def _joint_errors(histories):
     """POT's ``err`` for a 2-D ``b``: the Frobenius norm of all ``k`` violations
     at each check, a finished solve counting with its final error."""
     lengths = [len(h) for h in histories]
-    return [float(np.sqrt(sum(h[min(i, len(h) - 1)] ** 2 for h in histories if h)))
-            for i in range(max(lengths, default=0))]
+    return [joint_l2(h[min(i, len(h) - 1)] for h in histories if h) for i in range(max(lengths, default=0))]
 
 
 def _log(results, reg):
@@ -295,7 +297,7 @@ def _log(results, reg):
     or one result per histogram of a 2-D ``b`` (methods without batches).
     """
     first = results[0]
-    xp = _namespace(plan=first.plan)
+    xp = array_namespace(plan=first.plan)
     if first.batched:  # potentials (k, n): POT's (n, k)
         f, g = (p.astype(np.float64).T for p in first.potentials)
         errors = list(first.history["error"])  # already the joint norm (the batch's stopping error)
@@ -306,8 +308,9 @@ def _log(results, reg):
         f, g = (p.astype(np.float64) for p in first.potentials)
         errors = list(first.history["error"])
     dtype = first.potentials[0].dtype  # POT's: the input's
+    log_u, log_v = to_log_scalings(xp, (f, g), reg)  # in float64, then the input's dtype
     with np.errstate(over="ignore"):  # POT's scalings: may overflow at small reg (use log_u)
-        u, v, log_u, log_v = (x.astype(dtype) for x in (xp.exp(f / reg), xp.exp(g / reg), f / reg, g / reg))
+        u, v, log_u, log_v = (x.astype(dtype) for x in (xp.exp(log_u), xp.exp(log_v), log_u, log_v))
     f, g = f.astype(dtype), g.astype(dtype)
     niter = max(r.n_iter for r in results) - 1  # POT's niter: 0-based index of the last iteration
     stacked = first.batched or len(results) > 1
@@ -362,7 +365,7 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
         raise NotImplementedError(f"backend={backend!r}: only 'auto' and 'scipy' are supported")
     if nx is not None and getattr(nx, "__name__", None) != library:
         raise NotImplementedError(f"nx={nx!r}: only the input's own array library ({library}) is supported")
-    xp = _namespace(x1=x1, x2=x2)
+    xp = library_module(library)
     x1 = xp.asarray(x1)
     x1 = x1.astype(np.float64) if x1.dtype.kind != "f" else x1
     x2 = x1 if same else xp.asarray(x2, dtype=x1.dtype)
@@ -374,7 +377,7 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
         return D if metric == "sqeuclidean" else xp.sqrt(D)
     from scipy.spatial.distance import cdist
 
-    host = [x.get() if hasattr(x, "get") else x for x in (x1, x2)]
+    host = [to_numpy(x) for x in (x1, x2)]
     extra = {"p": p} if isinstance(metric, str) and metric.endswith("minkowski") else {}
     if w is not None:
         extra["w"] = w

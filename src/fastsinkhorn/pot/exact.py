@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..algorithms.exact.solver import pivot_safety_net, solve_exact
+from ..core.checks import check_positive_int
 from ..core.result import ConvergenceWarning, Status
 
 #: POT's result codes (``ot.lp.emd_wrap``) and the warning of each.
@@ -187,9 +188,7 @@ def _inputs(a, b, M, numThreads, check_marginals):
 
 def _solve(a, b, M, numItermax, center_dual, potentials_init):
     """``(G dense, cost, u, v, (result_code, warning))`` of one problem, POT's warning if capped."""
-    if isinstance(numItermax, bool) or not isinstance(numItermax, (int, np.integer)) or numItermax < 1:
-        raise ValueError(f"numItermax must be a positive int, got {numItermax!r}")
-    cap = int(numItermax)
+    cap = check_positive_int(numItermax, "numItermax")
     if cap >= POT_NUM_ITERMAX:  # POT's default or more: "solve it", whatever the size
         cap = max(cap, pivot_safety_net(*M.shape))
     with warnings.catch_warnings():  # POT's own warning instead

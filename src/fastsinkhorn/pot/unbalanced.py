@@ -23,18 +23,20 @@ import warnings
 
 import numpy as np
 
-from .entropic import DefaultValue, _given, _namespace, _options, _ProgressTable, _stop_threshold
+from .entropic import DefaultValue, _given, _options, _ProgressTable, _stop_threshold
+from ..core.arrays import array_namespace
+from ..core.methods import POT_UNBALANCED
 from ..core.relaxation import check_unbalanced
 from ..core.result import ConvergenceWarning
 from ..solvers import _solve
-from .batch import solve_problems
+from .batch import histograms_as_batch, solve_problems
+from ..core.potentials import POT_LOG_ZERO, kl_frame_shift, to_log_scalings, to_potentials
 
-#: POT's method names: all run our best method for the problem (``"auto"``:
-#: :func:`~fastsinkhorn.choose_method`'s rule, SNS at small ``reg`` and tight
-#: ``stopThr``, else our translation-invariant Sinkhorn); ``"sns"`` is
-#: Sinkhorn-Newton-Sparse.
-METHODS = {"sinkhorn": "auto", "sinkhorn_stabilized": "auto",
-           "sinkhorn_translation_invariant": "auto", "sinkhorn_reg_scaling": "auto", "sns": "sns"}
+#: POT's method names -> ours (:mod:`fastsinkhorn.core.methods`): all run our
+#: best method for the problem (``"auto"``: :func:`~fastsinkhorn.choose_method`'s
+#: rule, SNS at small ``reg`` and tight ``stopThr``, else our
+#: translation-invariant Sinkhorn); ``"sns"`` is Sinkhorn-Newton-Sparse.
+METHODS = POT_UNBALANCED
 #: POT's default ``stopThr`` of the unbalanced solvers.
 STOP_THR = DefaultValue(1e-6)
 
@@ -164,7 +166,7 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
     rho = check_unbalanced(reg_m)
     options = _options(dict(kwargs))
     print_period = options.pop("print_period", None) or 1  # POT's unbalanced solvers print every iteration
-    xp = _namespace(M=M, a=a, b=b)
+    xp = array_namespace(M=M, a=a, b=b)
     M = xp.asarray(M)
     b = xp.asarray(b) if b is not None else b
     a = xp.asarray(a) if a is not None else a
@@ -176,11 +178,11 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
         if reg_type == "kl":
             warnings.warn(_TWO_D_B, UserWarning, stacklevel=3)
         reg_type = "entropy"
-        M, b = xp.ascontiguousarray(xp.broadcast_to(M, (n_hists,) + M.shape)), b.T
-        warmstart = None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
-    shift = _frame_shift(xp, a, b, reg_type if c is None else "entropy", M.shape)
+        M, b, warmstart = histograms_as_batch(xp, M, b, warmstart)
+    shift = kl_frame_shift(xp, a, b, M.shape, reg_type if c is None else "entropy")
+    warm_start = None if warmstart is None else to_potentials(xp, warmstart, reg, shift)
     solve = {"reg": reg, "method": METHODS[method.lower()], "tol": _stop_threshold(stopThr),
-             "max_iter": numItermax, "warm_start": _potentials(xp, warmstart, shift, reg), "verbose": False,
+             "max_iter": numItermax, "warm_start": warm_start, "verbose": False,
              "backend": "auto", "options": options, "warn": False, "hedge": False, "unbalanced": rho,
              "reg_type": reg_type, "c": c, "tol_given": _given(stopThr, "stopThr")}
     if n_hists:  # one batch, or one solve per histogram where SNS is the method
@@ -193,7 +195,7 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
             table.finish(res)
     if not bool(np.all(res.converged)):
         warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=3)
-    logu, logv = _log_scalings(xp, res, shift, reg)
+    logu, logv = _log_scalings(xp, res.potentials, shift, reg)
     if n_hists:
         out = xp.asarray(res.value_linear)
         logu, logv = logu.T, logv.T
@@ -210,35 +212,9 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
                  "converged": bool(np.all(res.converged)), "result": res}
 
 
-def _frame_shift(xp, a, b, reg_type, shape):
-    """``(log a, log b)`` of the KL frame (POT's ``u K v`` with ``K = a b^T exp(-M/reg)``), or zeros."""
-    if reg_type != "kl":
-        return 0.0, 0.0
-    logs = []
-    for w, size in ((a, shape[-2]), (b, shape[-1])):
-        w = xp.full(size, 1.0 / size) if w is None or len(w) == 0 else xp.asarray(w, dtype=np.float64)
-        with np.errstate(divide="ignore"):
-            logs.append(xp.log(w))
-    return tuple(logs)
-
-
-def _potentials(xp, warmstart, shift, reg):
-    """POT's warmstart ``(logu, logv)`` as our potentials ``(f, g)``."""
-    if warmstart is None:
-        return None
-    try:
-        logu, logv = (xp.asarray(w, dtype=np.float64) for w in warmstart)
-    except (TypeError, ValueError):
-        raise ValueError("warmstart must be a pair (logu, logv)") from None
-    return reg * (logu + shift[0]), reg * (logv + shift[1])
-
-
-def _log_scalings(xp, res, shift, reg):
-    """Our potentials as POT's ``(logu, logv)``; ``log(1e-300)`` where a mass is zero (as POT)."""
-    floor = float(np.log(1e-300))
-    out = []
-    for p, s in zip(res.potentials, shift):
-        with np.errstate(invalid="ignore"):
-            logs = p.astype(np.float64) / reg - s
-        out.append(xp.where(xp.isfinite(logs), logs, floor).astype(p.dtype))  # POT's dtype: the input's
-    return tuple(out)
+def _log_scalings(xp, potentials, shift, reg):
+    """Our potentials as POT's ``(logu, logv)``, computed in float64 and returned in
+    the input's dtype (POT's); ``log(1e-300)`` where a mass is zero (as POT)."""
+    logs = to_log_scalings(xp, tuple(p.astype(np.float64) for p in potentials), reg, shift,
+                           zero_mass=POT_LOG_ZERO)
+    return tuple(w.astype(p.dtype) for w, p in zip(logs, potentials))

@@ -30,8 +30,6 @@ of the current basis (the scale of the duals and of their rounding): a few
 huge or forbidden entries elsewhere in ``M`` do not loosen the test.
 """
 
-import math
-import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,30 +38,29 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...core.arrays import to_numpy
+from ...core.marginals import marginal_error
+from ...core.checks import check_non_negative, check_non_negative_int, check_positive, check_positive_int
 from .pricing import gather_costs, smallest_reduced_costs
 from .first_basis import flow_basis
 from .network_simplex import network_simplex
+from ...core.methods import REGISTRY
 from ...core.options import parse_options
 from .restricted_lp import solve_restricted
 from ...core.result import ConvergenceWarning, OTResult, Status
 from .spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
-from ...core.validation import prepare_problem
+from ...core.validation import DEFAULT_EXACT_TOL, prepare_problem
 from ...geometry.point_cloud import PointCloud
 from ...backends import _threads  # its import starts Numba's threads (short spin)
 
-#: Reduced costs down to ``-DEFAULT_TOL * s`` count as non-negative, ``s``
-#: the largest cost of the basis: a few roundings of ``M_ij - u_i - v_j``
-#: along the basis' paths.
-DEFAULT_TOL = 1e-12
-#: Pricing rounds are a safety net, not a budget: 5-30 were needed up to n = 10^4.
-DEFAULT_MAX_ITER = 1000
+#: Pricing rounds are a safety net, not a budget (the registry's default max_iter of "exact").
+DEFAULT_MAX_ITER = REGISTRY["exact"].max_iter
 #: The pivots one restricted LP may take by default, per node (``n + m``): a
 #: safety net against cycling, never the normal end; the most measured was
 #: 12 per node (2-D clouds, n = 3000; POT's simplex on the full graph took 22).
 PIVOTS_PER_NODE = 1000
 #: Reduced costs also count as non-negative down to ``-eps (2 d + 1) (max|u| +
 #: max|v|)``, ``d`` the basis' depth: the roundings duals of that size gather
-#: along the basis' paths (below ``DEFAULT_TOL`` unless huge costs set the
+#: along the basis' paths (below ``DEFAULT_EXACT_TOL`` unless huge costs set the
 #: duals' scale, or the basis is thousands of edges deep).
 EPS = float(np.finfo(np.float64).eps)
 #: Entries above ``min M + HUGE_RATIO * (s - min M)`` are *huge* for the first
@@ -128,15 +125,10 @@ class ExactOptions:
 
     def __post_init__(self):
         for name in ("reg", "sns_tol", "slack"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
-                    or not math.isfinite(value):
-                raise ValueError(f"option {name!r} must be a positive finite number, got {value!r}")
-        for name, least in (("sns_max_iter", 1), ("candidates_per_row", 1), ("price_per_row", 1),
-                            ("max_pivots", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-                raise ValueError(f"option {name!r} must be an int >= {least}, got {value!r}")
+            check_positive(getattr(self, name), f"option {name!r}")
+        for name in ("sns_max_iter", "candidates_per_row", "price_per_row"):
+            check_positive_int(getattr(self, name), f"option {name!r}")
+        check_non_negative_int(self.max_pivots, "option 'max_pivots'")
         for name, allowed in (("ranking", ("cost", "sns")), ("first_lp", ("simplex", "highs"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"option {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -200,7 +192,7 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
         safety net (5-30 rounds are measured up to n = 10^4).
     tol : float, optional
         Reduced costs ``>= -tol * s`` count as optimal, ``s`` the largest
-        cost of the basis; 1e-12 by default.
+        cost of the basis; 1e-12 (``DEFAULT_EXACT_TOL``) by default.
     verbose : bool
         Print one line per pricing round.
     backend : {"auto", "cpu", "gpu", "reference"}
@@ -242,11 +234,9 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     """
     opts = parse_options(ExactOptions, "exact", options)
     max_iter = DEFAULT_MAX_ITER if max_iter is None else max_iter
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
-    tol = DEFAULT_TOL if tol is None else tol
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= tol < math.inf):
-        raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
+    check_positive_int(max_iter, "max_iter")
+    tol = DEFAULT_EXACT_TOL if tol is None else tol
+    check_non_negative(tol, "tol")
     start = time.perf_counter()
     if isinstance(M, PointCloud) and not M.batched:
         M = M.cost_matrix()
@@ -328,7 +318,7 @@ def optimality_certificate(M, a, b, plan, potentials):
     nb = _threads.blocks(M.size, M.shape[0])
     _, rc, _, _ = _threads.run(smallest_reduced_costs, nb, M, u, v, 1, nb)
     return (value - float(a @ u + b @ v), float(rc[:, 0].min()),
-            float(np.abs(r - a).sum() + np.abs(c - b).sum()))
+            marginal_error(np, r, c, a, b))
 
 
 def _scatter(at, values, size):
@@ -346,10 +336,9 @@ def _warm_potentials(prob, warm_start):
     except (TypeError, ValueError) as exc:
         raise ValueError("warm_start must be a pair of 1-D arrays (u, v)") from exc
     n, m = prob.shape
-    if prob.transposed:
-        u, v = v, u
+    u, v = prob.oriented(u, v)
     if u.shape != (n,) or v.shape != (m,):
-        first, second = ((m,), (n,)) if prob.transposed else ((n,), (m,))
+        first, second = prob.oriented((n,), (m,))  # the caller's shapes
         raise ValueError(f"warm_start must be arrays of shapes {first} and {second}, got {u.shape} and {v.shape}")
     pots = []
     for p in (u, v):
@@ -572,13 +561,12 @@ class _ColumnGeneration:
         value = float(flow[pos] @ gather_costs(self.C, p_rows, p_cols))  # the caller's costs
         r = np.bincount(self.t_rows, flow, n)
         c = np.bincount(self.t_cols, flow, m)
-        error = float(np.abs(r - self.a).sum() + np.abs(c - self.b).sum())
+        error = marginal_error(np, r, c, self.a, self.b)
         # the gap in the shifted frame (no cancellation against lo * sum(a))
         gap = float(flow[pos] @ self.t_cost[pos]) - float(self.a @ self.u + self.b @ self.v)
         plan = sp.csr_array((flow[pos], (p_rows, p_cols)), shape=(n, m))
         u, v = self.u + self.lo, self.v
-        if prob.transposed:
-            plan, u, v, r, c = plan.T.tocsr(), v, u, c, r
+        plan, (u, v), (r, c) = prob.caller_plan(plan).tocsr(), prob.oriented(u, v), prob.oriented(r, c)
         return ExactResult(
             plan=plan, potentials=(u, v), value=value, value_linear=value, marginal_error=error,
             n_iter=sum(phases.values()), n_iter_phases=phases, converged=status is Status.CONVERGED,

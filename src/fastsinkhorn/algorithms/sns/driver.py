@@ -37,7 +37,7 @@ import numpy as np
 
 from ...core.arrays import to_numpy
 from .cg import pcg
-from ...core.marginals import marginal_error
+from ...core.marginals import marginal_error, marginal_l2_error
 from .newton_system import factorize_newton_system, prune_by_mass
 from ...core.result import Status
 from ..sinkhorn import sinkhorn_loop
@@ -60,7 +60,7 @@ class _Point:
             dual = float(rows.dual(f)) + float(cols.dual(g)) - prob.reg * float(total)
             error = marginal_error(xp, self.r, self.c, self.target_r, self.target_c)
             # POT's "l2" criterion for an iterate whose rows are not exact either
-            l2 = math.sqrt(float(((self.r - self.target_r) ** 2).sum() + ((self.c - self.target_c) ** 2).sum()))
+            l2 = marginal_l2_error(xp, self.r, self.c, self.target_r, self.target_c)
             # the Newton system's diagonal: the marginals plus the relaxations' curvature
             self.diag_r = self.r + rows.curvature(self.target_r)
             self.diag_c = self.c + cols.curvature(self.target_c)

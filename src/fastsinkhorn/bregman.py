@@ -1,0 +1,18 @@
+"""POT's ``ot.bregman``: the entropic OT drop-ins, at POT's module path.
+
+``sinkhorn`` and ``sinkhorn2`` take POT's ``method`` names; the per-method
+functions take the signatures of POT's functions of the same names. All run
+our best method for the problem (see :func:`fastsinkhorn.sinkhorn`).
+"""
+
+from .pot.entropic import sinkhorn, sinkhorn2
+from .pot.sinkhorn_methods import (
+    greenkhorn,
+    sinkhorn_epsilon_scaling,
+    sinkhorn_knopp,
+    sinkhorn_log,
+    sinkhorn_stabilized,
+)
+
+__all__ = ["sinkhorn", "sinkhorn2", "sinkhorn_knopp", "sinkhorn_log", "sinkhorn_stabilized",
+           "sinkhorn_epsilon_scaling", "greenkhorn"]

@@ -79,7 +79,6 @@ def test_docs_state_the_one_default_tolerance():
 def test_readme_layout_names_every_module():
     """README's Layout has a line for every module of the package (a new module
     without one fails here), and names no module that is gone."""
-
     text = README.read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
     src = pathlib.Path(__file__).parents[1] / "src" / "fastsinkhorn"
     modules = {p.relative_to(src).as_posix() for p in src.rglob("*.py")

@@ -74,3 +74,27 @@ def test_docs_state_the_one_default_tolerance():
     f64, f32 = (f"{DEFAULT_TOL[k]:.0e}".replace("e-0", "e-") for k in ("float64", "float32"))
     assert f"The default `tol` is {f64} for float64 and {f32} for float32" in " ".join(README.read_text().split())
     assert f"({f64} for float64, {f32} for float32)" in " ".join(solve.__doc__.split())
+
+
+def test_readme_layout_names_every_module():
+    """README's Layout has a line for every module of the package (a new module
+    without one fails here), and names no module that is gone."""
+    text = README.read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    src = pathlib.Path(__file__).parents[1] / "src" / "fastsinkhorn"
+    modules = {p.relative_to(src).as_posix() for p in src.rglob("*.py")
+               if "__pycache__" not in p.parts and not (p.name == "__init__.py" and p.parent != src)}
+    named = set()
+    folder = []
+    for line in text.splitlines():
+        match = re.match(r"^( *)(\S+)", line)
+        if not match or not line.startswith("      "):
+            continue
+        depth = (len(match.group(1)) - 6) // 2
+        name = match.group(2)
+        folder = folder[:depth]
+        if name.endswith("/"):
+            folder.append(name.rstrip("/"))
+        elif name.endswith(".py"):
+            named.add("/".join(folder + [name]))
+    assert modules - named == set(), "modules missing from README's Layout"
+    assert named - modules == set(), "README's Layout names modules that do not exist"

@@ -32,11 +32,13 @@ huge or forbidden entries elsewhere in ``M`` do not loosen the test.
 
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from ...core.arguments import refuse_unless_default
 from ...core.arrays import to_numpy
 from ...core.marginals import marginal_error
 from ...core.checks import check_non_negative, check_non_negative_int, check_positive, check_positive_int
@@ -83,16 +85,19 @@ class ExactOptions:
     ranking : {"cost", "sns"}
         How the first candidates are ranked within each row: by reduced cost
         at the potentials of an SNS solve at ``reg`` (``"sns"``), or by cost
-        alone (``"cost"``, the default: measured faster on 2 cores up to
-        n = 10^4, see ``benchmarks/RESULTS.md`` section 11; the pricing
-        rounds find what the cost misses).
+        alone (``"cost"``, the default: measured faster up to n = 10^4, see
+        ``benchmarks/RESULTS.md`` section 11.1; the pricing rounds find what
+        the cost misses). A ``warm_start`` ranks by reduced
+        cost at its potentials instead: then only ``"cost"`` is accepted.
     reg : float
         SNS's regularisation, relative to the cost range ``max M - min M``.
         Smaller: fewer candidates and pricing rounds, a longer SNS solve.
     sns_tol : float
         L1 marginal error SNS stops at: its potentials only rank entries.
     sns_max_iter : int
-        Cap on SNS iterations (a capped solve still ranks entries).
+        Cap on SNS iterations (a capped solve still ranks entries). These two
+        act only with ``ranking="sns"`` and no ``warm_start``; elsewhere
+        another value than the default raises ``ValueError``.
     candidates_per_row : int
         At most this many candidates a row, the ones of smallest reduced cost
         (or cost) ...
@@ -233,6 +238,7 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     (0.5, [[0.25, 0.25], [0.0, 0.5]])
     """
     opts = parse_options(ExactOptions, "exact", options)
+    _check_ranking_options(opts, warm_start)
     max_iter = DEFAULT_MAX_ITER if max_iter is None else max_iter
     check_positive_int(max_iter, "max_iter")
     tol = DEFAULT_EXACT_TOL if tol is None else tol
@@ -277,6 +283,24 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
                       f"increase {'max_pivots' if solver.cut_short else 'max_iter'}",
                       ConvergenceWarning, stacklevel=2)
     return result
+
+
+def _check_ranking_options(opts, warm_start):
+    """The SNS ranking's options apply only where it runs: ``ranking="sns"``
+    without a ``warm_start`` (whose potentials rank instead). Elsewhere they
+    raise ``ValueError`` unless at their defaults (the rule of
+    :mod:`fastsinkhorn.core.arguments`); ``reg`` always applies (it also
+    scales ``slack``)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ExactOptions)}
+    if warm_start is not None:
+        refuse_unless_default("option 'ranking'", opts.ranking, defaults["ranking"],
+                              "warm_start's potentials rank the first candidates, no SNS solve runs", ValueError)
+    elif opts.ranking == "sns":
+        return
+    for name in ("sns_tol", "sns_max_iter"):
+        refuse_unless_default(f"option {name!r}", getattr(opts, name), defaults[name],
+                              "an option of the SNS ranking, which runs only with ranking='sns' and no "
+                              "warm_start", ValueError)
 
 
 def optimality_certificate(M, a, b, plan, potentials):

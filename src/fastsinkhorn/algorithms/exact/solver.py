@@ -434,7 +434,7 @@ class _ColumnGeneration:
         self.rows, self.cols = np.zeros(0, np.int64), np.zeros(0, np.int64)
         self._add(rows, cols)
         self.fake = 0.0  # stand-in cost of the basis' connectors: the smallest
-        b_rows, b_cols, fixed = self._first_basis(rows, cols)
+        b_rows, b_cols, fixed, b_flows = self._first_basis(rows, cols)
         self._add(b_rows, b_cols)
         keys = self.rows * self.m + self.cols
         at = np.searchsorted(keys, b_rows * self.m + b_cols)
@@ -443,7 +443,7 @@ class _ColumnGeneration:
         self.fixed = np.zeros(keys.shape[0], np.bool_)
         self.fixed[at] = fixed
         self.flow = np.zeros(keys.shape[0])
-        self.flow[at] = self._basis_flows(b_rows, b_cols, fixed)
+        self.flow[at] = self._basis_flows(b_rows, b_cols, fixed, b_flows)
         b_cost = np.where(fixed, self.fake, gather_costs(C, b_rows, b_cols, self.lo))
         self._set_tol(b_cost, *tree_duals(self.n, self.m, b_rows, b_cols, b_cost))
 
@@ -458,19 +458,22 @@ class _ColumnGeneration:
         """The north-west corner's basis when its mass stays on allowed
         entries (finite, at most ``limit``), its other entries fixed; else
         :func:`~fastsinkhorn.algorithms.exact.first_basis.flow_basis`. Returns the basis'
-        rows, columns and fixed connectors."""
+        rows, columns, fixed connectors and leaf-elimination flows (the north-west
+        corner's are computed once, for the test and for the basis)."""
         C, a, b = self.C, self.a, self.b
         rows, cols = northwest_corner(a, b)
         allowed = gather_costs(C, rows, cols, self.lo) <= self.limit  # +inf never is
-        if allowed[tree_flows(self.n, self.m, rows, cols, a, b) > 0].all():
-            return rows, cols, ~allowed
-        return flow_basis(C, a, b, self.lo + self.limit, cand_rows, cand_cols,
-                          gather_costs(C, cand_rows, cand_cols, self.lo))
+        flows = tree_flows(self.n, self.m, rows, cols, a, b)
+        if allowed[flows > 0].all():
+            return rows, cols, ~allowed, flows
+        rows, cols, fixed = flow_basis(C, a, b, self.lo + self.limit, cand_rows, cand_cols,
+                                       gather_costs(C, cand_rows, cand_cols, self.lo))
+        return rows, cols, fixed, None
 
-    def _basis_flows(self, rows, cols, fixed):
-        """Leaf elimination on the basis; fixed connectors and rounding-level
-        negatives exactly 0."""
-        flows = tree_flows(self.n, self.m, rows, cols, self.a, self.b)
+    def _basis_flows(self, rows, cols, fixed, flows=None):
+        """Leaf elimination on the basis (``flows``, when already done); fixed
+        connectors and rounding-level negatives exactly 0."""
+        flows = tree_flows(self.n, self.m, rows, cols, self.a, self.b) if flows is None else flows
         flows[fixed] = 0.0
         return np.maximum(flows, 0.0)
 

@@ -47,7 +47,8 @@ POT_STOP_THR = DefaultValue(1e-9)
 _PRINT_PERIOD = {"sinkhorn_stabilized": 20}
 _DEFAULT_PRINT_PERIOD = 10
 #: Keywords only POT's epsilon-scaling solver reads, with POT's defaults. We do
-#: not epsilon-scale, so any other value raises ``NotImplementedError``.
+#: not epsilon-scale, so there any other value raises ``NotImplementedError``;
+#: the other methods ignore them, as POT's do.
 _EPSILON_SCALING_KWARGS = {"epsilon0": 1e4, "numInnerItermax": 100}
 
 _NOT_CONVERGED = ("Sinkhorn did not converge. You might want to increase the number "

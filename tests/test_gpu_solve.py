@@ -100,9 +100,9 @@ def test_gpu_point_cloud_solve_equals_cpu(cp, method, reg, cost):
     a, b = rng.random(300) + 0.1, rng.random(200) + 0.1
     a[:2], b[-2:] = 0.0, 0.0  # zero masses: -inf potentials
     a, b = a / a.sum(), b / b.sum()
-    tol = 1e-9
-    cpu = fs.solve(fs.PointCloud(x, y, cost=cost, p=1.5), a, b, reg=reg, method=method, tol=tol)
-    cloud = fs.PointCloud(cp.asarray(x), cp.asarray(y), cost=cost, p=1.5)
+    tol, p = 1e-9, 1.5 if cost == "minkowski" else 2.0  # p: minkowski's exponent only
+    cpu = fs.solve(fs.PointCloud(x, y, cost=cost, p=p), a, b, reg=reg, method=method, tol=tol)
+    cloud = fs.PointCloud(cp.asarray(x), cp.asarray(y), cost=cost, p=p)
     gpu = fs.solve(cloud, cp.asarray(a), cp.asarray(b), reg=reg, method=method, tol=tol)
     assert gpu.backend == "gpu" and gpu.converged and isinstance(gpu.plan, fs.LazyPlan)
     P = cp.asnumpy(gpu.plan.to_dense())

@@ -35,8 +35,28 @@ def test_readme_example_runs_without_warnings(code, capsys):
     assert results or "P" in namespace
 
 
-def test_readme_has_examples():
-    assert len(BLOCKS) >= 2 and SCRIPTS
+#: What the README's "Usage" shows, one example each: a text only its block has.
+PROMISED = {
+    "the native API (solve, its result, warm start, options)": "fastsinkhorn.solve(p.M, p.a, p.b, reg=1e-3)",
+    "unbalanced OT (relaxed, semi-relaxed, POT's drop-in)": "fastsinkhorn.sinkhorn_unbalanced(",
+    "point clouds without the n x m cost": "fastsinkhorn.PointCloud(x, y)    #",
+    "batches and ragged padding": "fastsinkhorn.batch.pad(",
+    "the POT drop-in (import fastsinkhorn as ot)": "P = ot.sinkhorn(a, b, M, 1e-2)",
+    "many problems on a Dask cluster (a script)": "from fastsinkhorn.distributed import local_client",
+    "exact OT with its certificate": "fastsinkhorn.solve_exact(",
+}
+
+
+@pytest.mark.parametrize("what", PROMISED)
+def test_readme_shows_each_promised_example_once(what):
+    assert sum(PROMISED[what] in code for code in BLOCKS) == 1, f"no (or more than one) example of {what}"
+
+
+def test_readme_examples_are_the_promised_ones():
+    """Every block is one of the promised examples (a new one is added to
+    PROMISED), and the Dask one, the only script, runs as a script."""
+    assert len(BLOCKS) == len(PROMISED)
+    assert SCRIPTS == [code for code in BLOCKS if PROMISED["many problems on a Dask cluster (a script)"] in code]
 
 
 #: Appended to a script block: what it computed is right (inside its own guard)

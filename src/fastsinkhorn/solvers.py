@@ -6,18 +6,20 @@ import warnings
 
 import numpy as np
 
+from .core.arguments import (check_cloud_options, check_pot_arguments, check_pot_method, refuse_unless_default,
+                             runs_on_gpu)
 from .core.arrays import is_cupy_array, to_numpy
 from .core.checks import check_positive, check_positive_int
 from .core.marginals import column_l2_error, marginal_error
 from .core.monitor import Monitor
-from .core.methods import AUTO, BATCH_METHODS, ENTROPIC_METHODS, POT_SOLVE, POT_UNIMPLEMENTED, REGISTRY
+from .core.methods import AUTO, BATCH_METHODS, ENTROPIC_METHODS, POT_SOLVE, REGISTRY
 from .core.options import parse_options
 from .core.relaxation import check_unbalanced
 from .core.result import ConvergenceWarning, OTResult, Status
 from .algorithms.sinkhorn import run_sinkhorn
 from .algorithms.sns.driver import run_sns
 from .geometry.dense import DenseGeometry
-from .core.validation import effective_tol, prepare_problem, reference_cost
+from .core.validation import check_reference_measure, effective_tol, prepare_problem, reference_cost
 from .backends._contract import COST_KINDS
 from .geometry.point_cloud import PointCloud
 
@@ -55,17 +57,13 @@ def choose_method(reg, cost_scale, tol):
     return "sinkhorn"
 
 
-#: POT's ``grad`` modes: with NumPy/CuPy arrays (no autodiff) these change nothing.
-_NO_OP_GRADS = (None, "autodiff", "detach", "envelope")
-
-
 def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, unbalanced_type="KL",
           method=None, n_threads=None, max_iter=None, plan_init=None, potentials_init=None, tol=None,
           verbose=False, grad="autodiff", *, warm_start=None, callback=None, backend="auto", **options):
     r"""Solve an entropic optimal transport problem, balanced or unbalanced.
 
     A drop-in for POT's ``ot.solve`` (same positional arguments) for what it
-    computes with entropic regularisation:
+    computes with entropic regularisation (and exact OT, ``reg=None``):
 
     .. math::
         \min_{P \ge 0} \langle M, P\rangle + \mathrm{reg}\, \Omega(P)
@@ -97,15 +95,20 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         Reference measure of the KL regulariser, ``KL(P | c)`` (positive;
         default ``a b^T``), for a dense 2-D ``M``. Ignored with
         ``reg_type="entropy"`` (whose reference measure is 1), as in POT.
-        POT's ``ot.solve`` ignores ``c`` for balanced OT; we do not.
+        POT's ``ot.solve`` ignores ``c`` for balanced OT; we do not. With
+        ``reg=None`` it weighs nothing (accepted, and checked as with
+        ``reg > 0``: a ``c`` with zeros raises ``ValueError``).
     reg_type : {"KL", "entropy"}
         Regulariser; it changes ``value`` and, for unbalanced OT, the plan.
+        Others raise ``NotImplementedError``, except with ``reg=None``,
+        where the regulariser weighs nothing and any value is accepted (as in POT).
     unbalanced : float or pair of floats, optional
         KL penalties ``(rho_a, rho_b)`` of the marginals (POT's ``reg_m``;
         ``inf`` keeps a marginal exact). ``None``: balanced OT.
     unbalanced_type : {"KL"}
-        Only KL-relaxed marginals are implemented (others raise
-        ``NotImplementedError``; ignored for balanced OT, as in POT).
+        Only KL-relaxed marginals are implemented: others raise
+        ``NotImplementedError`` with ``unbalanced``, and are accepted for
+        balanced OT (``unbalanced=None``), where no marginal is relaxed, as in POT.
     method : {None, "auto", "sinkhorn", "sinkhorn_log", "sns", "exact"}
         ``"sinkhorn"`` (or POT's ``"sinkhorn_log"``): log-stable Sinkhorn with
         early stopping. ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
@@ -119,6 +122,9 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         ``2**16`` entries and per core this process may use (its CPU affinity
         and cgroup quota), so small problems run on one thread whatever
         ``n_threads``; the answer is the same, bitwise, for every thread count.
+        An entropic solve on the GPU raises ``NotImplementedError`` (no CPU
+        threads to set); exact OT honours it on every backend (its LP and
+        pricing run on the CPU).
     max_iter : int, optional
         Cap on iterations (Sinkhorn iterations plus Newton steps); 10000 by default.
     plan_init : None
@@ -156,7 +162,11 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         ``"auto"`` follows the arrays (CuPy -> ``"gpu"``, else ``"cpu"``).
     **options
         Method options: :class:`~fastsinkhorn.core.options.SinkhornOptions` or
-        :class:`~fastsinkhorn.core.options.SNSOptions` fields. Unknown names warn.
+        :class:`~fastsinkhorn.core.options.SNSOptions` fields. Unknown names
+        warn. A point cloud's Sinkhorn checks every iteration and keeps no
+        scalings: ``check_every`` other than 1 and ``absorb_threshold``
+        raise ``ValueError`` there. How every argument is honoured or
+        refused: :mod:`fastsinkhorn.core.arguments`.
 
     Returns
     -------
@@ -184,17 +194,17 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     >>> round(float(res.plan.sum()), 3)  # between the two masses
     0.673
     """
-    # unbalanced_type means nothing for balanced OT (POT ignores it there too)
-    _check_pot_arguments("KL" if unbalanced is None else unbalanced_type, plan_init, grad, n_threads, backend,
-                         method)
+    exact = reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact"
+    on_gpu = runs_on_gpu(backend, *((M.x, a, b) if isinstance(M, PointCloud) else (M, a, b)))
+    check_pot_arguments(unbalanced, unbalanced_type, plan_init, grad, n_threads, on_gpu, exact, method)
     if potentials_init is not None:
         if warm_start is not None:
             raise TypeError("give potentials_init (POT's name) or warm_start, not both")
         warm_start = potentials_init
-    if reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact":
+    if exact:
         with _threads(n_threads):
-            return _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start, callback, backend,
-                          options)
+            return _exact(M, a, b, reg, c, reg_type, unbalanced, method, max_iter, tol, verbose, warm_start,
+                          callback, backend, options)
     with _threads(n_threads):
         return _solve(M, a, b, reg=reg, method=POT_SOLVE.get(method, method), tol=tol,
                       max_iter=max_iter, warm_start=warm_start, callback=callback, verbose=verbose,
@@ -202,8 +212,15 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
                       reg_type=reg_type, c=c)
 
 
-def _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start, callback, backend, options):
-    """``reg=None`` or ``0`` (POT's convention), or ``method="exact"``: :func:`solve_exact`."""
+def _exact(M, a, b, reg, c, reg_type, unbalanced, method, max_iter, tol, verbose, warm_start, callback, backend,
+           options):
+    """``reg=None`` or ``0`` (POT's convention), or ``method="exact"``: :func:`solve_exact`.
+
+    ``c`` and ``reg_type`` are inert here (the regulariser weighs nothing, and
+    POT ignores both): accepted, ``c`` checked as where it acts (with
+    ``reg_type="KL"``: a positive finite array of ``M``'s shape), so that
+    ``0 * KL(P | c)`` is 0 for every plan.
+    """
     from .algorithms.exact.solver import solve_exact
 
     if reg is not None and reg != 0:
@@ -213,31 +230,10 @@ def _exact(M, a, b, reg, unbalanced, method, max_iter, tol, verbose, warm_start,
     for name, value in (("unbalanced", unbalanced), ("callback", callback)):
         if value is not None:
             raise NotImplementedError(f"{name} is not supported by exact OT (reg=None)")
+    if c is not None and isinstance(reg_type, str) and reg_type.lower() == "kl":
+        check_reference_measure(M, c)
     return solve_exact(M, a, b, max_iter=max_iter, tol=tol, verbose=verbose, backend=backend,
                        warm_start=warm_start, **options)
-
-
-def _check_pot_method(method):
-    """POT's methods that are not implemented here raise ``NotImplementedError``."""
-    if isinstance(method, str) and method.lower() in POT_UNIMPLEMENTED:
-        raise NotImplementedError(f"method={method!r}: POT's {method} solver is not implemented; "
-                                  "fastsinkhorn solves entropic OT (Sinkhorn, SNS) and exact OT")
-
-
-def _check_pot_arguments(unbalanced_type, plan_init, grad, n_threads, backend, method=None):
-    """POT arguments we cannot honour raise, naming the argument and value."""
-    _check_pot_method(method)
-    if not isinstance(unbalanced_type, str) or unbalanced_type.lower() != "kl":
-        raise NotImplementedError(f"unbalanced_type={unbalanced_type!r}: only 'KL' is implemented")
-    if plan_init is not None:
-        raise NotImplementedError("plan_init: the solvers start from potentials; use potentials_init")
-    if grad not in _NO_OP_GRADS:
-        raise NotImplementedError(f"grad={grad!r}: only POT's modes without effect on NumPy/CuPy arrays "
-                                  f"({_NO_OP_GRADS[1:]}) are accepted")
-    if n_threads is not None:
-        check_positive_int(n_threads, "n_threads")
-        if backend == "gpu":
-            raise NotImplementedError("n_threads: the GPU backend has no CPU threads to set")
 
 
 def _threads(n_threads):
@@ -289,7 +285,9 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
         which are not implemented: any value but POT's default raises
         ``NotImplementedError``.
     p : float
-        Exponent of the ``"minkowski"`` metric.
+        Exponent of the ``"minkowski"`` metric (and of ``dist``'s other
+        Minkowski metrics); another value than 2 with any other metric raises
+        ``ValueError``.
     scale : float
         Positive factor applied to the cost.
     **kwargs
@@ -313,12 +311,14 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
                 "n_projections": (n_projections, 50), "projections": (projections, None),
                 "scaler": (scaler, None)}
     for name, (value, default) in defaults.items():
-        if value is not default and not (default is not None and value == default):
-            raise NotImplementedError(f"{name}={value!r}: POT's low-rank, factored, sliced and Gaussian "
-                                      "methods are not implemented; only the default is accepted")
+        refuse_unless_default(name, value, default, "POT's low-rank, factored, sliced and Gaussian methods are "
+                              "not implemented")
+    if not (isinstance(metric, str) and metric.endswith("minkowski")):
+        refuse_unless_default("p", p, 2.0, f"the exponent of the 'minkowski' metric; metric={metric!r} has none",
+                              ValueError)
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
-    _check_pot_method(method)
+    check_pot_method(method)
     if lazy:
         if not (isinstance(metric, str) and metric in COST_KINDS):
             raise NotImplementedError(f"metric={metric!r} with lazy=True: the lazy kernels compute "
@@ -383,6 +383,8 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
         raise NotImplementedError(f"method={method!r} does not solve batches (a 3-D M); use method='sinkhorn'")
     opts_cls, runner, default_max_iter = METHODS[method]
     opts = parse_options(opts_cls, method, options)
+    if isinstance(M, PointCloud) and not M.batched:  # a lazy geometry (a batch of clouds is solved dense)
+        check_cloud_options(opts)
     if max_iter is None:
         max_iter = default_max_iter
     check_positive_int(max_iter, "max_iter")

@@ -218,9 +218,9 @@ class _Freezer:
     work follows the problems still running.
     """
 
-    def __init__(self, prob, opts):
+    def __init__(self, prob):
         xp, B = prob.xp, prob.shape[0]
-        self.opts, self.xp = opts, xp
+        self.xp = xp
         self.rows = np.arange(B)  # full-batch index of each problem of the running batch
         self.done = np.zeros(B, dtype=bool)
         self.n_iter = np.zeros(B, dtype=np.int64)
@@ -337,7 +337,7 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
         f, g = centred(prob, f, g)
     state = _ScalingIterate(prob, opts, f, g, K) if prob.geom.can_store_kernel else _LogIterate(prob, f, g)
     # a batch stops problem by problem on the L1 criterion (POT's joint "l2" is one criterion)
-    freezer = _Freezer(prob, opts) if len(prob.shape) == 3 and norm == "l1" else None
+    freezer = _Freezer(prob) if len(prob.shape) == 3 and norm == "l1" else None
     status, error, it = Status.MAX_ITER, float("inf"), 0
     first_check = len(monitor.history["error"])  # the stall test looks at this loop's checks only
     for it in range(first_iteration, first_iteration + max_iter):

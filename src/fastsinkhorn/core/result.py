@@ -14,18 +14,14 @@ class ConvergenceWarning(UserWarning):
 class Status(enum.Enum):
     """Why a solve stopped; each member carries its message."""
 
-    CONVERGED = (0, "converged: marginal error <= tol")
-    MAX_ITER = (1, "stopped: max_iter reached before the marginal error fell below tol")
-    CALLBACK = (2, "stopped by the callback (StopIteration)")
-    STALLED = (3, "stopped: no further progress possible in this precision")
-
-    @property
-    def code(self):
-        return self.value[0]
+    CONVERGED = "converged: marginal error <= tol"
+    MAX_ITER = "stopped: max_iter reached before the marginal error fell below tol"
+    CALLBACK = "stopped by the callback (StopIteration)"
+    STALLED = "stopped: no further progress possible in this precision"
 
     @property
     def message(self):
-        return self.value[1]
+        return self.value
 
 
 @dataclass

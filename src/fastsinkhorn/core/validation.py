@@ -186,8 +186,17 @@ def reference_cost(M, c, reg):
     sum P log c`` up to a constant). Returns ``(M_eff, M)`` as float64 arrays.
 
     Raises ``ValueError``/``NotImplementedError`` naming ``c`` when it is not
-    a positive finite ``(n, m)`` array for a dense 2-D ``M``.
+    a positive finite ``(n, m)`` array for a dense 2-D ``M``
+    (:func:`check_reference_measure`).
     """
+    xp, M, c = check_reference_measure(M, c)
+    return M - check_reg(reg) * xp.log(c), M
+
+
+def check_reference_measure(M, c):
+    """``(xp, M, c)``, both float64, once ``c`` is checked as a reference measure
+    of the KL regulariser for the cost ``M``: a positive finite array of
+    ``M``'s shape, for a dense 2-D ``M`` (else ``NotImplementedError``)."""
     if isinstance(M, PointCloud) or getattr(M, "ndim", 2) != 2:
         raise NotImplementedError("c: a reference measure is supported for a dense 2-D M only")
     xp = array_namespace(M=M, c=c)
@@ -197,7 +206,7 @@ def reference_cost(M, c, reg):
         raise ValueError(f"c must have the shape of M {M.shape}, got {c.shape}")
     if not bool(xp.isfinite(c).all()) or not bool((c > 0).all()):
         raise ValueError("c (the reference measure) must be positive and finite")
-    return M - check_reg(reg) * xp.log(c), M
+    return xp, M, c
 
 
 def _as_cost(xp, M):

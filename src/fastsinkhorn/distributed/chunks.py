@@ -17,10 +17,10 @@ from ..core.result import ConvergenceWarning
 from ..solvers import solve
 
 #: Problems of at most this many cost entries are solved as batches (one
-#: ``solve`` call on a ``(B, n, m)`` cost); larger ones one by one. Measured on
-#: one thread, per solve, a batch of 16 against one at a time (benchmarks/RESULTS.md
-#: section 10): 8x at 36 x 36, 1.1x at 256 x 256, 0.4x at 529 x 529 and 0.3x
-#: at 1024 x 1024 (there a problem's kernel no longer stays in the caches).
+#: ``solve`` call on a ``(B, n, m)`` cost); larger ones one by one: a batch
+#: pays for small problems, whose per-call overhead it shares, and loses once a
+#: problem's kernel no longer stays in the caches (a batch of 16 against one at
+#: a time, per size: benchmarks/RESULTS.md section 10.2).
 BATCH_MAX_ENTRIES = 256 * 256
 #: A batch's cost array is kept below this size (the plans take as much again).
 BATCH_MAX_BYTES = 64 * 2**20

@@ -53,20 +53,21 @@ def _cores():
 #: glibc's allocator keeps freed buffers of up to 32 MB for reuse (Dask's
 #: nanny sets ``MALLOC_TRIM_THRESHOLD_=65536``, which hands every buffer back
 #: to the kernel, so each solve's n x m buffers were faulted in and zeroed
-#: again: 44 ms instead of 37 ms a solve at n = 1024, measured).
+#: again, a measurable part of a solve: benchmarks/RESULTS.md section 10.1b).
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1"}
 #: Dask configuration of :func:`local_client`'s workers: the allocator's
 #: settings (in the environment the worker process starts with: glibc reads
-#: them once), and no statistical profiler (its sampling thread took another
-#: ~10 % of a solve's time).
+#: them once), and no statistical profiler (its sampling thread takes time
+#: from the solves: benchmarks/RESULTS.md section 10.1b).
 WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 << 20,
                  "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 256 << 20,
                  "distributed.worker.profile.enabled": False}
 
 
-#: At most about this many tasks for one ``pairwise`` by default: at ~2 ms of
-#: scheduler time each, 10^5 tasks are minutes, where tiles of 256 pairs at
-#: N = 10^5 would be 2 x 10^7 tasks (11 hours of scheduling).
+#: At most about this many tasks for one ``pairwise`` by default: the
+#: scheduler's time grows with the number of tasks, and tiles of 256 pairs at
+#: N = 10^5 would be 2 x 10^7 tasks, hours of scheduling where 10^5 tasks
+#: take minutes (the per-task cost: benchmarks/RESULTS.md section 10.3).
 MAX_TASKS = 100_000
 
 
@@ -92,7 +93,7 @@ def local_client(n_workers=None):
     one Numba thread each (workers sharing cores in Numba thread pools
     slow each other down), on the loopback interface, dashboard off; see
     :data:`WORKER_ENV` and :data:`WORKER_CONFIG` for the allocator and
-    profiler settings (worth 20-30 % of a solve's time).
+    profiler settings (what they save: benchmarks/RESULTS.md section 10.1b).
     A script that uses it needs the ``if __name__ == "__main__":`` guard:
     the workers are started by ``multiprocessing``'s "spawn".
 

@@ -31,7 +31,8 @@ class PointCloud:
     cost : {"sqeuclidean", "euclidean", "minkowski"}
         ``scale * |x - y|_2^2``, ``scale * |x - y|_2`` or ``scale * |x - y|_p``.
     p : float
-        Exponent of the ``"minkowski"`` cost (``p >= 1``).
+        Exponent of the ``"minkowski"`` cost (``p >= 1``); the other costs
+        accept only the default (another value raises ``ValueError``).
     scale : float
         Positive factor applied to the cost (e.g. ``1 / max cost``).
 
@@ -57,6 +58,9 @@ class PointCloud:
             raise ValueError(f"cost must be one of {tuple(COST_KINDS)}, got {cost!r}")
         if cost == "minkowski" and not (is_real(p) and p >= 1):
             raise ValueError(f"p must be a finite number >= 1, got {p!r}")
+        if cost != "minkowski" and not (is_real(p) and p == 2):  # the other costs have no exponent
+            raise ValueError(f"p={p!r}: the exponent of cost='minkowski'; cost={cost!r} has none "
+                             "(only p=2.0, the default, is accepted)")
         self.spec = CostSpec(cost, float(p) if cost == "minkowski" else 2.0, check_positive(scale, "scale"))
 
     @property

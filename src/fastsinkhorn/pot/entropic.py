@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ..core.arguments import refuse_unless_default
 from ..core.arrays import array_library, array_namespace, library_module, to_numpy
 from ..core.checks import check_positive_int
 from ..core.methods import POT_SINKHORN, POT_SINKHORN2, POT_WARMSTART_POTENTIALS
@@ -46,7 +47,8 @@ POT_STOP_THR = DefaultValue(1e-9)
 _PRINT_PERIOD = {"sinkhorn_stabilized": 20}
 _DEFAULT_PRINT_PERIOD = 10
 #: Keywords only POT's epsilon-scaling solver reads, with POT's defaults. We do
-#: not epsilon-scale, so any other value raises ``NotImplementedError``.
+#: not epsilon-scale, so there any other value raises ``NotImplementedError``;
+#: the other methods ignore them, as POT's do.
 _EPSILON_SCALING_KWARGS = {"epsilon0": 1e4, "numInnerItermax": 100}
 
 _NOT_CONVERGED = ("Sinkhorn did not converge. You might want to increase the number "
@@ -113,9 +115,12 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_
         leave ``[1/tau, tau]``; our ``absorb_threshold``) and ``print_period``
         are honoured on every method. ``epsilon0`` and ``numInnerItermax``
         (epsilon scaling, which is not implemented) raise
-        ``NotImplementedError`` unless given POT's defaults. Other names are
-        options of :class:`~fastsinkhorn.core.options.SinkhornOptions` or, for
-        ``method="sns"``, :class:`~fastsinkhorn.core.options.SNSOptions`.
+        ``NotImplementedError`` with ``method="sinkhorn_epsilon_scaling"``
+        unless given POT's defaults; the other methods ignore them, as POT's
+        do. Other names are options of
+        :class:`~fastsinkhorn.core.options.SinkhornOptions` or, for
+        ``method="sns"``, :class:`~fastsinkhorn.core.options.SNSOptions`
+        (unknown names warn).
 
     Returns
     -------
@@ -156,7 +161,7 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
     if not isinstance(method, str) or method.lower() not in names:
         raise ValueError(f"Unknown method {method!r}: method must be one of {names}")
     ours, warmstart_is_potential = POT_METHODS[method.lower()]
-    options = _options(dict(kwargs))
+    options = _options(dict(kwargs), epsilon_scaling=method.lower() == "sinkhorn_epsilon_scaling")
     if method.lower() == "sinkhorn_epsilon_scaling":
         numItermax = _epsilon_scaling_budget(numItermax)
     print_period = options.pop("print_period", None) or _PRINT_PERIOD.get(method.lower(),
@@ -223,13 +228,20 @@ def _stop_threshold(stopThr):
     return min(max(float(stopThr), 0.0), float(np.finfo(np.float64).max))
 
 
-def _options(kwargs):
-    """POT's tuning keywords -> our options; unsupported values raise."""
+def _options(kwargs, epsilon_scaling=True):
+    """POT's tuning keywords -> our options; unsupported values raise.
+
+    Epsilon scaling's keywords (``epsilon0``, ``numInnerItermax``) are refused
+    unless at POT's defaults where the method is epsilon scaling
+    (``epsilon_scaling``), and accepted elsewhere, where POT's solvers ignore
+    them too (the rule of :mod:`fastsinkhorn.core.arguments`).
+    """
     for name, default in _EPSILON_SCALING_KWARGS.items():
-        if name in kwargs and kwargs.pop(name) != default:
-            raise NotImplementedError(
-                f"{name}: fastsinkhorn does not do epsilon scaling (every method runs the "
-                f"stable solver at reg directly); only POT's default {name}={default:g} is accepted")
+        if name in kwargs:
+            value = kwargs.pop(name)
+            if epsilon_scaling:
+                refuse_unless_default(name, value, default, "fastsinkhorn does not do epsilon scaling (every "
+                                      "method runs the stable solver at reg directly)")
     if "tau" in kwargs:
         if "absorb_threshold" in kwargs:
             raise TypeError("give tau (POT's name) or absorb_threshold, not both")
@@ -336,10 +348,15 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
         Defaults to ``x1``.
     metric : str or callable
         ``"sqeuclidean"`` (default) and ``"euclidean"`` are computed with the
-        input's array library (CuPy stays on the GPU); other metrics go through
+        input's array library (CuPy stays on the GPU); other metrics, and
+        these two with weights ``w``, go through
         :func:`scipy.spatial.distance.cdist` with ``p`` and ``w``.
-    p, w : optional
-        Minkowski order and weights, passed to ``cdist``.
+    p : float
+        Order of the Minkowski metrics; the other metrics ignore it, as POT's.
+    w : array_like (d,), optional
+        Weights of the coordinates, for every metric ``cdist`` weighs (POT's
+        own formulas of ``"sqeuclidean"``, ``"euclidean"``, ``"cityblock"``,
+        ``"cosine"`` and ``"correlation"`` drop them).
     backend : {"auto", "scipy"}
         ``"scipy"`` computes every metric with ``cdist`` on the host, as POT.
     nx : POT backend, optional
@@ -369,7 +386,7 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
     x1 = xp.asarray(x1)
     x1 = x1.astype(np.float64) if x1.dtype.kind != "f" else x1
     x2 = x1 if same else xp.asarray(x2, dtype=x1.dtype)
-    if metric in ("sqeuclidean", "euclidean") and backend == "auto":
+    if metric in ("sqeuclidean", "euclidean") and backend == "auto" and w is None:
         sq1, sq2 = (x1 * x1).sum(axis=1), (x2 * x2).sum(axis=1)
         D = xp.maximum(sq1[:, None] + sq2[None, :] - 2 * (x1 @ x2.T), 0)
         if same:
@@ -388,4 +405,4 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
 
 
 #: ``dist`` metrics POT computes with the input's array library (so in its dtype).
-_METRICS_IN_INPUT_DTYPE = ("cityblock", "minkowski", "cosine", "correlation")
+_METRICS_IN_INPUT_DTYPE = ("sqeuclidean", "euclidean", "cityblock", "minkowski", "cosine", "correlation")

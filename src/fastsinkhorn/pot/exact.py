@@ -121,7 +121,10 @@ def emd2(a, b, M, processes=1, numItermax=100000, log=False, return_matrix=False
     M : array_like (n, m)
         Cost matrix (dense).
     processes : int
-        Ignored with POT's warning when ``> 1`` (and several targets).
+        POT's number of processes for several targets, deprecated: POT 0.9
+        solves them one after another whatever its value, and so do we (the
+        values do not depend on it). A positive int (else ``ValueError``);
+        ``> 1`` with several targets warns as POT does.
     numItermax, center_dual, numThreads, check_marginals, potentials_init
         As in :func:`emd`.
     log : bool
@@ -141,6 +144,7 @@ def emd2(a, b, M, processes=1, numItermax=100000, log=False, return_matrix=False
     >>> ot.emd2([0.5, 0.5], [0.25, 0.75], [[0.0, 2.0], [1.0, 0.0]])
     0.5
     """
+    check_positive_int(processes, "processes")
     a, b, M, type_as = _inputs(a, b, M, numThreads, check_marginals)
 
     def one(b):
@@ -154,7 +158,7 @@ def emd2(a, b, M, processes=1, numItermax=100000, log=False, return_matrix=False
 
     if b.ndim == 1:
         return one(b)
-    if processes > 1:
+    if processes > 1:  # POT's deprecation warning (POT runs one process whatever the value)
         warnings.warn("The 'processes' parameter has been deprecated. "
                       "Multiprocessing should be done outside of POT.", stacklevel=2)
     return [one(b[:, i].copy()) for i in range(b.shape[1])]

@@ -56,8 +56,8 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
     b : array_like (m,) or (m, k)
         Target masses; empty means uniform. A 2-D ``b`` solves ``k`` problems
         sharing ``a`` and ``M`` and returns their ``k`` costs ``<M, P>``;
-        as POT, these use the ``"entropy"`` regulariser (and warn if
-        ``reg_type="kl"`` was asked for).
+        as POT, these use the ``"entropy"`` regulariser, without ``c`` (and
+        warn if ``reg_type="kl"`` was asked for).
     M : array_like (n, m)
         Cost matrix.
     reg : float
@@ -91,7 +91,9 @@ def sinkhorn_unbalanced(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", c
         ``converged`` and the :class:`~fastsinkhorn.OTResult` as ``result``.
     **kwargs
         POT's ``tau`` (absorption threshold), ``print_period`` (rows of the
-        ``verbose`` table; 1 by default) and our method options.
+        ``verbose`` table; 1 by default) and our method options (unknown
+        names warn). ``epsilon0`` and ``numInnerItermax`` are ignored, as by
+        POT's unbalanced solvers.
 
     Returns
     -------
@@ -164,7 +166,7 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
                       UserWarning, stacklevel=3)
         c = None
     rho = check_unbalanced(reg_m)
-    options = _options(dict(kwargs))
+    options = _options(dict(kwargs), epsilon_scaling=False)  # POT's unbalanced solvers ignore epsilon0
     print_period = options.pop("print_period", None) or 1  # POT's unbalanced solvers print every iteration
     xp = array_namespace(M=M, a=a, b=b)
     M = xp.asarray(M)
@@ -172,11 +174,10 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
     a = xp.asarray(a) if a is not None else a
     n_hists = b.shape[1] if b is not None and b.ndim == 2 else 0
     reg_type = reg_type.lower()
-    if n_hists:  # POT: the k problems use the entropy (no reference measure)
-        if c is not None:
-            raise NotImplementedError("c with a 2-D b (POT ignores it there; give a 1-D b)")
-        if reg_type == "kl":
+    if n_hists:  # POT: the k problems use the entropy, so no reference measure (c is ignored, as by POT)
+        if reg_type == "kl":  # (with reg_type="entropy", c was dropped above with POT's warning)
             warnings.warn(_TWO_D_B, UserWarning, stacklevel=3)
+        c = None
         reg_type = "entropy"
         M, b, warmstart = histograms_as_batch(xp, M, b, warmstart)
     shift = kl_frame_shift(xp, a, b, M.shape, reg_type if c is None else "entropy")

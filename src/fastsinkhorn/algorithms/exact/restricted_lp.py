@@ -3,8 +3,8 @@
 Only the entries ``(rows[e], cols[e])`` may carry mass: the LP has one
 variable per entry and one equality per row and column, a sparse
 ``(n + m) x E`` constraint matrix with two ones per column. HiGHS' interior
-point method (measured 3x faster than its dual simplex on these LPs) with
-crossover returns a basic solution; :mod:`fastsinkhorn.algorithms.exact.spanning_tree` then
+point method (faster than its dual simplex on these LPs: benchmarks/RESULTS.md
+section 11.1) with crossover returns a basic solution; :mod:`fastsinkhorn.algorithms.exact.spanning_tree` then
 recomputes its flows and duals exactly from its support.
 """
 

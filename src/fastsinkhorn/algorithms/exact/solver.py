@@ -32,11 +32,13 @@ huge or forbidden entries elsewhere in ``M`` do not loosen the test.
 
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from ...core.arguments import refuse_unless_default
 from ...core.arrays import to_numpy
 from ...core.marginals import marginal_error
 from ...core.checks import check_non_negative, check_non_negative_int, check_positive, check_positive_int
@@ -83,16 +85,19 @@ class ExactOptions:
     ranking : {"cost", "sns"}
         How the first candidates are ranked within each row: by reduced cost
         at the potentials of an SNS solve at ``reg`` (``"sns"``), or by cost
-        alone (``"cost"``, the default: measured faster on 2 cores up to
-        n = 10^4, see ``benchmarks/RESULTS.md`` section 11; the pricing
-        rounds find what the cost misses).
+        alone (``"cost"``, the default: measured faster up to n = 10^4, see
+        ``benchmarks/RESULTS.md`` section 11.1; the pricing rounds find what
+        the cost misses). A ``warm_start`` ranks by reduced
+        cost at its potentials instead: then only ``"cost"`` is accepted.
     reg : float
         SNS's regularisation, relative to the cost range ``max M - min M``.
         Smaller: fewer candidates and pricing rounds, a longer SNS solve.
     sns_tol : float
         L1 marginal error SNS stops at: its potentials only rank entries.
     sns_max_iter : int
-        Cap on SNS iterations (a capped solve still ranks entries).
+        Cap on SNS iterations (a capped solve still ranks entries). These two
+        act only with ``ranking="sns"`` and no ``warm_start``; elsewhere
+        another value than the default raises ``ValueError``.
     candidates_per_row : int
         At most this many candidates a row, the ones of smallest reduced cost
         (or cost) ...
@@ -233,6 +238,7 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
     (0.5, [[0.25, 0.25], [0.0, 0.5]])
     """
     opts = parse_options(ExactOptions, "exact", options)
+    _check_ranking_options(opts, warm_start)
     max_iter = DEFAULT_MAX_ITER if max_iter is None else max_iter
     check_positive_int(max_iter, "max_iter")
     tol = DEFAULT_EXACT_TOL if tol is None else tol
@@ -277,6 +283,24 @@ def solve_exact(M, a=None, b=None, *, max_iter=None, tol=None, verbose=False, ba
                       f"increase {'max_pivots' if solver.cut_short else 'max_iter'}",
                       ConvergenceWarning, stacklevel=2)
     return result
+
+
+def _check_ranking_options(opts, warm_start):
+    """The SNS ranking's options apply only where it runs: ``ranking="sns"``
+    without a ``warm_start`` (whose potentials rank instead). Elsewhere they
+    raise ``ValueError`` unless at their defaults (the rule of
+    :mod:`fastsinkhorn.core.arguments`); ``reg`` always applies (it also
+    scales ``slack``)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ExactOptions)}
+    if warm_start is not None:
+        refuse_unless_default("option 'ranking'", opts.ranking, defaults["ranking"],
+                              "warm_start's potentials rank the first candidates, no SNS solve runs", ValueError)
+    elif opts.ranking == "sns":
+        return
+    for name in ("sns_tol", "sns_max_iter"):
+        refuse_unless_default(f"option {name!r}", getattr(opts, name), defaults[name],
+                              "an option of the SNS ranking, which runs only with ranking='sns' and no "
+                              "warm_start", ValueError)
 
 
 def optimality_certificate(M, a, b, plan, potentials):
@@ -410,7 +434,7 @@ class _ColumnGeneration:
         self.rows, self.cols = np.zeros(0, np.int64), np.zeros(0, np.int64)
         self._add(rows, cols)
         self.fake = 0.0  # stand-in cost of the basis' connectors: the smallest
-        b_rows, b_cols, fixed = self._first_basis(rows, cols)
+        b_rows, b_cols, fixed, b_flows = self._first_basis(rows, cols)
         self._add(b_rows, b_cols)
         keys = self.rows * self.m + self.cols
         at = np.searchsorted(keys, b_rows * self.m + b_cols)
@@ -419,7 +443,7 @@ class _ColumnGeneration:
         self.fixed = np.zeros(keys.shape[0], np.bool_)
         self.fixed[at] = fixed
         self.flow = np.zeros(keys.shape[0])
-        self.flow[at] = self._basis_flows(b_rows, b_cols, fixed)
+        self.flow[at] = self._basis_flows(b_rows, b_cols, fixed, b_flows)
         b_cost = np.where(fixed, self.fake, gather_costs(C, b_rows, b_cols, self.lo))
         self._set_tol(b_cost, *tree_duals(self.n, self.m, b_rows, b_cols, b_cost))
 
@@ -434,19 +458,22 @@ class _ColumnGeneration:
         """The north-west corner's basis when its mass stays on allowed
         entries (finite, at most ``limit``), its other entries fixed; else
         :func:`~fastsinkhorn.algorithms.exact.first_basis.flow_basis`. Returns the basis'
-        rows, columns and fixed connectors."""
+        rows, columns, fixed connectors and leaf-elimination flows (the north-west
+        corner's are computed once, for the test and for the basis)."""
         C, a, b = self.C, self.a, self.b
         rows, cols = northwest_corner(a, b)
         allowed = gather_costs(C, rows, cols, self.lo) <= self.limit  # +inf never is
-        if allowed[tree_flows(self.n, self.m, rows, cols, a, b) > 0].all():
-            return rows, cols, ~allowed
-        return flow_basis(C, a, b, self.lo + self.limit, cand_rows, cand_cols,
-                          gather_costs(C, cand_rows, cand_cols, self.lo))
+        flows = tree_flows(self.n, self.m, rows, cols, a, b)
+        if allowed[flows > 0].all():
+            return rows, cols, ~allowed, flows
+        rows, cols, fixed = flow_basis(C, a, b, self.lo + self.limit, cand_rows, cand_cols,
+                                       gather_costs(C, cand_rows, cand_cols, self.lo))
+        return rows, cols, fixed, None
 
-    def _basis_flows(self, rows, cols, fixed):
-        """Leaf elimination on the basis; fixed connectors and rounding-level
-        negatives exactly 0."""
-        flows = tree_flows(self.n, self.m, rows, cols, self.a, self.b)
+    def _basis_flows(self, rows, cols, fixed, flows=None):
+        """Leaf elimination on the basis (``flows``, when already done); fixed
+        connectors and rounding-level negatives exactly 0."""
+        flows = tree_flows(self.n, self.m, rows, cols, self.a, self.b) if flows is None else flows
         flows[fixed] = 0.0
         return np.maximum(flows, 0.0)
 

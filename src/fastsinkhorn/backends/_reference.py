@@ -1,8 +1,8 @@
 """Plain NumPy float64 backend: the test oracle and the kernel contract.
 
 Every backend (``cpu``, ``gpu``) implements the methods below with the same
-signatures and semantics; the solvers in ``fastsinkhorn.algorithms.sinkhorn`` and
-``fastsinkhorn.algorithms.sns.driver`` only ever call these (plus ``xp`` for O(n) vector work).
+signatures and semantics; the geometries (:mod:`fastsinkhorn.geometry`) call
+only these, and the drivers call only the geometries (plus ``xp`` for O(n) vector work).
 
 Conventions shared by all kernels
 ---------------------------------

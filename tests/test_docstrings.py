@@ -7,7 +7,8 @@ import pytest
 
 MODULES = ["fastsinkhorn.solvers", "fastsinkhorn.pot.entropic", "fastsinkhorn.pot.sinkhorn_methods",
            "fastsinkhorn.pot.utils", "fastsinkhorn.pot.unbalanced", "fastsinkhorn.pot.batch",
-           "fastsinkhorn.geometry.point_cloud", "fastsinkhorn.geometry.lazy_plan", "fastsinkhorn.core.result"]
+           "fastsinkhorn.geometry.point_cloud", "fastsinkhorn.geometry.distances", "fastsinkhorn.geometry.lazy_plan",
+           "fastsinkhorn.core.result"]
 
 
 @pytest.mark.parametrize("name", MODULES)

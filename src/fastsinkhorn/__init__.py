@@ -10,7 +10,8 @@ starts from two samples. POT drop-ins (``import fastsinkhorn as ot``):
 :mod:`~fastsinkhorn.solvers`, :mod:`~fastsinkhorn.unbalanced`, :mod:`~fastsinkhorn.batch`.
 """
 
-from .pot.entropic import dist, sinkhorn, sinkhorn2
+from .geometry.distances import dist
+from .pot.entropic import sinkhorn, sinkhorn2
 from .core.result import ConvergenceWarning, OTResult, Status
 from .pot.utils import unif
 from . import batch, bregman, solvers, unbalanced, utils

@@ -10,14 +10,11 @@ from .core.arguments import (check_cloud_options, check_pot_arguments, check_pot
                              runs_on_gpu)
 from .core.arrays import is_cupy_array, to_numpy
 from .core.checks import check_positive, check_positive_int
-from .core.marginals import column_l2_error, marginal_error
-from .core.monitor import Monitor
 from .core.methods import AUTO, BATCH_METHODS, ENTROPIC_METHODS, POT_SOLVE, REGISTRY
 from .core.options import parse_options
 from .core.relaxation import check_unbalanced
-from .core.result import ConvergenceWarning, OTResult, Status
-from .algorithms.sinkhorn import run_sinkhorn
-from .algorithms.sns.driver import run_sns
+from .core.result import ConvergenceWarning, Status
+from .algorithms.entropic import RUNNERS, in_dtype, run_entropic, xp_all
 from .geometry.dense import DenseGeometry
 from .core.validation import check_reference_measure, effective_tol, prepare_problem, reference_cost
 from .backends._contract import COST_KINDS
@@ -26,10 +23,8 @@ from .geometry.point_cloud import PointCloud
 #: POT's ``ot.solvers`` names implemented here (``choose_method`` and ``METHODS`` are ours).
 __all__ = ["solve", "solve_sample"]
 
-#: Each entropic method's driver (what it is and solves: :mod:`fastsinkhorn.core.methods`).
-_RUNNERS = {"sinkhorn": run_sinkhorn, "sns": run_sns}
 #: name -> (options class, runner, default max_iter), for the registry's entropic methods
-METHODS = {name: (REGISTRY[name].options, _RUNNERS[name], REGISTRY[name].max_iter) for name in ENTROPIC_METHODS}
+METHODS = {name: (REGISTRY[name].options, RUNNERS[name], REGISTRY[name].max_iter) for name in ENTROPIC_METHODS}
 
 #: ``method="auto"`` picks SNS when ``reg`` is at most this fraction of the
 #: cost scale (and the tolerance is tight): there Sinkhorn needs thousands of
@@ -340,7 +335,7 @@ def _sample_cost(X_a, X_b, metric, p, scale):
         dtype = np.result_type(*(getattr(x, "dtype", np.float64) for x in (X_a, X_b)))
         M = cloud.cost_matrix()
         return M.astype(dtype) if dtype in (np.float32, np.float64) else M
-    from .pot.entropic import dist
+    from .geometry.distances import dist
 
     check_positive(scale, "scale")
     M = dist(X_a, X_b, metric=metric, p=p)
@@ -368,36 +363,27 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     prob = prepare_problem(M, a, b, reg, backend, unbalanced, kl_frame=kl_frame)
     batched = len(prob.shape) == 3
     tol = effective_tol(tol, prob.dtype, prob.shape[-2:], tol_given)
-    sinkhorn_first = False
     if method == AUTO:
         method = BATCH_METHODS[0] if batched else choose_method(prob.reg, prob.cost_scale, tol)
         if method == "sns":
             if hedge:  # and keep Sinkhorn where it is measured to be faster
                 options = {"sinkhorn_hedge": True, **options}
         elif not batched:  # Sinkhorn, with Newton steps if it would not reach tol in max_iter
-            method, sinkhorn_first = "sns", True
+            method = "sns"
             options = {"sinkhorn_first": True, **options}
     if method not in METHODS:
         raise ValueError(f"method must be one of {(AUTO,) + tuple(METHODS)}, got {method!r}")
     if batched and not REGISTRY[method].batches:
         raise NotImplementedError(f"method={method!r} does not solve batches (a 3-D M); use method='sinkhorn'")
-    opts_cls, runner, default_max_iter = METHODS[method]
+    opts_cls, _, default_max_iter = METHODS[method]
     opts = parse_options(opts_cls, method, options)
     if isinstance(M, PointCloud) and not M.batched:  # a lazy geometry (a batch of clouds is solved dense)
         check_cloud_options(opts)
     if max_iter is None:
         max_iter = default_max_iter
     check_positive_int(max_iter, "max_iter")
-    f0, g0 = _warm_start(prob, warm_start)
-
-    # the loops stop a little below tol: storing the plan in the problem's dtype
-    # moves each marginal by up to eps/2 of its mass (float32: ~6e-8)
-    rounding = float(np.finfo(prob.dtype).eps) * float(prob.a.sum(axis=-1).max())
-    monitor = Monitor(tol - rounding if tol > 0 else -1.0, callback, verbose)
-    plan, f, g, phases, status = runner(prob, opts, monitor, int(max_iter), f0, g0, norm=norm)
-    if sinkhorn_first and not phases["newton"]:  # what ran was plain Sinkhorn
-        method, phases = "sinkhorn", {"sinkhorn": phases["sinkhorn"]}
-    result = _result(prob, plan, f, g, phases, status, monitor, method, tol, norm)
+    result, status = run_entropic(prob, method, opts, tol, int(max_iter), warm_start, callback, verbose, norm)
+    method = result.method
     if M_given is not None:  # <M, P> of the caller's cost, not of M - reg log c
         result.value_linear = in_dtype(DenseGeometry(M_given, prob.backend, 0.0).linear_cost(result.plan),
                                        prob.dtype)
@@ -430,108 +416,3 @@ def _raise_if_infeasible(prob, converged):
         return
     for p in np.flatnonzero(~to_numpy(converged)):
         check_transportable(M[p], prob.a[p], prob.b[p], problem=f" in problem {p}")
-
-
-def xp_all(flags):
-    """``all`` of a bool or an array of bools (NumPy or CuPy)."""
-    return flags.all() if hasattr(flags, "all") else flags
-
-
-def _warm_start(prob, warm_start):
-    xp, (*batch, n, m) = prob.xp, prob.shape
-    if warm_start is None:
-        return xp.zeros((*batch, n)), xp.zeros((*batch, m))
-    try:
-        f, g = warm_start
-    except (TypeError, ValueError):
-        raise ValueError("warm_start must be a pair (f, g) of potentials") from None
-    f, g = prob.oriented(f, g)
-    out = []
-    for name, x, size in (("warm_start[0]", f, n), ("warm_start[1]", g, m)):
-        x = xp.asarray(x, dtype=np.float64)
-        x = x if batch else x.ravel()
-        if x.shape != (*batch, size):
-            raise ValueError(f"{name} must have shape {(*batch, size)}, got {x.shape}")
-        if bool(xp.isnan(x).any()):
-            raise ValueError(f"{name} must not contain NaN")
-        out.append(xp.where(xp.isfinite(x), x, 0.0))  # -inf of zero masses: recomputed
-    return tuple(out)
-
-
-def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
-    """Measure the returned plan (one pass: the geometry's ``measure``) and
-    package the :class:`OTResult`.
-
-    ``plan`` is the runner's: an array, or a :class:`~fastsinkhorn.LazyPlan`
-    where the geometry stores no kernel (measured by one blocked pass over
-    the cost).
-    """
-    xp, reg = prob.xp, prob.reg
-    r, c, linear = prob.geom.measure(plan, f, g, reg)
-    target_c = prob.cols.target(g)
-    error = marginal_error(xp, r, c, prob.rows.target(f), target_c)
-    value = objective(prob, f, g, r, c)
-    if not bool(xp.isfinite(xp.asarray(error)).all()):
-        status = Status.STALLED
-    # POT's criterion ("l2"): the column violation of the row-normalised plan
-    converged = (error if norm == "l1" else column_l2_error(xp, c, target_c)) <= tol
-    converged = bool(converged) if xp.ndim(converged) == 0 else converged
-    if bool(xp_all(converged)) and status is Status.MAX_ITER:
-        status = Status.CONVERGED
-    plan, (f, g), (r, c) = prob.caller_plan(plan), prob.oriented(f, g), prob.oriented(r, c)
-    dtype = prob.dtype  # every returned array and number in the input's dtype, as POT's
-    return OTResult(
-        plan=plan,
-        marginals=(r.astype(dtype), c.astype(dtype)),
-        potentials=(f.astype(dtype), g.astype(dtype)),
-        value=in_dtype(value, dtype),
-        value_linear=in_dtype(linear, dtype),
-        marginal_error=error,
-        n_iter=sum(phases.values()),
-        n_iter_phases=phases,
-        converged=converged,
-        status=status if not (status is Status.CONVERGED and not bool(xp_all(converged))) else Status.STALLED,
-        history=monitor.history,
-        backend=prob.backend.name,
-        method=method,
-        tol=tol,
-        reg=reg,
-    )
-
-
-def in_dtype(x, dtype):
-    """A float64 measure (number or array) in the problem's ``dtype``: a NumPy
-    scalar of that dtype (``np.float64`` is a ``float``), or an array."""
-    if getattr(x, "ndim", 0) == 0:
-        return np.dtype(dtype).type(float(x))
-    return x.astype(dtype)
-
-
-def objective(prob, f, g, r, c):
-    """POT's ``value`` of the plan at potentials ``(f, g)`` with marginals ``(r, c)``.
-
-    ``<M, P> + reg Omega(P)`` plus ``rho KL(r | a)`` (and likewise for ``b``)
-    for relaxed marginals, where ``Omega(P) = KL(P | a b^T)`` in the KL frame
-    and ``sum P log P`` otherwise, and ``KL(p | q) = sum p log(p / q)`` (POT's
-    ``kl_div``). ``<M, P> + reg sum P log P = <f, r> + <g, c>`` since
-    ``log P_ij = (f_i + g_j - M_ij) / reg``: no pass over the plan.
-    """
-    xp = prob.xp
-    value = _dot(xp, r, f) + _dot(xp, c, g)
-    if prob.kl_frame:
-        value = value - prob.reg * (_dot_log(xp, r, prob.a) + _dot_log(xp, c, prob.b))
-    for side, marginal in ((prob.rows, r), (prob.cols, c)):
-        if not side.exact:
-            value = value + side.rho * (_dot_log(xp, marginal, marginal) - _dot_log(xp, marginal, side.mass))
-    return value
-
-
-def _dot(xp, w, p):
-    """``<w, p>`` per problem, ignoring the ``-inf`` potentials of empty rows."""
-    return (xp.where(xp.isfinite(p), p, 0.0) * w).sum(axis=-1)
-
-
-def _dot_log(xp, r, w):
-    """``sum_i r_i log w_i`` per problem, terms with ``r_i = 0`` counting 0."""
-    with np.errstate(divide="ignore"):
-        return xp.where(r > 0, r * xp.log(xp.where(r > 0, w, 1.0)), 0.0).sum(axis=-1)

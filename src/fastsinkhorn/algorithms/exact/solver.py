@@ -43,14 +43,15 @@ from ...core.arrays import to_numpy
 from ...core.marginals import marginal_error
 from ...core.checks import check_non_negative, check_non_negative_int, check_positive, check_positive_int
 from .pricing import gather_costs, smallest_reduced_costs
+from ..entropic import run_entropic
 from .first_basis import flow_basis
 from .network_simplex import network_simplex
 from ...core.methods import REGISTRY
-from ...core.options import parse_options
+from ...core.options import SNSOptions, parse_options
 from .restricted_lp import solve_restricted
 from ...core.result import ConvergenceWarning, OTResult, Status
 from .spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
-from ...core.validation import DEFAULT_EXACT_TOL, prepare_problem
+from ...core.validation import DEFAULT_EXACT_TOL, effective_tol, prepare_problem
 from ...geometry.point_cloud import PointCloud
 from ...backends import _threads  # its import starts Numba's threads (short spin)
 
@@ -376,16 +377,15 @@ def _entropic_potentials(prob, opts):
     """SNS potentials at ``opts.reg`` times the cost range (zeros for
     ``ranking="cost"``, a constant cost or a forced plan), ``-inf`` of zero
     masses made finite."""
-    from ...solvers import solve  # the exact solver is itself reached from solve()
-
     xp = prob.xp
     n, m = prob.shape
     if opts.ranking == "cost" or prob.cost_range <= 0 or min(n, m) == 1:
         return np.zeros(n), np.zeros(m), {"sinkhorn": 0, "newton": 0}
     with warnings.catch_warnings():  # a capped SNS solve still ranks entries
         warnings.simplefilter("ignore", ConvergenceWarning)
-        res = solve(prob.geom.M, prob.a, prob.b, reg=opts.reg * prob.cost_range, method="sns",
-                    tol=opts.sns_tol, max_iter=opts.sns_max_iter, backend=prob.backend.name)
+        entropic = prepare_problem(prob.geom.M, prob.a, prob.b, opts.reg * prob.cost_range, prob.backend.name)
+        tol = effective_tol(opts.sns_tol, entropic.dtype, entropic.shape, "tol")
+        res, _ = run_entropic(entropic, "sns", SNSOptions(), tol, opts.sns_max_iter)
     pots = []
     for p in res.potentials:
         p = to_numpy(xp.asarray(p, dtype=np.float64))

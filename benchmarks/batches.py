@@ -92,7 +92,8 @@ def main(argv=None):
             M[:k], reg=args.reg, a=a[:k], b=b[:k], tol=args.tol / np.sqrt(n), max_iter=MAX_ITER))
         t_pot *= B / k
         pot_err = l1_errors(np.asarray(pot.plan), a[:k], b[:k]).max()
-        print(f"| {B} x {n} x {n} | {t_batch:.2f} s | {err:.1e} | {res.n_iter.min()}-{res.n_iter.max()} | {t_loop:.1f} s | "
+        print(f"| {B} x {n} x {n} | {t_batch:.2f} s | {err:.1e} | {res.n_iter.min()}-{res.n_iter.max()} | "
+              f"{t_loop:.1f} s | "
               f"{t_loop / t_batch:.0f}x | {t_pot:.2f} s | {pot_err:.1e} | {t_pot / t_batch:.1f}x |", flush=True)
 
 

@@ -222,7 +222,8 @@ def main(argv=None):
         print(f"| {w} | {r['seconds']:.1f} s | {r['solves_per_s']:.1f} | {speed} | "
               f"{r['worker_cpu_s']:.0f} s ({r['cores_used']:.2f}) | "
               f"{r['solves_per_s'] * out['pot_s_per_solve']:.2f}x | "
-              f"{', '.join(f'{x:.2f}' for x in r['load_before'])} -> {', '.join(f'{x:.2f}' for x in r['load_after'])} |")
+              f"{', '.join(f'{x:.2f}' for x in r['load_before'])} -> "
+              f"{', '.join(f'{x:.2f}' for x in r['load_after'])} |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)

@@ -95,7 +95,7 @@ def main(argv=None):
         # 105 iterations stay short of convergence (cloud, reg 1e-2 needs ~200 to 1e-9);
         # POT's log domain is ~50x slower per iteration: 10 keep it affordable
         counts = {name: (5, 15 if "log" in name else 105) for name in runs}
-        for name, run in runs.items():
+        for run in runs.values():
             run(2)  # warm-up: JIT compilation is never timed
         samples = {name: [] for name in runs}
         for _ in range(args.repeats):  # solvers alternate within each repeat

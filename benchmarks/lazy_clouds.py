@@ -98,8 +98,8 @@ def child_geomloss(n, d, reg_frac):
     from geomloss import SamplesLoss
 
     import fastsinkhorn as fs
-    from fastsinkhorn.geometry.dense import CloudGeometry
     from fastsinkhorn.backends import get_backend
+    from fastsinkhorn.geometry.dense import CloudGeometry
 
     torch.set_default_dtype(torch.float64)
     x, y = points(n, d, 0)

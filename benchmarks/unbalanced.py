@@ -132,7 +132,8 @@ def table(rows):
             ratio = f"{min(pot) / r['seconds']:.1f}x" if pot and not r["solver"].startswith("POT") else \
                 ("-" if r["solver"].startswith("POT") else "no POT run this accurate")
             lines.append(f"| {r['n']} | {r['reg']:g} | {r['rho']:g} | {r['solver']} | {r['seconds']:.3g} | "
-                         f"{r['n_iter']} | {r['plan_error']:.1e} | {r['value'][0]:.10g} | {r['value'][1]:.10g} | {ratio} | {'; '.join(r['notes'])} |")
+                         f"{r['n_iter']} | {r['plan_error']:.1e} | {r['value'][0]:.10g} | {r['value'][1]:.10g} | "
+                         f"{ratio} | {'; '.join(r['notes'])} |")
     return "\n".join(lines)
 
 

@@ -17,7 +17,6 @@ from scipy.spatial.distance import cdist
 import fastsinkhorn as fs
 from fastsinkhorn.core.arguments import check_pot_arguments, is_default, refuse_unless_default, runs_on_gpu
 
-
 # -- 1. c and reg_type with reg=None (exact OT) ---------------------------------
 
 @pytest.mark.parametrize("reg_type", ["KL", "entropy", "L2"])

@@ -20,7 +20,10 @@ def _available_backends():
     return ["reference", "cpu"] + (["gpu"] if cuda_available() else [])
 
 
-def _calls(xp, rng, n=37, m=23, cost=CostSpec("sqeuclidean", scale=0.7)):
+_DEFAULT_COST = CostSpec("sqeuclidean", scale=0.7)
+
+
+def _calls(xp, rng, n=37, m=23, cost=_DEFAULT_COST):
     """Arguments for each contract method (host arrays; moved to ``xp`` by the test)."""
     M, a, b = random_problem(rng, n, m)
     x, y = rng.random((n, 3)), rng.random((m, 3))

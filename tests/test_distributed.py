@@ -16,6 +16,7 @@ from fastsinkhorn.distributed import chunks as _many
 
 distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402  (installed with distributed)
+
 from fastsinkhorn.distributed import ProblemErrors, map_solve, pairwise  # noqa: E402
 
 REG, TOL = 1e-2, 1e-6
@@ -29,9 +30,11 @@ def client():
     A worker that loses a peer retries fetching from it until the connect
     timeout (30 s by default) runs out: 5 s keeps the killed-worker test short.
     """
-    with dask.config.set({"distributed.comm.timeouts.connect": "5s"}), distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"},
-                                  scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster, distributed.Client(cluster) as c:
+    timeouts = dask.config.set({"distributed.comm.timeouts.connect": "5s"})
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"},
+                                       scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    with timeouts, cluster, distributed.Client(cluster) as c:
         yield c
 
 

@@ -14,11 +14,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 import fastsinkhorn
-from fastsinkhorn import ConvergenceWarning
-from fastsinkhorn import Status
-from fastsinkhorn import emd
-from fastsinkhorn import emd2
-from fastsinkhorn import solve_exact
+from fastsinkhorn import ConvergenceWarning, Status, emd, emd2, solve_exact
 from fastsinkhorn.algorithms.exact.solver import optimality_certificate, pivot_safety_net
 from fastsinkhorn.problems import FAMILIES, make_problem
 
@@ -160,10 +156,13 @@ def test_certificate_detects_a_wrong_plan_and_wrong_duals(rng):
     assert abs(gap) < 1e-15 and min_rc >= -1e-15 and error < 1e-15
     # a feasible but suboptimal plan: mass moved around a 2-cycle
     i, k = np.argsort(P.max(axis=1))[-2:]
-    j, l = P[i].argmax(), P[k].argmax()
-    t = min(P[i, j], P[k, l])
+    j, jk = P[i].argmax(), P[k].argmax()
+    t = min(P[i, j], P[k, jk])
     Q = P.copy()
-    Q[i, j] -= t; Q[k, l] -= t; Q[i, l] += t; Q[k, j] += t
+    Q[i, j] -= t
+    Q[k, jk] -= t
+    Q[i, jk] += t
+    Q[k, j] += t
     gap_q, _, error_q = optimality_certificate(p.M, p.a, p.b, Q, (u, v))
     assert error_q < 1e-15 and gap_q > 1e-6
     # duals raised: the dual objective exceeds the primal, some reduced cost < 0
@@ -534,7 +533,8 @@ def test_benchmark_script_runs(tmp_path):
     assert ours["time"] > 0 and ours["gap"] == pytest.approx(0.0, abs=1e-15)
 
 
-@pytest.mark.parametrize("name", ["fastsinkhorn.algorithms.exact.solver", "fastsinkhorn.pot.exact", "fastsinkhorn.algorithms.exact.feasibility"])
+@pytest.mark.parametrize("name", ["fastsinkhorn.algorithms.exact.solver", "fastsinkhorn.pot.exact",
+                                  "fastsinkhorn.algorithms.exact.feasibility"])
 def test_docstring_examples_of_exact_ot(name):
     import doctest
     import importlib

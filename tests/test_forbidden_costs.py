@@ -16,8 +16,8 @@ import pytest
 from ot_testing import plan_error
 
 import fastsinkhorn as fs
-from fastsinkhorn.geometry.cost_scale import support_scale
 from fastsinkhorn.backends import get_backend
+from fastsinkhorn.geometry.cost_scale import support_scale
 
 
 def _cloud_cost(rng, n, m=None):

@@ -71,8 +71,8 @@ def test_lazy_plan_operations_match_the_dense_plan(rng):
     lp = res.plan
     P = lp.to_dense()
     f, g = res.potentials
-    np.testing.assert_allclose(P, np.exp((f[:, None] + g[None, :] - cost_matrix(x, y, fs.PointCloud(x, y).spec)) / 0.02),
-                               rtol=1e-12)
+    C = cost_matrix(x, y, fs.PointCloud(x, y).spec)
+    np.testing.assert_allclose(P, np.exp((f[:, None] + g[None, :] - C) / 0.02), rtol=1e-12)
     np.testing.assert_allclose(lp.rows(10, 25), P[10:25], rtol=1e-14)
     np.testing.assert_allclose(lp.rows(-5, None), P[-5:], rtol=1e-14)
     v, V, u = rng.random(50), rng.random((50, 3)), rng.random(70)
@@ -219,8 +219,8 @@ def test_point_clouds_need_the_backends_declared_capability():
 def test_dense_linear_cost_covers_every_block(rng):
     """<M, P> by blocks: more rows than columns, and a batch of more problems
     than rows, each spanning several blocks, sum every entry once."""
-    from fastsinkhorn.geometry.dense import DenseGeometry
     from fastsinkhorn.backends import get_backend
+    from fastsinkhorn.geometry.dense import DenseGeometry
 
     ref = get_backend("reference")
     M, P = rng.random((3000, 100)).astype(np.float32), rng.random((3000, 100))

@@ -297,7 +297,8 @@ def test_host_plan_entry_matches_reference(harness):
     g = np.r_[rng.normal(size=40), 0.3, -np.inf, -np.inf]
     m = np.r_[rng.uniform(0, 3, size=40), 1.0, np.inf, 2.0]
     reg = 0.05
-    out = np.array([list(map(float, s.split())) for s in harness([f"P {_fmt(a)} {_fmt(b)} {_fmt(c)} {reg!r}" for a, b, c in zip(f, g, m)])])
+    lines = [f"P {_fmt(a)} {_fmt(b)} {_fmt(c)} {reg!r}" for a, b, c in zip(f, g, m)]
+    out = np.array([list(map(float, s.split())) for s in harness(lines)])
     with np.errstate(invalid="ignore"):
         x = (f + g - m) / reg
     x = np.where(np.isnan(x), -np.inf, x)
@@ -317,7 +318,7 @@ def test_host_online_logsumexp(harness, case):
         "single": np.array([-3.5]),
         "increasing": np.arange(200.0) * 7.0,  # a new maximum every time
     }[case]
-    line = "L %d %s" % (len(x), " ".join(_fmt(v) for v in x))
+    line = f"L {len(x)} " + " ".join(_fmt(v) for v in x)
     got = np.array(harness([line])[0].split(), float)
     want = _logsumexp(x[None, :], axis=1)[0]
     if np.isneginf(want):
@@ -329,7 +330,7 @@ def test_host_online_logsumexp(harness, case):
 def test_host_online_logsumexp_detects_error(harness):
     """The comparison above is tight: a result off by 1e-12 fails it."""
     x = np.random.default_rng(2).normal(size=37)
-    got = float(harness(["L %d %s" % (len(x), " ".join(_fmt(v) for v in x))])[0].split()[0])
+    got = float(harness([f"L {len(x)} " + " ".join(_fmt(v) for v in x)])[0].split()[0])
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(got + 1e-12, _logsumexp(x[None, :], axis=1)[0], rtol=1e-14, atol=1e-14)
 
@@ -364,7 +365,8 @@ def test_host_cloud_cost_matches_reference(harness, cost, d):
     n, m = 5, 7
     x, y = rng.normal(size=(n, d)), rng.normal(size=(m, d))
     x[0] = y[0]  # a zero cost
-    line = f"C {cost.code} {n} {m} {d} {cost.p!r} {cost.scale!r} " + " ".join(_fmt(v) for v in np.r_[x.ravel(), y.ravel()])
+    coordinates = " ".join(_fmt(v) for v in np.r_[x.ravel(), y.ravel()])
+    line = f"C {cost.code} {n} {m} {d} {cost.p!r} {cost.scale!r} " + coordinates
     by_entry, by_row, dense = (np.array(row.split(), float).reshape(n, m) for row in harness([line]))
     want = cost_matrix(x, y, cost)
     np.testing.assert_allclose(by_entry, want, rtol=1e-14, atol=0)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fastsinkhorn.algorithms.sns import newton_system as ns
-from fastsinkhorn.core.options import SNSOptions
 from fastsinkhorn.algorithms.sns.driver import anneal_schedule
+from fastsinkhorn.core.options import SNSOptions
 
 
 def sparsified(rng, n, m, k, power=8.0):

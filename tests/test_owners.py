@@ -19,8 +19,7 @@ import pytest
 import fastsinkhorn as fs
 from fastsinkhorn.core import arrays, checks, marginals, methods, potentials, transpose
 from fastsinkhorn.core.options import SinkhornOptions, SNSOptions
-from fastsinkhorn.core.validation import (DEFAULT_EXACT_TOL, DEFAULT_TOL, default_tol, effective_tol,
-                                          prepare_problem)
+from fastsinkhorn.core.validation import DEFAULT_EXACT_TOL, DEFAULT_TOL, default_tol, effective_tol, prepare_problem
 
 SRC = pathlib.Path(fs.__file__).parent
 

@@ -7,8 +7,9 @@ entries (``inf`` or a huge finite cost), near-ties, float32, and ``reg`` from
 1e-6 to 1e3 of the cost scale. Each entry point's answer is checked against
 references that share no code with the library: exact OT values bracketed
 by a feasible plan and feasible duals (from POT's ``ot.emd`` or HiGHS,
-certified here, since POT loses precision with costs near 1e300), the bound ``W <= <M, P*> <= W + reg min(H(a), H(b))`` of the entropic
-plan, the plan's own marginals and Gibbs form, and a plain long-run
+certified here, since POT loses precision with costs near 1e300), the
+bound ``W <= <M, P*> <= W + reg min(H(a), H(b))`` of the entropic plan,
+the plan's own marginals and Gibbs form, and a plain long-run
 log-domain Sinkhorn where that converges. A result that says
 ``converged=False`` must have warned.
 

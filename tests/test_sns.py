@@ -233,9 +233,9 @@ def test_sinkhorn_hedge_extrapolates_the_warm_up():
     per check, 1 ms per check. From 0.03 to 1e-9 Sinkhorn needs ~337 more
     checks (0.34 s): less than half of 12 Newton steps of 3 passes of 20 ms
     (0.72 s), more than half with 10 ms passes."""
+    from fastsinkhorn.algorithms.sns.driver import _SNSRun
     from fastsinkhorn.core.monitor import Monitor
     from fastsinkhorn.core.options import SNSOptions
-    from fastsinkhorn.algorithms.sns.driver import _SNSRun
     from fastsinkhorn.core.validation import prepare_problem
 
     p = make_problem("cloud", 20, seed=0)
@@ -256,9 +256,9 @@ def _hedge_run(errors, times, junk=0, cost=None, **opts):
     """An ``_SNSRun`` whose monitor recorded ``junk`` checks of an earlier
     stage (first_check = junk), then the warm-up's ``errors`` and ``times``
     (on a small dense cost, or on ``cost``)."""
+    from fastsinkhorn.algorithms.sns.driver import _SNSRun
     from fastsinkhorn.core.monitor import Monitor
     from fastsinkhorn.core.options import SNSOptions
-    from fastsinkhorn.algorithms.sns.driver import _SNSRun
     from fastsinkhorn.core.validation import prepare_problem
 
     p = make_problem("cloud", 8, seed=0)
@@ -372,8 +372,8 @@ def test_cg_cap_is_the_iterations_worth_one_direct_solve():
     factorisation, dense O(order^3) or at most 50 assemblies) over the
     estimated time of one PCG iteration (15 us + 1.2 ns per nonzero + 4 ns
     per unknown), at least 10, at most ``cg_max_iter``."""
-    from fastsinkhorn.core.options import SNSOptions
     from fastsinkhorn.algorithms.sns.driver import LinearSolver
+    from fastsinkhorn.core.options import SNSOptions
 
     auto = LinearSolver(SNSOptions())
     # small: the dense factorisation is cheap

@@ -65,7 +65,8 @@ def oracle(M, a, b, reg, rho, reg_type="kl"):
         grad = np.r_[ta - P.sum(1), tb - P.sum(0)]
         if np.abs(grad).sum() < 1e-14:
             break
-        H = np.block([[np.diag(P.sum(1) / reg + ta / rho_a), P / reg], [P.T / reg, np.diag(P.sum(0) / reg + tb / rho_b)]])
+        H = np.block([[np.diag(P.sum(1) / reg + ta / rho_a), P / reg],
+                      [P.T / reg, np.diag(P.sum(0) / reg + tb / rho_b)]])
         step = np.linalg.lstsq(H, grad, rcond=None)[0]  # ascent direction (H is singular when balanced)
         t = 1.0  # Armijo on the dual, or a smaller gradient (near the optimum the dual's change is rounding)
         while t > 1e-10:

@@ -158,8 +158,8 @@ def test_strided_cost_is_made_contiguous():
     ({"b": np.ones((3, 1))}, "b must have shape (3,) to match M.shape[1], got (3, 1)"),
     ({"a": np.array([1.5, -0.5])}, "a must be non-negative (masses), got min -0.5"),
     ({"a": np.array([np.inf, 0.5])}, "a must not contain NaN or inf"),
-    ({"b": np.array([0.2, 0.3, 0.6])}, "a and b must have equal sums (to a relative 0.001), got sum(a)=1.0 and sum(b)=1.1 "
-                                         "(or solve unbalanced OT: unbalanced=...)"),
+    ({"b": np.array([0.2, 0.3, 0.6])}, "a and b must have equal sums (to a relative 0.001), got sum(a)=1.0 and "
+                                         "sum(b)=1.1 (or solve unbalanced OT: unbalanced=...)"),
     ({"a": np.zeros(2), "b": np.zeros(3)}, "a must have a positive sum"),
     ({"reg": True}, "reg must be a positive finite number, got True"),
     ({"reg": np.nan}, "reg must be a positive finite number, got nan"),
@@ -262,7 +262,8 @@ def test_shape_and_sum_messages_name_what_they_compare():
     Ms = np.stack([M, M])
     with pytest.raises(ValueError, match=r"^b must have shape \(3,\) or \(2, 3\) to match M\.shape\[-1\], got \(2,\)$"):
         fs.solve(Ms, None, np.full(2, 0.5), reg=0.1)
-    with pytest.raises(ValueError, match=r"^a and b must have equal sums in problem 1 \(to a relative 0\.001\), got sum\(a\)=1\.0 and sum\(b\)=2\.0 \(or solve"):
+    with pytest.raises(ValueError, match=r"^a and b must have equal sums in problem 1 \(to a relative 0\.001\), "
+                                         r"got sum\(a\)=1\.0 and sum\(b\)=2\.0 \(or solve"):
         fs.solve(Ms, np.stack([A, A]), np.stack([B, 2 * B]), reg=0.1)
     # the sums' tolerance is relative: large masses with a 1e-10 relative mismatch are accepted
     res = fs.solve(M, 1000 * A, 1000 * (1 + 1e-10) * B, reg=0.1)

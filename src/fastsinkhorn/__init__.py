@@ -10,15 +10,15 @@ starts from two samples. POT drop-ins (``import fastsinkhorn as ot``):
 :mod:`~fastsinkhorn.solvers`, :mod:`~fastsinkhorn.unbalanced`, :mod:`~fastsinkhorn.batch`.
 """
 
-from .geometry.distances import dist
-from .pot.entropic import sinkhorn, sinkhorn2
-from .core.result import ConvergenceWarning, OTResult, Status
-from .pot.utils import unif
 from . import batch, bregman, solvers, unbalanced, utils
-from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
-from .geometry.lazy_plan import LazyPlan
-from .solvers import METHODS, choose_method, solve, solve_sample
+from .core.result import ConvergenceWarning, OTResult, Status
 from .geometry import PointCloud
+from .geometry.distances import dist
+from .geometry.lazy_plan import LazyPlan
+from .pot.entropic import sinkhorn, sinkhorn2
+from .pot.utils import unif
+from .solvers import METHODS, choose_method, solve, solve_sample
+from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
 
 __version__ = "0.1.0"
 __all__ = ["solve", "solve_sample", "batch", "bregman", "lp", "solvers", "unbalanced", "utils",

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import solve
-from .solvers import METHODS
 from .core.validation import default_tol
 from .problems import FAMILIES, make_problem
+from .solvers import METHODS
 
 #: ``--peers`` name -> (label, bench adapter).
 PEERS = {
@@ -281,7 +281,8 @@ def _first_call_lines(age, first, pot_import, pot_first):
     for i, (reg, seconds, startup, compiled) in enumerate(first):
         what = (f"compiled {compiled} kernels: Numba's cache was empty (once after install)" if compiled
                 else "Numba's import and kernel cache load" if i == 0 else "loading the kernels it adds")
-        lines.append(f"  first solve at reg {reg:.0e}: {seconds:.2f} s, of which {startup:.2f} s first-call cost ({what})")
+        lines.append(f"  first solve at reg {reg:.0e}: {seconds:.2f} s, of which {startup:.2f} s "
+                     f"first-call cost ({what})")
     if pot_import is not None:
         lines.append(f"  import ot: {pot_import:.2f} s (NumPy already loaded); POT's untimed set-up "
                      f"and probe runs: {pot_first:.2f} s in all")

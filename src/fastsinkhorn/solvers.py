@@ -6,18 +6,23 @@ import warnings
 
 import numpy as np
 
-from .core.arguments import (check_cloud_options, check_pot_arguments, check_pot_method, refuse_unless_default,
-                             runs_on_gpu)
+from .algorithms.entropic import RUNNERS, in_dtype, run_entropic, xp_all
+from .backends._contract import COST_KINDS
+from .core.arguments import (
+    check_cloud_options,
+    check_pot_arguments,
+    check_pot_method,
+    refuse_unless_default,
+    runs_on_gpu,
+)
 from .core.arrays import is_cupy_array, to_numpy
 from .core.checks import check_positive, check_positive_int
 from .core.methods import AUTO, BATCH_METHODS, ENTROPIC_METHODS, POT_SOLVE, REGISTRY
 from .core.options import parse_options
 from .core.relaxation import check_unbalanced
 from .core.result import ConvergenceWarning, Status
-from .algorithms.entropic import RUNNERS, in_dtype, run_entropic, xp_all
-from .geometry.dense import DenseGeometry
 from .core.validation import check_reference_measure, effective_tol, prepare_problem, reference_cost
-from .backends._contract import COST_KINDS
+from .geometry.dense import DenseGeometry
 from .geometry.point_cloud import PointCloud
 
 #: POT's ``ot.solvers`` names implemented here (``choose_method`` and ``METHODS`` are ours).
@@ -264,7 +269,9 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
         ``lazy=False``, any metric of :func:`~fastsinkhorn.dist` (POT's
         ``cityblock``, ``cosine``, SciPy's ``cdist`` metrics...). The cost
         has the points' dtype.
-    reg, c, reg_type, unbalanced, unbalanced_type, method, n_threads, max_iter, plan_init, potentials_init, tol, verbose, grad
+    reg, c, reg_type, unbalanced, unbalanced_type, method, n_threads, max_iter
+        As in :func:`solve`.
+    plan_init, potentials_init, tol, verbose, grad
         As in :func:`solve`.
     lazy : bool
         ``False`` (POT's default): build the dense ``(n, m)`` cost once and

@@ -7,12 +7,12 @@ and ``gpu`` (CuPy + CUDA C) are imported lazily so that CPU users never load
 CuPy, and importing fastsinkhorn does not trigger any JIT compilation.
 """
 
-from functools import lru_cache
+from functools import cache
 
 BACKENDS = ("reference", "cpu", "gpu")
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_backend(name):
     """Return the (shared, stateless) backend object called ``name``."""
     if name == "reference":

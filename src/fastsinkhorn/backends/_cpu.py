@@ -18,15 +18,17 @@ the calling thread, and the answer does not depend on the thread count.
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
-from . import _blocks
+from . import (
+    _blocks,
+    _threads,  # its import starts Numba's threads (short spin)
+)
 from . import _cpu_batch_kernels as batch
 from . import _cpu_cloud_kernels as cloud
 from . import _cpu_kernels as kern
-from . import _threads  # its import starts Numba's threads (short spin)
 from ._threads import blocks
 
 #: Log-sum-exp terms below exp(-460) (1e-200) of the largest are clamped there.
@@ -42,7 +44,7 @@ def _cut(dtype):
     return -87.0 if dtype == np.float32 else -460.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pool(workers):
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastsinkhorn")
 

@@ -214,7 +214,7 @@ def cuda_available():
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernels(device_id):
     """``{name or name<type>: RawKernel}`` for one device (compiled once)."""
     import cupy

@@ -25,6 +25,7 @@ import functools
 
 import numpy as np
 
+
 def _per_problem(member):
     """Run ``member`` once per problem when its first argument is a batch
     (``ndim == 3``); every array argument then has the batch axis first."""

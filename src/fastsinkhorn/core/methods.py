@@ -12,7 +12,6 @@ converges within it.
 """
 
 from dataclasses import dataclass
-from typing import Optional
 
 from .options import SinkhornOptions, SNSOptions
 
@@ -39,7 +38,7 @@ class Method:
     """
 
     name: str
-    options: Optional[type]
+    options: type | None
     max_iter: int
     batches: bool
     unbalanced: bool

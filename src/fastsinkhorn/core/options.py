@@ -3,7 +3,6 @@
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 from .checks import check_non_negative_int, check_positive_int
 
@@ -30,8 +29,8 @@ class SinkhornOptions:
         kernel must not lose entries that later matter).
     """
 
-    check_every: Optional[int] = None
-    absorb_threshold: Optional[float] = None
+    check_every: int | None = None
+    absorb_threshold: float | None = None
 
     def __post_init__(self):
         if self.check_every is not None:
@@ -126,7 +125,7 @@ class SNSOptions(SinkhornOptions):
     max_per_row: int = 0
     adaptive_density: bool = True
     cg_max_iter: int = 300
-    cg_rtol: Optional[float] = None
+    cg_rtol: float | None = None
     armijo: float = 1e-4
     max_backtracks: int = 12
     shift: float = 1.0

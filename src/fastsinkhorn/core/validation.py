@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import array_library, array_namespace
-from .checks import check_non_negative, check_reg  # noqa: F401 (check_reg: re-exported)
+from ..backends import BACKENDS, get_backend
 from ..geometry.cloud import CloudGeometry
 from ..geometry.dense import DenseGeometry
+from ..geometry.point_cloud import PointCloud
+from .arrays import array_library, array_namespace
+from .checks import check_non_negative, check_reg  # noqa: F401 (check_reg: re-exported)
 from .relaxation import Side
 from .transpose import caller_plan, oriented, readable_in_place, solved_transposed
-from ..backends import BACKENDS, get_backend
-from ..geometry.point_cloud import PointCloud
 
 
 @dataclass

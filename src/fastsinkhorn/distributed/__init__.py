@@ -13,8 +13,9 @@ not to pay). All the data lives in the task graph (``pairwise``: the cost
 and each block of histograms once, as tasks of their own), so a worker lost
 mid-run costs only the re-run of its tasks (and a stall of up to Dask's
 ``distributed.comm.timeouts.connect``, 30 s by default, while the other
-workers give up fetching from it); results come back as NumPy arrays. With no ``client``, a ``LocalCluster`` of one single-threaded worker
-process per core is started and closed around the call; with one, whatever
+workers give up fetching from it); results come back as NumPy arrays.
+With no ``client``, a ``LocalCluster`` of one single-threaded worker process
+per core is started and closed around the call; with one, whatever
 cluster it points to is used.
 
 Warm starts between neighbouring pairs are not used: measured on pairs of

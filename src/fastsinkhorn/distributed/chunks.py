@@ -12,8 +12,8 @@ import warnings
 import numpy as np
 
 from ..core.arrays import to_numpy
-from ..core.stacking import split_batch
 from ..core.result import ConvergenceWarning
+from ..core.stacking import split_batch
 from ..solvers import solve
 
 #: Problems of at most this many cost entries are solved as batches (one

@@ -13,10 +13,10 @@ except ImportError as exc:  # the extra is missing
 import dask
 import numpy as np
 
-from .chunks import LOSSES, debias, fill_symmetric, solve_chunk, tile_values, tiles
 from ..core.checks import check_positive_int
 from ..core.result import ConvergenceWarning
 from ..core.validation import MASS_SUM_RTOL, check_reg
+from .chunks import LOSSES, debias, fill_symmetric, solve_chunk, tile_values, tiles
 
 __all__ = ["pairwise", "map_solve", "ProblemErrors", "local_client"]
 

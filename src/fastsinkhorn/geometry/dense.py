@@ -4,9 +4,9 @@ import functools
 
 import numpy as np
 
+from ..core.transpose import solved_transposed
 from .base import BlockedGeometry, weighted_costs
 from .cost_scale import support_scale
-from ..core.transpose import solved_transposed
 
 
 class DenseGeometry(BlockedGeometry):

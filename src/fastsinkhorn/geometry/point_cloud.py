@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 
+from ..backends._contract import COST_KINDS, CostSpec
 from ..core.arrays import array_library, library_module
 from ..core.checks import check_positive, is_real
-from ..backends._contract import COST_KINDS, CostSpec
 
 
 class PointCloud:

@@ -14,8 +14,8 @@ import numpy as np
 from ..core.arguments import refuse_unless_default
 from ..core.arrays import array_namespace
 from ..core.checks import check_positive_int
-from ..core.methods import POT_SINKHORN, POT_SINKHORN2, POT_WARMSTART_POTENTIALS
 from ..core.marginals import joint_l2
+from ..core.methods import POT_SINKHORN, POT_SINKHORN2, POT_WARMSTART_POTENTIALS
 from ..core.potentials import to_log_scalings, to_potentials
 from ..core.result import ConvergenceWarning
 from ..geometry.distances import dist  # noqa: F401  (POT has it next to sinkhorn)
@@ -274,7 +274,7 @@ class _ProgressTable:
             return
         if self.lines % 20 == 0:
             print("{:5s}|{:12s}".format("It.", "Err") + "\n" + "-" * 19)
-        print("{:5d}|{:8e}|".format(index, error))
+        print(f"{index:5d}|{error:8e}|")
         self.lines, self.last = self.lines + 1, index
         self.due = (index // self.period + 1) * self.period
 

@@ -23,14 +23,14 @@ import warnings
 
 import numpy as np
 
-from .entropic import DefaultValue, _given, _options, _ProgressTable, _stop_threshold
 from ..core.arrays import array_namespace
 from ..core.methods import POT_UNBALANCED
+from ..core.potentials import POT_LOG_ZERO, kl_frame_shift, to_log_scalings, to_potentials
 from ..core.relaxation import check_unbalanced
 from ..core.result import ConvergenceWarning
 from ..solvers import _solve
 from .batch import histograms_as_batch, solve_problems
-from ..core.potentials import POT_LOG_ZERO, kl_frame_shift, to_log_scalings, to_potentials
+from .entropic import DefaultValue, _given, _options, _ProgressTable, _stop_threshold
 
 #: POT's method names -> ours (:mod:`fastsinkhorn.core.methods`): all run our
 #: best method for the problem (``"auto"``: :func:`~fastsinkhorn.choose_method`'s
@@ -126,7 +126,7 @@ def sinkhorn_unbalanced2(a, b, M, reg, reg_m, method="sinkhorn", reg_type="kl", 
     0.236954
     """
     if returnCost not in ("linear", "total"):
-        raise ValueError("Unknown returnCost = {}".format(returnCost))
+        raise ValueError(f"Unknown returnCost = {returnCost}")
     return _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, stopThr, verbose, log,
                      kwargs, cost_only=returnCost)
 
@@ -158,7 +158,7 @@ def sinkhorn_unbalanced_translation_invariant(a, b, M, reg, reg_m, reg_type="kl"
 def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, stopThr, verbose, log, kwargs,
               cost_only):
     if not isinstance(method, str) or method.lower() not in METHODS:
-        raise ValueError("Unknown method '%s'." % method)
+        raise ValueError(f"Unknown method '{method}'.")
     if not isinstance(reg_type, str) or reg_type.lower() not in ("kl", "entropy"):
         raise NotImplementedError(f"reg_type={reg_type!r}: only 'kl' and 'entropy' are implemented")
     if c is not None and reg_type.lower() == "entropy":

@@ -30,30 +30,30 @@ of the current basis (the scale of the duals and of their rounding): a few
 huge or forbidden entries elsewhere in ``M`` do not loosen the test.
 """
 
+import dataclasses
 import time
 import warnings
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from ...backends import _threads  # its import starts Numba's threads (short spin)
 from ...core.arguments import refuse_unless_default
 from ...core.arrays import to_numpy
-from ...core.marginals import marginal_error
 from ...core.checks import check_non_negative, check_non_negative_int, check_positive, check_positive_int
-from .pricing import gather_costs, smallest_reduced_costs
+from ...core.marginals import marginal_error
+from ...core.methods import REGISTRY
+from ...core.options import SNSOptions, parse_options
+from ...core.result import ConvergenceWarning, OTResult, Status
+from ...core.validation import DEFAULT_EXACT_TOL, effective_tol, prepare_problem
+from ...geometry.point_cloud import PointCloud
 from ..entropic import run_entropic
 from .first_basis import flow_basis
 from .network_simplex import network_simplex
-from ...core.methods import REGISTRY
-from ...core.options import SNSOptions, parse_options
+from .pricing import gather_costs, smallest_reduced_costs
 from .restricted_lp import solve_restricted
-from ...core.result import ConvergenceWarning, OTResult, Status
 from .spanning_tree import northwest_corner, spanning_forest, tree_duals, tree_flows
-from ...core.validation import DEFAULT_EXACT_TOL, effective_tol, prepare_problem
-from ...geometry.point_cloud import PointCloud
-from ...backends import _threads  # its import starts Numba's threads (short spin)
 
 #: Pricing rounds are a safety net, not a budget (the registry's default max_iter of "exact").
 DEFAULT_MAX_ITER = REGISTRY["exact"].max_iter
@@ -143,8 +143,9 @@ class ExactOptions:
 @dataclass(repr=False)
 class ExactResult(OTResult):
     """Result of :func:`solve_exact`: an :class:`OTResult` (``plan`` a
-    ``scipy.sparse.csr_array``: ``*`` multiplies entrywise, as with NumPy and POT's plans; ``potentials`` the LP duals ``(u, v)`` in
-    cost units, ``reg = 0``, ``value == value_linear``) plus its certificate.
+    ``scipy.sparse.csr_array``: ``*`` multiplies entrywise, as with NumPy and
+    POT's plans; ``potentials`` the LP duals ``(u, v)`` in cost units,
+    ``reg = 0``, ``value == value_linear``) plus its certificate.
 
     Attributes
     ----------

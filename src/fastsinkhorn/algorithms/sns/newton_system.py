@@ -34,8 +34,9 @@ benchmarks/RESULTS.md, section 6), and most solves (Sinkhorn, SNS while PCG
 converges) never factorise.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -147,6 +147,10 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     grad : {"autodiff", "detach", "envelope"}
         POT's gradient modes; NumPy and CuPy arrays carry no gradients, so
         they change nothing. ``"last_step"`` raises ``NotImplementedError``.
+        With PyTorch tensors that require a gradient: ``"envelope"`` gives
+        ``value`` POT's envelope gradients, ``"detach"`` no graph, and
+        ``"autodiff"`` raises ``NotImplementedError``
+        (:mod:`fastsinkhorn.core.autodiff`).
     warm_start : tuple of arrays, optional
         Potentials ``(f, g)`` from an earlier solve (``result.potentials``).
     callback : callable, optional

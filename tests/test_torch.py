@@ -227,3 +227,26 @@ def test_warnings_point_at_the_callers_line():
     with pytest.warns(fs.ConvergenceWarning) as record:
         fs.solve(Mt, at, bt, reg=0.01, max_iter=2, method="sinkhorn")
     assert {w.filename for w in record} == {__file__}
+
+
+def test_solve_sample_takes_tensors_and_refuses_gradients_of_the_points():
+    rng = np.random.default_rng(8)
+    x, y = rng.random((5, 2)), rng.random((6, 2))
+    xt, yt = tensors(x, y)
+    res = fs.solve_sample(xt, yt, reg=REG)
+    assert isinstance(res.plan, torch.Tensor)
+    np.testing.assert_array_equal(res.plan.numpy(), fs.solve_sample(x, y, reg=REG).plan)
+    xg, yg = tensors(x, y, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="X_a"):
+        fs.solve_sample(xg, yg, reg=REG, grad="envelope")
+
+
+def test_envelope_is_refused_where_not_implemented():
+    M, a, b = problem()
+    Mt, at, bt = tensors(M, a, b, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="unbalanced"):
+        fs.solve(Mt, at, bt, reg=REG, unbalanced=1.0, grad="envelope")
+    with pytest.raises(NotImplementedError, match="one entropic problem"):
+        fs.solve(Mt, at, bt, reg=None, grad="envelope")
+    with pytest.raises(NotImplementedError, match="one entropic problem"):
+        fs.solve(torch.stack([Mt, Mt]), reg=REG, grad="envelope")

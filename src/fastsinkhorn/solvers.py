@@ -316,6 +316,8 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
     >>> res.plan.to_dense().round(3).tolist()
     [[0.5, 0.0], [0.0, 0.5]]
     """
+    if has_torch_tensor(X_a, X_b, a, b, c):  # tensors: run on NumPy views of them
+        return via_torch(solve_sample, locals(), ("X_a", "X_b", "a", "b", "c"), solve_gradients)
     defaults = {"rank": (rank, 100), "scaling": (scaling, 0.95), "X_init": (X_init, None),
                 "random_state": (random_state, None), "debias": (debias, False),
                 "n_projections": (n_projections, 50), "projections": (projections, None),

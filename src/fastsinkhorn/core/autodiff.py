@@ -77,6 +77,10 @@ def solve_gradients(call, tensors, like):
         raise NotImplementedError(f"solve(grad={mode!r}) with tensors that require a gradient: only "
                                   "grad='envelope' (gradients of value) and grad='detach' are implemented")
     wanted = _differentiable(tensors, ("M", "a", "b"), "solve(grad='envelope')")
+    for name in ("unbalanced", "c"):
+        if call.arguments.get(name) is not None:
+            raise NotImplementedError(f"solve(grad='envelope') with {name}: the envelope gradients are "
+                                      "implemented for balanced OT with the default reference measure")
     result = call()
     if not isinstance(result, OTResult) or result.batched or not isinstance(result.plan, np.ndarray):
         raise NotImplementedError("solve(grad='envelope'): gradients are implemented for one entropic "

@@ -1,4 +1,4 @@
-"""Gradients for PyTorch callers: the ``grad`` handlers of :func:`~fastsinkhorn.core.frameworks.accepts_torch`.
+"""Gradients for PyTorch callers: the ``grad`` handlers of :func:`~fastsinkhorn.core.frameworks.via_torch`.
 
 The solvers run on NumPy views of the caller's tensors, so PyTorch's autograd
 never sees their iterations. The gradients are given instead, at the

@@ -10,9 +10,9 @@ device. Gradients are the business of the function's own ``grad`` handler
 (:mod:`fastsinkhorn.core.autodiff`); a function without one refuses inputs
 that require a gradient rather than return a result without one.
 
-PyTorch is never imported by this module: a tensor is recognised by the
-module of its type, so ``import fastsinkhorn`` and every NumPy call stay free
-of it.
+PyTorch is imported only once a tensor has been seen: a tensor is
+recognised by the module of its type, so ``import fastsinkhorn`` and every
+NumPy call stay free of it.
 """
 
 import dataclasses

@@ -16,7 +16,9 @@ from .core.arguments import (
     runs_on_gpu,
 )
 from .core.arrays import is_cupy_array, to_numpy
+from .core.autodiff import solve_gradients
 from .core.checks import check_positive, check_positive_int
+from .core.frameworks import has_torch_tensor, via_torch
 from .core.methods import AUTO, BATCH_METHODS, ENTROPIC_METHODS, POT_SOLVE, REGISTRY
 from .core.options import parse_options
 from .core.relaxation import check_unbalanced
@@ -145,6 +147,10 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     grad : {"autodiff", "detach", "envelope"}
         POT's gradient modes; NumPy and CuPy arrays carry no gradients, so
         they change nothing. ``"last_step"`` raises ``NotImplementedError``.
+        With PyTorch tensors that require a gradient: ``"envelope"`` gives
+        ``value`` POT's envelope gradients, ``"detach"`` no graph, and
+        ``"autodiff"`` raises ``NotImplementedError``
+        (:mod:`fastsinkhorn.core.autodiff`).
     warm_start : tuple of arrays, optional
         Potentials ``(f, g)`` from an earlier solve (``result.potentials``).
     callback : callable, optional
@@ -194,6 +200,8 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     >>> round(float(res.plan.sum()), 3)  # between the two masses
     0.673
     """
+    if has_torch_tensor(M, a, b, c):  # tensors: run on NumPy views of them
+        return via_torch(solve, locals(), ("M", "a", "b", "c"), solve_gradients)
     exact = reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact"
     on_gpu = runs_on_gpu(backend, *((M.x, a, b) if isinstance(M, PointCloud) else (M, a, b)))
     check_pot_arguments(unbalanced, unbalanced_type, plan_init, grad, n_threads, on_gpu, exact, method)
@@ -308,6 +316,8 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
     >>> res.plan.to_dense().round(3).tolist()
     [[0.5, 0.0], [0.0, 0.5]]
     """
+    if has_torch_tensor(X_a, X_b, a, b, c):  # tensors: run on NumPy views of them
+        return via_torch(solve_sample, locals(), ("X_a", "X_b", "a", "b", "c"), solve_gradients)
     defaults = {"rank": (rank, 100), "scaling": (scaling, 0.95), "X_init": (X_init, None),
                 "random_state": (random_state, None), "debias": (debias, False),
                 "n_projections": (n_projections, 50), "projections": (projections, None),

@@ -2,10 +2,9 @@
 
 Every entry point asks this module, and no other, whether its arrays are
 NumPy or CuPy (:func:`array_library`) and which module computes on them
-(:func:`array_namespace`, :func:`library_module`). It is also where other
-array libraries will plug in: a bridge for PyTorch or JAX tensors (DLPack,
-or ``__array_namespace__``) belongs in these functions, so that the solvers,
-the POT drop-ins and the geometries pick it up without further changes.
+(:func:`array_namespace`, :func:`library_module`). PyTorch tensors never
+reach it: the public functions hand them to :mod:`fastsinkhorn.core.frameworks`,
+which calls them again on NumPy views; JAX would plug in there too.
 CuPy itself is detected by module name and imported only when its arrays
 are seen, so NumPy-only installs never import it.
 """

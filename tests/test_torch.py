@@ -1,0 +1,252 @@
+"""PyTorch tensors in, tensors and gradients out (core/frameworks.py, core/autodiff.py)."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fastsinkhorn as fs
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install fastsinkhorn[torch])")
+
+REG = 0.2
+TIGHT = {"stopThr": 1e-14, "numItermax": 100000}
+
+
+def problem(n=6, m=7, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    M = rng.random((n, m))
+    a, b = rng.random(n) + 0.2, rng.random(m) + 0.2
+    return M.astype(dtype), (a / a.sum()).astype(dtype), (b / b.sum()).astype(dtype)
+
+
+def tensors(*arrays, requires_grad=False):
+    return tuple(torch.tensor(x, requires_grad=requires_grad) for x in arrays)
+
+
+def centred(x):
+    return x - x.mean()
+
+
+def test_import_does_not_load_torch():
+    code = ("import sys, fastsinkhorn; fastsinkhorn.solve([[0.0, 1.0], [1.0, 0.0]], reg=1.0); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_values_equal_numpy_and_keep_dtype(dtype):
+    M, a, b = problem(dtype=dtype)
+    Mt, at, bt = tensors(M, a, b)
+    res, ref = fs.solve(Mt, at, bt, reg=REG), fs.solve(M, a, b, reg=REG)
+    assert isinstance(res.plan, torch.Tensor) and res.plan.dtype == Mt.dtype and res.plan.device == Mt.device
+    np.testing.assert_array_equal(res.plan.numpy(), ref.plan)
+    for got, want in zip(res.potentials, ref.potentials, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert isinstance(res.value, torch.Tensor) and res.value.dtype == Mt.dtype and float(res.value) == ref.value
+    loss = fs.sinkhorn2(at, bt, Mt, REG)
+    assert isinstance(loss, torch.Tensor) and loss.dtype == Mt.dtype and float(loss) == fs.sinkhorn2(a, b, M, REG)
+    plan, log = fs.sinkhorn(at, bt, Mt, REG, log=True)
+    np.testing.assert_array_equal(plan.numpy(), fs.sinkhorn(a, b, M, REG))
+    assert isinstance(log["u"], torch.Tensor)
+    np.testing.assert_array_equal(fs.emd(at, bt, Mt).numpy(), fs.emd(a, b, M))
+    cost = fs.emd2(at, bt, Mt)
+    assert isinstance(cost, torch.Tensor) and cost.dtype == Mt.dtype and float(cost) == pytest.approx(fs.emd2(a, b, M))
+    D = fs.dist(Mt, Mt[:3])
+    assert D.dtype == Mt.dtype
+    np.testing.assert_array_equal(D.numpy(), fs.dist(M, M[:3]))
+
+
+def test_cpu_float64_is_not_copied():
+    M, a, b = problem()
+    Mt, at, bt = tensors(M, a, b)
+    seen = {}
+    real_solve = fs.solvers._solve
+
+    def spy(M_, a_, b_, **kw):
+        seen.update(M=M_, a=a_, b=b_, result=real_solve(M_, a_, b_, **kw))
+        return seen["result"]
+
+    fs.solvers._solve = spy
+    try:
+        res = fs.solve(Mt, at, bt, reg=REG)
+    finally:
+        fs.solvers._solve = real_solve
+    for name, t in (("M", Mt), ("a", at), ("b", bt)):
+        assert np.shares_memory(seen[name], t.numpy()), name
+    assert np.shares_memory(res.plan.numpy(), seen["result"].plan)  # from_numpy: the solver's buffer
+    D = fs.dist(Mt)
+    D.numpy()[0, 0] = 123.0  # the returned tensor is the solver's array, not a copy of it
+    assert D[0, 0] == 123.0
+
+
+def test_mixed_arguments_raise_type_error_naming_them():
+    M, a, b = problem()
+    Mt, at, _ = tensors(M, a, b)
+    with pytest.raises(TypeError, match=r"M, a are torch tensors, b are not"):
+        fs.solve(Mt, at, b, reg=REG)
+    with pytest.raises(TypeError, match="b, M are not"):
+        fs.sinkhorn2(at, b, M, REG)
+    with pytest.raises(TypeError, match="torch"):
+        fs.emd2(list(a), b, Mt)
+
+
+def test_uniform_marginals_with_tensor_cost():
+    M, _, _ = problem()
+    (Mt,) = tensors(M)
+    assert float(fs.sinkhorn2(None, None, Mt, REG)) == fs.sinkhorn2(None, None, M, REG)
+
+
+def test_non_cpu_tensor_is_refused():
+    M, a, b = problem()
+    Mt = torch.tensor(M, device="meta")
+    with pytest.raises(NotImplementedError, match="only CPU tensors"):
+        fs.solve(Mt, reg=REG)
+
+
+def test_functions_without_gradients_refuse_inputs_that_require_one():
+    M, a, b = problem()
+    Mt, at, bt = tensors(M, a, b, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="require a gradient"):
+        fs.sinkhorn(at, bt, Mt, REG)
+    with pytest.raises(NotImplementedError, match="require a gradient"):
+        fs.dist(Mt)
+    with pytest.raises(NotImplementedError, match="grad='envelope'"):
+        fs.solve(Mt, at, bt, reg=REG)  # POT's default "autodiff" is not implemented
+    with torch.no_grad():  # no graph wanted: fine
+        fs.sinkhorn(at, bt, Mt, REG)
+
+
+def test_detach_gives_tensors_without_a_graph():
+    M, a, b = problem()
+    Mt, at, bt = tensors(M, a, b, requires_grad=True)
+    res = fs.solve(Mt, at, bt, reg=REG, grad="detach")
+    assert not res.value.requires_grad and not res.plan.requires_grad
+    assert float(res.value) == fs.solve(M, a, b, reg=REG).value
+
+
+def _sinkhorn2(M, a, b, reg):
+    return float(fs.sinkhorn2(a, b, M, reg, **TIGHT))
+
+
+@pytest.mark.parametrize("seed, shape, reg", [(0, (5, 5), 0.1), (1, (6, 8), 0.3), (2, (8, 5), 0.5)])
+def test_sinkhorn2_gradients_match_finite_differences(seed, shape, reg):
+    M, a, b = problem(*shape, seed=seed)
+    Mt, at, bt = tensors(M, a, b, requires_grad=True)
+    loss = fs.sinkhorn2(at, bt, Mt, reg, **TIGHT)
+    loss.backward()
+    rng, h = np.random.default_rng(seed + 10), 1e-5
+    dM = rng.standard_normal(M.shape)
+    fd = (_sinkhorn2(M + h * dM, a, b, reg) - _sinkhorn2(M - h * dM, a, b, reg)) / (2 * h)
+    assert float((Mt.grad * torch.tensor(dM)).sum()) == pytest.approx(fd, rel=1e-6, abs=1e-9)
+    # the marginals' masses are tied: directions that keep sum a = sum b
+    da, db = centred(rng.standard_normal(a.shape)), centred(rng.standard_normal(b.shape))
+    fd = (_sinkhorn2(M, a + h * da, b + h * db, reg) - _sinkhorn2(M, a - h * da, b - h * db, reg)) / (2 * h)
+    got = float((at.grad * torch.tensor(da)).sum() + (bt.grad * torch.tensor(db)).sum())
+    assert got == pytest.approx(fd, rel=1e-6, abs=1e-9)
+
+
+def test_sinkhorn2_gradients_match_pot_autodiff():
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(7, 6, seed=3)
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    fs.sinkhorn2(ours[1], ours[2], ours[0], REG, **TIGHT).backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ot.sinkhorn2(pots[1], pots[2], pots[0], REG, stopThr=1e-15, numItermax=100000).backward()
+    np.testing.assert_allclose(ours[0].grad.numpy(), pots[0].grad.numpy(), atol=1e-10)
+    for mine, theirs in zip(ours[1:], pots[1:], strict=True):  # defined up to the tied constant
+        np.testing.assert_allclose(centred(mine.grad).numpy(), centred(theirs.grad).numpy(), atol=1e-10)
+
+
+def test_sinkhorn2_gradient_float32_and_log():
+    M, a, b = problem(dtype=np.float32)
+    Mt, at, bt = tensors(M, a, b, requires_grad=True)
+    loss, log = fs.sinkhorn2(at, bt, Mt, REG, log=True)
+    assert loss.dtype == torch.float32 and isinstance(log["alpha"], torch.Tensor)
+    loss.backward()
+    assert Mt.grad.dtype == torch.float32 and torch.isfinite(Mt.grad).all()
+
+
+def test_sinkhorn2_several_targets_gradient_is_refused():
+    M, a, b = problem()
+    Mt, at, bt = tensors(M, a, np.stack([b, b], axis=1), requires_grad=True)
+    with pytest.raises(NotImplementedError, match="2-D b"):
+        fs.sinkhorn2(at, bt, Mt, REG)
+
+
+@pytest.mark.parametrize("reg_type", ["KL", "entropy"])
+def test_envelope_gradients_match_pot(reg_type):
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(6, 5, seed=4)
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    value = fs.solve(*ours, reg=REG, reg_type=reg_type, grad="envelope", tol=1e-13).value
+    value.backward()
+    theirs = ot.solve(*pots, reg=REG, reg_type=reg_type, grad="envelope", tol=1e-15, max_iter=100000).value
+    theirs.backward()
+    assert float(value.detach()) == pytest.approx(float(theirs.detach()), rel=1e-12)
+    for mine, pot in zip(ours, pots, strict=True):
+        np.testing.assert_allclose(mine.grad.numpy(), pot.grad.numpy(), atol=1e-10)
+
+
+def test_envelope_gradient_of_m_matches_finite_differences():
+    M, a, b = problem(5, 6, seed=5)
+    (Mt,) = tensors(M, requires_grad=True)
+    at, bt = tensors(a, b)
+    fs.solve(Mt, at, bt, reg=REG, grad="envelope", tol=1e-13).value.backward()
+    rng, h = np.random.default_rng(6), 1e-5
+    dM = rng.standard_normal(M.shape)
+
+    def value(M_):
+        return fs.solve(M_, a, b, reg=REG, tol=1e-13).value
+
+    fd = (value(M + h * dM) - value(M - h * dM)) / (2 * h)
+    assert float((Mt.grad * torch.tensor(dM)).sum()) == pytest.approx(fd, rel=1e-6)
+
+
+def test_emd2_gradients_match_pot():
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(6, 6, seed=7)
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    fs.emd2(ours[1], ours[2], ours[0]).backward()
+    ot.emd2(pots[1], pots[2], pots[0]).backward()
+    np.testing.assert_allclose(ours[0].grad.numpy(), pots[0].grad.numpy(), atol=1e-12)
+    for mine, pot in zip(ours[1:], pots[1:], strict=True):
+        np.testing.assert_allclose(centred(mine.grad).numpy(), centred(pot.grad).numpy(), atol=1e-10)
+
+
+def test_warnings_point_at_the_callers_line():
+    M, a, b = problem()
+    Mt, at, bt = tensors(M, a, b)
+    with pytest.warns(UserWarning, match="did not converge") as record:
+        fs.sinkhorn(at, bt, Mt, 0.01, numItermax=3)
+    assert {w.filename for w in record} == {__file__}
+    with pytest.warns(fs.ConvergenceWarning) as record:
+        fs.solve(Mt, at, bt, reg=0.01, max_iter=2, method="sinkhorn")
+    assert {w.filename for w in record} == {__file__}
+
+
+def test_solve_sample_takes_tensors_and_refuses_gradients_of_the_points():
+    rng = np.random.default_rng(8)
+    x, y = rng.random((5, 2)), rng.random((6, 2))
+    xt, yt = tensors(x, y)
+    res = fs.solve_sample(xt, yt, reg=REG)
+    assert isinstance(res.plan, torch.Tensor)
+    np.testing.assert_array_equal(res.plan.numpy(), fs.solve_sample(x, y, reg=REG).plan)
+    xg, yg = tensors(x, y, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="X_a"):
+        fs.solve_sample(xg, yg, reg=REG, grad="envelope")
+
+
+def test_envelope_is_refused_where_not_implemented():
+    M, a, b = problem()
+    Mt, at, bt = tensors(M, a, b, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="unbalanced"):
+        fs.solve(Mt, at, bt, reg=REG, unbalanced=1.0, grad="envelope")
+    with pytest.raises(NotImplementedError, match="one entropic problem"):
+        fs.solve(Mt, at, bt, reg=None, grad="envelope")
+    with pytest.raises(NotImplementedError, match="one entropic problem"):
+        fs.solve(torch.stack([Mt, Mt]), reg=REG, grad="envelope")

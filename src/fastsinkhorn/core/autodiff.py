@@ -111,17 +111,69 @@ def linear_cost_gradients(M, P, reg):
     (minimum-norm) solution is taken, which leaves ``dL/dM`` unchanged and
     fixes the free constant of the marginals' gradients (their masses are
     tied, so only directions that keep ``sum a = sum b`` are meaningful).
-    One dense solve of size ``n + m``.
+    Up to :data:`DENSE_SOLVE_MAX` unknowns, one dense least-squares solve;
+    beyond, :func:`_schur_cg` (O(n m) memory and work per iteration: a dense
+    ``(n + m)^2`` system would take gigabytes where the plan takes megabytes).
     """
     P = np.asarray(P, dtype=np.float64)
     MP = np.where(P > 0, np.asarray(M, dtype=np.float64) * P, 0.0)  # forbidden (inf) entries carry no mass
     n, m = P.shape
-    H = np.block([[np.diag(P.sum(1)), P], [P.T, np.diag(P.sum(0))]]) / reg
-    rhs = np.concatenate([MP.sum(1), MP.sum(0)]) / reg
-    z = np.linalg.lstsq(H, rhs, rcond=None)[0]
-    z_f, z_g = z[:n], z[n:]
+    u, v = MP.sum(1), MP.sum(0)  # the right-hand side, times reg (H's 1/reg cancels it)
+    if n + m <= DENSE_SOLVE_MAX:
+        H = np.block([[np.diag(P.sum(1)), P], [P.T, np.diag(P.sum(0))]])
+        z = np.linalg.lstsq(H, np.concatenate([u, v]), rcond=None)[0]
+        z_f, z_g = z[:n], z[n:]
+    else:
+        z_f, z_g = _schur_cg(P, u, v)
     dM = P - MP / reg + P * (z_f[:, None] + z_g[None, :]) / reg
     return dM, z_f, z_g
+
+
+#: Largest ``n + m`` whose Newton system :func:`linear_cost_gradients` solves densely.
+DENSE_SOLVE_MAX = 2000
+
+
+def _schur_cg(P, u, v, rtol=1e-13):
+    """The minimum-norm solution of ``[[diag(r), P], [P^T, diag(c)]] z = (u, v)``
+    (``r = P 1``, ``c = P^T 1``) by CG on the Schur complement of the rows,
+    ``S = diag(c) - P^T diag(1 / r) P``, in the complement of its null space.
+
+    Rows and columns without mass have zero rows in the system: their
+    unknowns are 0 in the minimum-norm solution. On the others ``S`` is
+    positive semi-definite with the constants as null space (the ``(1, -1)``
+    direction of the full system), to which the right-hand side is
+    orthogonal; CG runs on the mean-free subspace, and the constant moved
+    between ``z_f`` and ``z_g`` is chosen last to minimise the norm, as the
+    dense least-squares solve does.
+    """
+    from scipy.sparse.linalg import LinearOperator, cg
+
+    r, c = P.sum(1), P.sum(0)
+    rows, cols = r > 0, c > 0
+    Q, r, c, u, v = P[np.ix_(rows, cols)], r[rows], c[cols], u[rows], v[cols]
+    k = len(c)
+
+    def centred(x):
+        return x - x.mean()
+
+    def schur(x):
+        return centred(c * x - Q.T @ ((Q @ x) / r))
+
+    rhs = centred(v - Q.T @ (u / r))
+    scale = float(np.abs(rhs).max(initial=0.0))
+    if scale == 0.0:
+        y = np.zeros(k)
+    else:
+        y, info = cg(LinearOperator((k, k), matvec=schur, dtype=np.float64), rhs / scale,
+                     rtol=rtol, atol=0.0, maxiter=20 * k)
+        if info != 0:
+            raise RuntimeError(f"the implicit gradient's CG did not converge ({info} iterations)")
+        y = centred(y) * scale
+    x = (u - Q @ y) / r
+    shift = (y.sum() - x.sum()) / (len(x) + k)  # z + t (1, -1) of least norm
+    z_f, z_g = np.zeros(P.shape[0]), np.zeros(P.shape[1])
+    z_f[rows], z_g[cols] = x + shift, y - shift
+    return z_f, z_g
 
 
 def sinkhorn2_gradients(call, tensors, like):

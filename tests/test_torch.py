@@ -250,3 +250,12 @@ def test_envelope_is_refused_where_not_implemented():
         fs.solve(Mt, at, bt, reg=None, grad="envelope")
     with pytest.raises(NotImplementedError, match="one entropic problem"):
         fs.solve(torch.stack([Mt, Mt]), reg=REG, grad="envelope")
+
+
+def test_sparse_tensors_are_refused_as_sparse_arrays_are():
+    M = torch.rand(4, 5, dtype=torch.float64)
+    a, b = torch.full((4,), 0.25, dtype=torch.float64), torch.full((5,), 0.2, dtype=torch.float64)
+    with pytest.raises(NotImplementedError, match="M is a sparse torch tensor"):
+        fs.emd2(a, b, M.to_sparse())
+    with pytest.raises(NotImplementedError, match="M is a sparse torch tensor"):
+        fs.sinkhorn2(a, b, M.to_sparse(), 0.1)

@@ -53,11 +53,15 @@ def check_torch_arguments(named):
     if others:
         raise TypeError(f"cannot mix PyTorch tensors and other arrays: {', '.join(tensors)} are torch tensors, "
                         f"{', '.join(others)} are not (NumPy arrays or lists); give all as tensors")
+    torch = torch_module()
     for name in tensors:
         device = named[name].device
         if device.type != "cpu":
             raise NotImplementedError(f"{name} is a torch tensor on {device}: only CPU tensors are supported "
                                       "(for the GPU, pass CuPy arrays)")
+        if named[name].layout != torch.strided:  # as for a SciPy sparse M
+            raise NotImplementedError(f"{name} is a sparse torch tensor ({named[name].layout}): a sparse "
+                                      f"{name} is not supported: pass a dense one (Tensor.to_dense())")
     return named[tensors[0]]
 
 

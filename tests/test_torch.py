@@ -259,3 +259,12 @@ def test_sparse_tensors_are_refused_as_sparse_arrays_are():
         fs.emd2(a, b, M.to_sparse())
     with pytest.raises(NotImplementedError, match="M is a sparse torch tensor"):
         fs.sinkhorn2(a, b, M.to_sparse(), 0.1)
+
+
+def test_sinkhorn2_gradient_of_an_unconverged_solve_warns():
+    rng = np.random.default_rng(3)
+    M = torch.tensor(rng.random((6, 5)), requires_grad=True)
+    a, b = torch.full((6,), 1 / 6, dtype=torch.float64), torch.full((5,), 0.2, dtype=torch.float64)
+    with pytest.warns(fs.ConvergenceWarning, match="did not converge: its gradient"):
+        fs.sinkhorn2(a, b, M, 1e-3, numItermax=2).backward()
+    assert M.grad is not None and torch.isfinite(M.grad).all()

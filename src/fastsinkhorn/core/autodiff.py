@@ -16,11 +16,12 @@ PyTorch is imported here only when a handler runs (a tensor was given).
 """
 
 import functools
+import warnings
 
 import numpy as np
 
 from .frameworks import to_torch, torch_module
-from .result import OTResult
+from .result import ConvergenceWarning, OTResult
 
 
 @functools.cache
@@ -186,6 +187,9 @@ def sinkhorn2_gradients(call, tensors, like):
         raise NotImplementedError("sinkhorn2: gradients with several targets (a 2-D b) are not implemented")
     want_log = bool(call.arguments.get("log", False))
     loss, log = call(log=True)
+    if not log["converged"]:  # the implicit gradient holds at the optimum only
+        warnings.warn("sinkhorn2 did not converge: its gradient, the implicit one at the optimum, is evaluated "
+                      "at the unconverged plan; increase numItermax or reg", ConvergenceWarning, stacklevel=2)
     reg = float(call.arguments["reg"])
     dM, da, db = linear_cost_gradients(call.arguments["M"], log["result"].plan, reg)
     gradients = {"M": dM, "a": da, "b": db}

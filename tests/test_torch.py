@@ -1,4 +1,4 @@
-"""PyTorch tensors in, tensors and gradients out (core/frameworks.py, core/autodiff.py)."""
+"""PyTorch tensors in, tensors and gradients out (core/frameworks.py, core/torch_bridge.py, core/autodiff.py)."""
 
 import subprocess
 import sys

@@ -16,9 +16,8 @@ from .core.arguments import (
     runs_on_gpu,
 )
 from .core.arrays import is_cupy_array, to_numpy
-from .core.autodiff import solve_gradients
 from .core.checks import check_positive, check_positive_int
-from .core.frameworks import has_torch_tensor, via_torch
+from .core.frameworks import has_framework_array, via_framework
 from .core.methods import AUTO, BATCH_METHODS, ENTROPIC_METHODS, POT_SOLVE, REGISTRY
 from .core.options import parse_options
 from .core.relaxation import check_unbalanced
@@ -200,8 +199,8 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     >>> round(float(res.plan.sum()), 3)  # between the two masses
     0.673
     """
-    if has_torch_tensor(M, a, b, c):  # tensors: run on NumPy views of them
-        return via_torch(solve, locals(), ("M", "a", "b", "c"), solve_gradients)
+    if has_framework_array(M, a, b, c):  # torch/JAX: run on NumPy views of them
+        return via_framework(solve, locals(), ("M", "a", "b", "c"), "solve")
     exact = reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact"
     on_gpu = runs_on_gpu(backend, *((M.x, a, b) if isinstance(M, PointCloud) else (M, a, b)))
     check_pot_arguments(unbalanced, unbalanced_type, plan_init, grad, n_threads, on_gpu, exact, method)
@@ -316,8 +315,8 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
     >>> res.plan.to_dense().round(3).tolist()
     [[0.5, 0.0], [0.0, 0.5]]
     """
-    if has_torch_tensor(X_a, X_b, a, b, c):  # tensors: run on NumPy views of them
-        return via_torch(solve_sample, locals(), ("X_a", "X_b", "a", "b", "c"), solve_gradients)
+    if has_framework_array(X_a, X_b, a, b, c):  # torch/JAX: run on NumPy views of them
+        return via_framework(solve_sample, locals(), ("X_a", "X_b", "a", "b", "c"), "solve_sample")
     defaults = {"rank": (rank, 100), "scaling": (scaling, 0.95), "X_init": (X_init, None),
                 "random_state": (random_state, None), "debias": (debias, False),
                 "n_projections": (n_projections, 50), "projections": (projections, None),

@@ -1,4 +1,4 @@
-"""Gradients for PyTorch callers: the ``grad`` handlers of :func:`~fastsinkhorn.core.frameworks.via_torch`.
+"""Gradients for PyTorch callers: the gradient rules of :func:`~fastsinkhorn.core.torch_bridge.via_torch`.
 
 The solvers run on NumPy views of the caller's tensors, so PyTorch's autograd
 never sees their iterations. The gradients are given instead, at the
@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
-from .frameworks import to_torch, torch_module
 from .result import ConvergenceWarning, OTResult
+from .torch_bridge import to_torch, torch_module
 
 
 @functools.cache
@@ -215,3 +215,13 @@ def emd2_gradients(call, tensors, like):
     if not want_plan:
         del log["G"]
     return [value, to_torch(log, like)] if want_log or want_plan else value
+
+
+#: Each public function's gradient rule (the name it gives
+#: :func:`~fastsinkhorn.core.frameworks.via_framework`) -> its PyTorch handler.
+TORCH_GRADIENTS = {
+    "solve": solve_gradients,
+    "solve_sample": solve_gradients,
+    "sinkhorn2": sinkhorn2_gradients,
+    "emd2": emd2_gradients,
+}

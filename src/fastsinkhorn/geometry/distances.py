@@ -7,7 +7,7 @@ A cost built from coordinates, the same everywhere it is needed: the
 import numpy as np
 
 from ..core.arrays import array_library, library_module, to_numpy
-from ..core.frameworks import has_torch_tensor, via_torch
+from ..core.frameworks import has_framework_array, via_framework
 
 
 def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None, use_tensor=False):
@@ -48,8 +48,8 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
     >>> ot.dist([[0.0, 0.0], [1.0, 1.0]]).tolist()
     [[0.0, 2.0], [2.0, 0.0]]
     """
-    if has_torch_tensor(x1, x2, w):  # tensors: run on NumPy views of them
-        return via_torch(dist, locals(), ("x1", "x2", "w"))
+    if has_framework_array(x1, x2, w):  # torch/JAX: run on NumPy views of them
+        return via_framework(dist, locals(), ("x1", "x2", "w"))
     same = x2 is None or x2 is x1  # POT: then the diagonal is exactly 0
     library = array_library(x1=x1, x2=x2)
     if backend not in ("auto", "scipy"):

@@ -13,9 +13,8 @@ import numpy as np
 
 from ..core.arguments import refuse_unless_default
 from ..core.arrays import array_namespace
-from ..core.autodiff import sinkhorn2_gradients
 from ..core.checks import check_positive_int
-from ..core.frameworks import has_torch_tensor, via_torch
+from ..core.frameworks import has_framework_array, via_framework
 from ..core.marginals import joint_l2
 from ..core.methods import POT_SINKHORN, POT_SINKHORN2, POT_WARMSTART_POTENTIALS
 from ..core.potentials import to_log_scalings, to_potentials
@@ -136,8 +135,8 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_
     >>> ot.sinkhorn([0.5, 0.5], [0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]], 1).round(4).tolist()
     [[0.3655, 0.1345], [0.1345, 0.3655]]
     """
-    if has_torch_tensor(a, b, M):  # tensors: run on NumPy views of them
-        return via_torch(sinkhorn, locals(), ("a", "b", "M"))
+    if has_framework_array(a, b, M):  # torch/JAX: run on NumPy views of them
+        return via_framework(sinkhorn, locals(), ("a", "b", "M"))
     return _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
                      warmstart, kwargs, loss_only=False)
 
@@ -156,8 +155,8 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP
     >>> round(float(ot.sinkhorn2([0.5, 0.5], [0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]], 1)), 4)
     0.2689
     """
-    if has_torch_tensor(a, b, M):  # tensors: run on NumPy views of them
-        return via_torch(sinkhorn2, locals(), ("a", "b", "M"), sinkhorn2_gradients)
+    if has_framework_array(a, b, M):  # torch/JAX: run on NumPy views of them
+        return via_framework(sinkhorn2, locals(), ("a", "b", "M"), "sinkhorn2")
     return _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
                      warmstart, kwargs, loss_only=True)
 

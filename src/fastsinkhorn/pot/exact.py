@@ -12,9 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..algorithms.exact.solver import pivot_safety_net, solve_exact
-from ..core.autodiff import emd2_gradients
 from ..core.checks import check_positive_int
-from ..core.frameworks import has_torch_tensor, via_torch
+from ..core.frameworks import has_framework_array, via_framework
 from ..core.result import ConvergenceWarning, Status
 
 #: POT's result codes (``ot.lp.emd_wrap``) and the warning of each.
@@ -99,8 +98,8 @@ def emd(a, b, M, numItermax=100000, log=False, center_dual=True, numThreads=1, c
     >>> ot.emd([0.5, 0.5], [0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]]).tolist()
     [[0.5, 0.0], [0.0, 0.5]]
     """
-    if has_torch_tensor(a, b, M):  # tensors: run on NumPy views of them
-        return via_torch(emd, locals(), ("a", "b", "M"))
+    if has_framework_array(a, b, M):  # torch/JAX: run on NumPy views of them
+        return via_framework(emd, locals(), ("a", "b", "M"))
     a, b, M, type_as = _inputs(a, b, M, numThreads, check_marginals)
     if b.ndim != 1:
         raise ValueError(f"b must be 1-D for emd (emd2 takes several target histograms), got shape {b.shape}")
@@ -148,8 +147,8 @@ def emd2(a, b, M, processes=1, numItermax=100000, log=False, return_matrix=False
     >>> ot.emd2([0.5, 0.5], [0.25, 0.75], [[0.0, 2.0], [1.0, 0.0]])
     0.5
     """
-    if has_torch_tensor(a, b, M):  # tensors: run on NumPy views of them
-        return via_torch(emd2, locals(), ("a", "b", "M"), emd2_gradients)
+    if has_framework_array(a, b, M):  # torch/JAX: run on NumPy views of them
+        return via_framework(emd2, locals(), ("a", "b", "M"), "emd2")
     check_positive_int(processes, "processes")
     a, b, M, type_as = _inputs(a, b, M, numThreads, check_marginals)
 

@@ -1,0 +1,165 @@
+"""PyTorch tensors in, PyTorch tensors out: the torch side of :mod:`fastsinkhorn.core.frameworks`.
+
+The solvers compute on NumPy (or CuPy) arrays. A public function whose
+arguments include CPU ``torch.Tensor`` arguments is run by
+:func:`via_torch`: the tensors are viewed as NumPy arrays without a copy (``t.detach().numpy()`` shares the
+tensor's memory), the function runs on those, and its arrays come back as
+tensors (``torch.from_numpy``: again no copy) of the input's dtype, on its
+device. Gradients are the business of the function's gradient rule
+(:data:`fastsinkhorn.core.autodiff.TORCH_GRADIENTS`); a function without one refuses inputs
+that require a gradient rather than return a result without one.
+
+PyTorch is imported only once a tensor has been seen: a tensor is
+recognised by the module of its type, so ``import fastsinkhorn`` and every
+NumPy call stay free of it.
+"""
+
+import dataclasses
+import inspect
+import warnings
+
+import numpy as np
+
+from .result import OTResult
+
+#: The fields of an :class:`OTResult` that hold the caller's numbers (as tensors).
+_RESULT_ARRAYS = ("plan", "potentials", "value", "value_linear", "marginals")
+
+
+def is_torch_tensor(x):
+    """True for a ``torch.Tensor`` (checked by module name: PyTorch is never imported)."""
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def torch_module():
+    """The ``torch`` module (only called once a tensor has been seen, so it is loaded)."""
+    import torch
+
+    return torch
+
+
+def check_torch_arguments(named):
+    """The first tensor among ``named`` (name -> value), or ``None`` if there is none.
+
+    Mixing tensors with NumPy arrays or lists raises ``TypeError`` naming the
+    arguments of each kind (POT refuses mixed backends too); a tensor that is
+    not on the CPU raises ``NotImplementedError``. ``None`` is ignored.
+    """
+    tensors = [name for name, x in named.items() if x is not None and is_torch_tensor(x)]
+    if not tensors:
+        return None
+    others = [name for name, x in named.items() if x is not None and not is_torch_tensor(x)]
+    if others:
+        raise TypeError(f"cannot mix PyTorch tensors and other arrays: {', '.join(tensors)} are torch tensors, "
+                        f"{', '.join(others)} are not (NumPy arrays or lists); give all as tensors")
+    torch = torch_module()
+    for name in tensors:
+        device = named[name].device
+        if device.type != "cpu":
+            raise NotImplementedError(f"{name} is a torch tensor on {device}: only CPU tensors are supported "
+                                      "(for the GPU, pass CuPy arrays)")
+        if named[name].layout != torch.strided:  # as for a SciPy sparse M
+            raise NotImplementedError(f"{name} is a sparse torch tensor ({named[name].layout}): a sparse "
+                                      f"{name} is not supported: pass a dense one (Tensor.to_dense())")
+    return named[tensors[0]]
+
+
+def to_host(t):
+    """A NumPy view of the CPU tensor ``t`` (no copy, no graph)."""
+    return t.detach().resolve_conj().resolve_neg().numpy()
+
+
+def needs_grad(tensors):
+    """Whether autograd is on and any of ``tensors`` requires a gradient."""
+    torch = torch_module()
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def to_torch(x, like):
+    """``x`` with its NumPy arrays and scalars as tensors on ``like``'s device.
+
+    Arrays keep their dtype (the solvers return the input's) and are shared,
+    not copied, where NumPy's layout allows; Python floats become scalars of
+    ``like``'s dtype; tuples, lists, dicts and the
+    number fields of an :class:`OTResult` are converted inside; anything else
+    (ints, strings, sparse matrices, lazy plans) is returned as it is.
+    """
+    torch = torch_module()
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "fciub":
+            return x
+        if not x.flags.writeable or any(s < 0 for s in x.strides):
+            x = np.array(x)  # torch.from_numpy needs a writable array with positive strides
+        return torch.from_numpy(x).to(like.device)
+    if isinstance(x, np.generic) and x.dtype.kind in "fc":
+        return torch.from_numpy(np.asarray(x).copy()).to(like.device)
+    if isinstance(x, float):  # a value returned as a Python float (emd2's cost): POT's, a tensor
+        return torch.tensor(x, dtype=like.dtype, device=like.device)
+    if isinstance(x, tuple):
+        return tuple(to_torch(v, like) for v in x)
+    if isinstance(x, list):
+        return [to_torch(v, like) for v in x]
+    if isinstance(x, dict):
+        return {k: to_torch(v, like) for k, v in x.items()}
+    if isinstance(x, OTResult):
+        return dataclasses.replace(x, **{f: to_torch(getattr(x, f), like) for f in _RESULT_ARRAYS})
+    return x
+
+
+def via_torch(function, arguments, names, grad=None):
+    """Run ``function`` (a public function given tensors) on NumPy views of them.
+
+    ``arguments``: the function's arguments by name (its ``locals()`` at
+    entry); ``names``: those that may be tensors (all of them tensors, see
+    :func:`check_torch_arguments`). The result is converted by
+    :func:`to_torch`. If autograd is on and a tensor requires a gradient,
+    ``grad(call, tensors, like)`` builds the result instead (``call(**changes)``
+    runs the function on the NumPy views, with arguments changed as given,
+    and ``call.arguments`` holds the arguments; ``tensors``: name -> tensor),
+    or, with no ``grad``, the call raises ``NotImplementedError``: never a
+    result silently without its gradient. Warnings meant for the caller are
+    re-issued at the caller's line.
+    """
+    arguments = dict(arguments)
+    named = {name: arguments.get(name) for name in names}
+    like = check_torch_arguments(named)
+    tensors = {name: x for name, x in named.items() if x is not None}
+    arguments.update({name: to_host(t) for name, t in tensors.items()})
+    parameters = inspect.signature(function).parameters
+
+    def call(**changes):
+        arguments.update(changes)
+        args, kwargs = [], {}
+        for name, p in parameters.items():
+            if p.kind is p.VAR_KEYWORD:
+                kwargs.update(arguments[name])
+            elif p.kind is p.POSITIONAL_ONLY:
+                args.append(arguments[name])
+            else:
+                kwargs[name] = arguments[name]
+        return function(*args, **kwargs)
+
+    call.arguments = arguments
+    if needs_grad(tensors.values()):
+        if grad is None:
+            wanting = [n for n, t in tensors.items() if t.requires_grad]
+            raise NotImplementedError(
+                f"{function.__name__}: {', '.join(wanting)} require a gradient, which "
+                f"{function.__name__} does not provide yet; detach them (or use torch.no_grad())")
+        return _caller_warnings(lambda: grad(call, tensors, like))
+    return _caller_warnings(lambda: to_torch(call(), like))
+
+
+def _caller_warnings(run):
+    """``run()``, its warnings re-issued: those that the inner call aimed at its
+    caller (this module's frames) at the line that called the public function."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = run()
+    for w in caught:
+        if w.filename == __file__:
+            # frames: _caller_warnings, via_torch, via_framework, the public function, its caller
+            warnings.warn(w.message, w.category, stacklevel=5)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return out

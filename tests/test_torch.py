@@ -111,13 +111,13 @@ def test_functions_without_gradients_refuse_inputs_that_require_one():
     M, a, b = problem()
     Mt, at, bt = tensors(M, a, b, requires_grad=True)
     with pytest.raises(NotImplementedError, match="require a gradient"):
-        fs.sinkhorn(at, bt, Mt, REG)
-    with pytest.raises(NotImplementedError, match="require a gradient"):
-        fs.dist(Mt)
-    with pytest.raises(NotImplementedError, match="grad='envelope'"):
-        fs.solve(Mt, at, bt, reg=REG)  # POT's default "autodiff" is not implemented
+        fs.emd(at, bt, Mt)
+    with pytest.raises(NotImplementedError, match="gradients are implemented for metric"):
+        fs.dist(Mt, metric="cityblock")
+    with pytest.raises(NotImplementedError, match="grad='autodiff', 'envelope' and 'detach'"):
+        fs.solve(Mt, at, bt, reg=REG, grad="last_step")
     with torch.no_grad():  # no graph wanted: fine
-        fs.sinkhorn(at, bt, Mt, REG)
+        fs.emd(at, bt, Mt)
 
 
 def test_detach_gives_tensors_without_a_graph():

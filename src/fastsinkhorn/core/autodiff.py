@@ -1,83 +1,128 @@
-"""Gradients for PyTorch callers: the gradient rules of :func:`~fastsinkhorn.core.torch_bridge.via_torch`.
+"""Gradient rules of the public functions, for every framework's bridge.
 
-The solvers run on NumPy views of the caller's tensors, so PyTorch's autograd
-never sees their iterations. The gradients are given instead, at the
-solution, by one ``torch.autograd.Function`` (:func:`with_gradients`):
+The solvers run on NumPy arrays, so no framework's autodiff sees their
+iterations. Each differentiable public function has a rule instead
+(:data:`RULES`, by the name it gives
+:func:`~fastsinkhorn.core.frameworks.via_framework`): ``rule(call, wanted)``
+runs the function (``call(**changes)``, on NumPy arrays; ``call.arguments``
+holds its arguments) for the inputs ``wanted`` (names of the arguments that
+need a gradient) and returns a :class:`~fastsinkhorn.core.derivative.Derivative`,
+which the PyTorch and JAX bridges turn into their own custom gradients.
 
-* ``solve(..., grad="envelope")``: POT's envelope gradients of ``value``
-  (``<M, P> + reg * Omega(P)``): ``P`` for ``M``, the centred potentials
-  ``f - mean(f)``, ``g - mean(g)`` for ``a`` and ``b``
-  (:func:`solve_gradients`); ``grad="detach"`` returns tensors without a graph.
-* ``sinkhorn2``'s loss ``<M, P*>``, whose exact derivative includes how the
-  optimal plan moves with ``M``, ``a`` and ``b``: implicit differentiation of
-  the optimality conditions (:func:`linear_cost_gradients`).
-
-PyTorch is imported here only when a handler runs (a tensor was given).
+* ``solve(grad="autodiff")`` (POT's default): the exact derivatives of
+  ``value``, ``value_linear``, ``plan`` and ``potentials`` at the optimum,
+  by implicit differentiation (:mod:`.implicit`), for balanced and
+  KL-unbalanced problems and per problem for batches; exact OT's ``value``
+  by its duals (the plan is piecewise constant: derivative 0).
+* ``solve(grad="envelope")``: POT's envelope gradients of ``value``: ``P``,
+  ``f - mean(f)``, ``g - mean(g)`` (exact for ``M``; for the masses, POT's
+  formula). ``grad="detach"``: no gradients.
+* ``sinkhorn2``: its loss ``<M, P*>``; ``sinkhorn``: its plan (exact, as
+  ``solve``'s); ``emd2``: POT's gradients of the exact cost.
 """
 
-import functools
 import warnings
 
 import numpy as np
 
+from .derivative import Derivative
+from .implicit import Relaxation, entropic_pullback
+from .relaxation import check_unbalanced
 from .result import ConvergenceWarning, OTResult
-from .torch_bridge import to_torch, torch_module
 
 
-@functools.cache
-def _given_gradients():
-    """A ``torch.autograd.Function`` returning a scalar whose gradients with
-    respect to its inputs are given (computed by the solver, not traced)."""
-    torch = torch_module()
-
-    class GivenGradients(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, value, gradients, *inputs):
-            ctx.gradients = gradients
-            return value.clone()
-
-        @staticmethod
-        def backward(ctx, grad_output):
-            return (None, None, *(None if g is None else grad_output * g for g in ctx.gradients))
-
-    return GivenGradients
-
-
-def with_gradients(value, pairs):
-    """The scalar tensor ``value`` with gradient ``pairs``' arrays with respect
-    to their tensors: ``pairs`` is a list of ``(tensor, NumPy array)``, each
-    array cast to its tensor's dtype and device."""
-    torch = torch_module()
-    inputs = [t for t, _ in pairs]
-    gradients = tuple(torch.as_tensor(np.asarray(g), dtype=t.dtype, device=t.device) for t, g in pairs)
-    return _given_gradients().apply(value, gradients, *inputs)
-
-
-def _differentiable(tensors, allowed, where):
-    """The tensors among ``allowed`` that require a gradient; one outside
-    ``allowed`` that does raises ``NotImplementedError``."""
-    for name, t in tensors.items():
-        if t.requires_grad and name not in allowed:
+def _refuse_others(wanted, allowed, where):
+    """``NotImplementedError`` if an input outside ``allowed`` wants a gradient."""
+    for name in wanted:
+        if name not in allowed:
             raise NotImplementedError(f"{where}: no gradient with respect to {name} is implemented; detach it")
-    return {n: t for n, t in tensors.items() if n in allowed and t.requires_grad and t.numel() > 0}
 
 
-def solve_gradients(call, tensors, like):
-    """:func:`~fastsinkhorn.solve` with inputs that require a gradient.
+def no_gradients(result):
+    """A :class:`Derivative` of ``result`` with nothing differentiable."""
+    return Derivative(result, (), (), lambda cotangents: ())
 
-    ``grad="detach"``: the result's tensors carry no graph. ``grad="envelope"``:
-    ``value`` carries POT's envelope gradients (``P``, ``f - mean(f)``,
-    ``g - mean(g)`` for ``M``, ``a``, ``b``), the other fields none. POT's
-    default ``"autodiff"`` (differentiating every output through the
-    iterations) is not implemented and raises ``NotImplementedError``.
-    """
+
+def _masses(value, length, batch):
+    """Masses as float64 ``(batch, length)`` (uniform where not given)."""
+    if value is None or np.size(value) == 0:
+        value = np.full(length, 1.0 / length)
+    return np.broadcast_to(np.asarray(value, dtype=np.float64), (batch, length))
+
+
+def _fit(gradient, like):
+    """``gradient`` (one row per problem) summed to the shape of the input ``like``."""
+    shape = np.shape(like)
+    gradient = np.asarray(gradient)
+    while gradient.ndim > len(shape):
+        gradient = gradient.sum(axis=0)
+    return gradient.reshape(shape)
+
+
+def solve_rule(call, wanted):
+    """:func:`~fastsinkhorn.solve`'s gradients, by its ``grad`` argument (see the module)."""
     mode = call.arguments.get("grad", "autodiff")
     if mode == "detach":
-        return to_torch(call(), like)
-    if mode != "envelope":
-        raise NotImplementedError(f"solve(grad={mode!r}) with tensors that require a gradient: only "
-                                  "grad='envelope' (gradients of value) and grad='detach' are implemented")
-    wanted = _differentiable(tensors, ("M", "a", "b"), "solve(grad='envelope')")
+        return no_gradients(call())
+    if mode == "envelope":
+        return _envelope(call, wanted)
+    if mode != "autodiff":
+        raise NotImplementedError(f"solve(grad={mode!r}) with inputs that require a gradient: grad='autodiff', "
+                                  "'envelope' and 'detach' are implemented")
+    _refuse_others(wanted, ("M", "a", "b"), "solve")
+    arguments = call.arguments
+    if arguments.get("c") is not None:
+        raise NotImplementedError("solve: gradients with a reference measure c are not implemented")
+    reg = arguments.get("reg")
+    if reg is None or (not isinstance(reg, bool) and reg == 0) or arguments.get("method") == "exact":
+        return _exact_solve(call, wanted)
+    unbalanced_type = arguments.get("unbalanced_type", "KL")
+    if arguments.get("unbalanced") is not None and str(unbalanced_type).lower() != "kl":
+        raise NotImplementedError(f"solve: gradients with unbalanced_type={unbalanced_type!r} are not "
+                                  "implemented (KL is)")
+    result = call()
+    if not isinstance(result, OTResult) or not isinstance(result.plan, np.ndarray):
+        raise NotImplementedError("solve: gradients are implemented for dense costs (for point clouds, "
+                                  "solve_sample)")
+    _warn_unconverged(result, "solve")
+    rho_a, rho_b = check_unbalanced(arguments.get("unbalanced"))
+    kl_frame = str(arguments.get("reg_type", "KL")).lower() == "kl"
+    M = np.asarray(arguments["M"])
+    batched = bool(result.batched)
+    Ms = M.reshape((-1,) + M.shape[-2:])
+    B = len(Ms) if batched else 1
+    plans = result.plan.reshape((B,) + result.plan.shape[-2:])
+    fs, gs = (np.asarray(p).reshape(B, -1) for p in result.potentials)
+    n, m = plans.shape[1:]
+    As, Bs = _masses(arguments.get("a"), n, B), _masses(arguments.get("b"), m, B)
+    outputs = (("value",), ("value_linear",), ("plan",), ("potentials", 0), ("potentials", 1))
+    keys = ("value", "value_linear", "plan", "f", "g")
+
+    def pullback(cotangents):
+        per_problem = [None if x is None else np.reshape(x, (B,) + np.shape(x)[batched:]) for x in cotangents]
+        grads = {"M": [], "a": [], "b": []}
+        for i in range(B):
+            cot = {k: None if x is None else (float(x[i]) if k.startswith("value") else x[i])
+                   for k, x in zip(keys, per_problem)}
+            relaxation = Relaxation(As[i], Bs[i], rho_a, rho_b, kl_frame)
+            dM, da, db = entropic_pullback(plans[i], fs[i], gs[i], Ms[i % len(Ms)], relaxation, float(reg), cot)
+            for name, value in (("M", dM), ("a", da), ("b", db)):
+                grads[name].append(value)
+        return tuple(_fit(np.stack(grads[name]), arguments[name]) for name in wanted)
+
+    return Derivative(result, outputs, tuple(wanted), pullback)
+
+
+def _warn_unconverged(result, where):
+    """The implicit gradient holds at the optimum: warn when the solve stopped short of it."""
+    if not bool(np.all(result.converged)):
+        warnings.warn(f"{where} did not converge: its gradient, the implicit one at the optimum, is evaluated "
+                      "at the unconverged plan; increase max_iter or reg", ConvergenceWarning, stacklevel=2)
+
+
+def _envelope(call, wanted):
+    """``solve(grad="envelope")``: POT's envelope gradients of ``value``."""
+    _refuse_others(wanted, ("M", "a", "b"), "solve(grad='envelope')")
     for name in ("unbalanced", "c"):
         if call.arguments.get(name) is not None:
             raise NotImplementedError(f"solve(grad='envelope') with {name}: the envelope gradients are "
@@ -88,140 +133,140 @@ def solve_gradients(call, tensors, like):
                                   "problem with a dense cost (not exact OT, batches or point clouds)")
     f, g = (p.astype(np.float64) for p in result.potentials)
     gradients = {"M": result.plan, "a": f - f.mean(), "b": g - g.mean()}
-    out = to_torch(result, like)
-    out.value = with_gradients(out.value, [(t, gradients[n]) for n, t in wanted.items()])
-    return out
+
+    def pullback(cotangents):
+        cot = 0.0 if cotangents[0] is None else float(cotangents[0])
+        return tuple(cot * np.asarray(gradients[name], dtype=np.float64) for name in wanted)
+
+    return Derivative(result, (("value",),), tuple(wanted), pullback)
 
 
-def linear_cost_gradients(M, P, reg):
-    r"""Gradients of ``L = <M, P*(M, a, b)>`` at the entropic optimum ``P``.
+def _exact_solve(call, wanted):
+    """Exact OT: ``value`` (= ``value_linear``) by its duals, ``P``, ``u``, ``v``
+    (the derivative wherever the optimal basis is unique); the plan is piecewise
+    constant in ``(M, a, b)``: its derivative is 0 almost everywhere. A loss
+    of the duals is refused (they are not differentiated)."""
+    result = call()
+    if result.batched:
+        raise NotImplementedError("solve: gradients of batched exact OT are not implemented")
+    u, v = (np.asarray(p, dtype=np.float64) for p in result.potentials)
+    gradients = {"M": np.asarray(result.plan, dtype=np.float64), "a": u, "b": v}
 
-    The optimal plan is ``P = exp((f + g - M) / reg)`` with ``(f, g)`` solving
-    ``P 1 = a``, ``P^T 1 = b``. Differentiating those conditions gives
-    ``H (df, dg) = (da + (P * dM) 1 / reg, db + (P * dM)^T 1 / reg)`` with the
-    dual Hessian ``H = [[diag(P 1), P], [P^T, diag(P^T 1)]] / reg``, so that,
-    with ``z = (z_f, z_g)`` solving ``H z = ((M * P) 1, (M * P)^T 1) / reg``:
+    def pullback(cotangents):
+        cot_value, cot_linear, _, cot_f, cot_g = cotangents
+        for name, cot in (("potentials[0]", cot_f), ("potentials[1]", cot_g)):
+            if cot is not None and np.any(cot != 0):
+                raise NotImplementedError(f"solve: the exact duals ({name}) are not differentiable here")
+        cot = sum(float(c) for c in (cot_value, cot_linear) if c is not None)
+        return tuple(cot * gradients[name] for name in wanted)
 
-    .. math::
-        \partial L / \partial M = P - M \odot P / \mathrm{reg}
-        + P \odot (z_f \oplus z_g) / \mathrm{reg},\quad
-        \partial L / \partial a = z_f,\quad \partial L / \partial b = z_g.
-
-    ``H`` is singular along ``(1, -1)`` (a constant moved from ``f`` to
-    ``g``), to which the right-hand side is orthogonal: the least-squares
-    (minimum-norm) solution is taken, which leaves ``dL/dM`` unchanged and
-    fixes the free constant of the marginals' gradients (their masses are
-    tied, so only directions that keep ``sum a = sum b`` are meaningful).
-    Up to :data:`DENSE_SOLVE_MAX` unknowns, one dense least-squares solve;
-    beyond, :func:`_schur_cg` (O(n m) memory and work per iteration: a dense
-    ``(n + m)^2`` system would take gigabytes where the plan takes megabytes).
-    """
-    P = np.asarray(P, dtype=np.float64)
-    MP = np.where(P > 0, np.asarray(M, dtype=np.float64) * P, 0.0)  # forbidden (inf) entries carry no mass
-    n, m = P.shape
-    u, v = MP.sum(1), MP.sum(0)  # the right-hand side, times reg (H's 1/reg cancels it)
-    if n + m <= DENSE_SOLVE_MAX:
-        H = np.block([[np.diag(P.sum(1)), P], [P.T, np.diag(P.sum(0))]])
-        z = np.linalg.lstsq(H, np.concatenate([u, v]), rcond=None)[0]
-        z_f, z_g = z[:n], z[n:]
-    else:
-        z_f, z_g = _schur_cg(P, u, v)
-    dM = P - MP / reg + P * (z_f[:, None] + z_g[None, :]) / reg
-    return dM, z_f, z_g
+    outputs = (("value",), ("value_linear",), ("plan",), ("potentials", 0), ("potentials", 1))
+    return Derivative(result, outputs, tuple(wanted), pullback)
 
 
-#: Largest ``n + m`` whose Newton system :func:`linear_cost_gradients` solves densely.
-DENSE_SOLVE_MAX = 2000
-
-
-def _schur_cg(P, u, v, rtol=1e-13):
-    """The minimum-norm solution of ``[[diag(r), P], [P^T, diag(c)]] z = (u, v)``
-    (``r = P 1``, ``c = P^T 1``) by CG on the Schur complement of the rows,
-    ``S = diag(c) - P^T diag(1 / r) P``, in the complement of its null space.
-
-    Rows and columns without mass have zero rows in the system: their
-    unknowns are 0 in the minimum-norm solution. On the others ``S`` is
-    positive semi-definite with the constants as null space (the ``(1, -1)``
-    direction of the full system), to which the right-hand side is
-    orthogonal; CG runs on the mean-free subspace, and the constant moved
-    between ``z_f`` and ``z_g`` is chosen last to minimise the norm, as the
-    dense least-squares solve does.
-    """
-    from scipy.sparse.linalg import LinearOperator, cg
-
-    r, c = P.sum(1), P.sum(0)
-    rows, cols = r > 0, c > 0
-    Q, r, c, u, v = P[np.ix_(rows, cols)], r[rows], c[cols], u[rows], v[cols]
-    k = len(c)
-
-    def centred(x):
-        return x - x.mean()
-
-    def schur(x):
-        return centred(c * x - Q.T @ ((Q @ x) / r))
-
-    rhs = centred(v - Q.T @ (u / r))
-    scale = float(np.abs(rhs).max(initial=0.0))
-    if scale == 0.0:
-        y = np.zeros(k)
-    else:
-        y, info = cg(LinearOperator((k, k), matvec=schur, dtype=np.float64), rhs / scale,
-                     rtol=rtol, atol=0.0, maxiter=20 * k)
-        if info != 0:
-            raise RuntimeError(f"the implicit gradient's CG did not converge ({info} iterations)")
-        y = centred(y) * scale
-    x = (u - Q @ y) / r
-    shift = (y.sum() - x.sum()) / (len(x) + k)  # z + t (1, -1) of least norm
-    z_f, z_g = np.zeros(P.shape[0]), np.zeros(P.shape[1])
-    z_f[rows], z_g[cols] = x + shift, y - shift
-    return z_f, z_g
-
-
-def sinkhorn2_gradients(call, tensors, like):
-    """:func:`~fastsinkhorn.sinkhorn2` with inputs that require a gradient:
-    the loss ``<M, P*>`` carries its exact gradients (:func:`linear_cost_gradients`).
-    Several targets (a 2-D ``b``) raise ``NotImplementedError``."""
-    wanted = _differentiable(tensors, ("M", "a", "b"), "sinkhorn2")
-    b = tensors.get("b")
-    if b is not None and b.ndim == 2:
-        raise NotImplementedError("sinkhorn2: gradients with several targets (a 2-D b) are not implemented")
-    want_log = bool(call.arguments.get("log", False))
-    loss, log = call(log=True)
+def _pot_entropic(call, wanted, where, output):
+    """``sinkhorn`` (``output="plan"``) and ``sinkhorn2`` (``"value_linear"``):
+    their result is one output of the entropic optimum, pulled back as ``solve``'s."""
+    _refuse_others(wanted, ("M", "a", "b"), where)
+    arguments = call.arguments
+    for name in ("a", "b"):
+        if np.ndim(arguments.get(name)) == 2:
+            raise NotImplementedError(f"{where}: gradients with several targets (a 2-D {name}) are not implemented")
+    want_log = bool(arguments.get("log", False))
+    out, log = call(log=True)
     if not log["converged"]:  # the implicit gradient holds at the optimum only
-        warnings.warn("sinkhorn2 did not converge: its gradient, the implicit one at the optimum, is evaluated "
+        warnings.warn(f"{where} did not converge: its gradient, the implicit one at the optimum, is evaluated "
                       "at the unconverged plan; increase numItermax or reg", ConvergenceWarning, stacklevel=2)
-    reg = float(call.arguments["reg"])
-    dM, da, db = linear_cost_gradients(call.arguments["M"], log["result"].plan, reg)
-    gradients = {"M": dM, "a": da, "b": db}
-    value = with_gradients(to_torch(loss, like), [(t, gradients[n]) for n, t in wanted.items()])
-    return (value, to_torch(log, like)) if want_log else value
+    result = log["result"]
+    n, m = np.shape(result.plan)
+    reg = float(arguments["reg"])
+    relaxation = Relaxation(_masses(arguments.get("a"), n, 1)[0], _masses(arguments.get("b"), m, 1)[0])
+    f, g = result.potentials
+
+    def pullback(cotangents):
+        cot = {output: None if cotangents[0] is None else
+               (float(cotangents[0]) if output != "plan" else cotangents[0])}
+        dM, da, db = entropic_pullback(result.plan, f, g, arguments["M"], relaxation, reg, cot)
+        grads = {"M": dM, "a": da, "b": db}
+        return tuple(grads[name] for name in wanted)
+
+    if not want_log:
+        log = None
+    return Derivative((out, log) if want_log else out, ((0,),) if want_log else ((),), tuple(wanted), pullback)
 
 
-def emd2_gradients(call, tensors, like):
-    """:func:`~fastsinkhorn.emd2` with inputs that require a gradient: POT's
-    gradients of the exact cost (the plan ``G`` for ``M``, the centred duals
-    ``u - mean(u)``, ``v - mean(v)`` for ``a`` and ``b``: the cost's
-    derivatives where the optimal basis is unique). Several targets (a 2-D
-    ``b``) raise ``NotImplementedError``."""
-    wanted = _differentiable(tensors, ("M", "a", "b"), "emd2")
-    b = tensors.get("b")
-    if b is not None and b.ndim == 2:
+def sinkhorn2_rule(call, wanted):
+    """:func:`~fastsinkhorn.sinkhorn2`: the loss ``<M, P*>`` with its exact gradients."""
+    return _pot_entropic(call, wanted, "sinkhorn2", "value_linear")
+
+
+def sinkhorn_rule(call, wanted):
+    """:func:`~fastsinkhorn.sinkhorn`: the optimal plan with its exact derivative."""
+    return _pot_entropic(call, wanted, "sinkhorn", "plan")
+
+
+def emd2_rule(call, wanted):
+    """:func:`~fastsinkhorn.emd2`: POT's gradients of the exact cost (the plan
+    ``G`` for ``M``, the centred duals ``u - mean(u)``, ``v - mean(v)`` for
+    ``a`` and ``b``: the cost's derivatives where the optimal basis is
+    unique, up to the masses' tied constant). Several targets (a 2-D ``b``)
+    raise ``NotImplementedError``."""
+    _refuse_others(wanted, ("M", "a", "b"), "emd2")
+    arguments = call.arguments
+    if np.ndim(arguments.get("b")) == 2:
         raise NotImplementedError("emd2: gradients with several targets (a 2-D b) are not implemented")
-    want_log, want_plan = (bool(call.arguments.get(k, False)) for k in ("log", "return_matrix"))
+    want_log, want_plan = (bool(arguments.get(k, False)) for k in ("log", "return_matrix"))
     cost, log = call(return_matrix=True)
     u, v = (np.asarray(log[k], dtype=np.float64) for k in ("u", "v"))
-    gradients = {"M": log["G"], "a": u - u.mean(), "b": v - v.mean()}
-    value = with_gradients(to_torch(cost, like), [(t, gradients[n]) for n, t in wanted.items()])
+    gradients = {"M": np.asarray(log["G"], dtype=np.float64), "a": u - u.mean(), "b": v - v.mean()}
     if not want_plan:
         del log["G"]
-    return [value, to_torch(log, like)] if want_log or want_plan else value
+
+    def pullback(cotangents):
+        cot = 0.0 if cotangents[0] is None else float(cotangents[0])
+        return tuple(cot * gradients[name] for name in wanted)
+
+    both = want_log or want_plan
+    return Derivative([cost, log] if both else cost, ((0,),) if both else ((),), tuple(wanted), pullback)
 
 
-#: Each public function's gradient rule (the name it gives
-#: :func:`~fastsinkhorn.core.frameworks.via_framework`) -> its PyTorch handler.
-TORCH_GRADIENTS = {
-    "solve": solve_gradients,
-    "solve_sample": solve_gradients,
-    "sinkhorn2": sinkhorn2_gradients,
-    "emd2": emd2_gradients,
+def dist_rule(call, wanted):
+    """:func:`~fastsinkhorn.dist`: the squared Euclidean and Euclidean costs
+    with their derivatives in the points (``G`` the cost's cotangent:
+    ``2 (G 1 * x1 - G x2)`` for ``x1``; the Euclidean distance's derivative
+    taken as 0 where two points coincide). Other metrics and weights ``w``
+    raise ``NotImplementedError``."""
+    _refuse_others(wanted, ("x1", "x2"), "dist")
+    arguments = call.arguments
+    metric = arguments.get("metric", "sqeuclidean")
+    if metric not in ("sqeuclidean", "euclidean") or arguments.get("w") is not None \
+            or arguments.get("backend", "auto") != "auto":
+        raise NotImplementedError(f"dist: gradients are implemented for metric='sqeuclidean' and 'euclidean' "
+                                  f"without weights, got metric={metric!r}")
+    D = call()
+    x1 = np.asarray(arguments["x1"], dtype=np.float64)
+    x2 = x1 if arguments.get("x2") is None else np.asarray(arguments["x2"], dtype=np.float64)
+
+    def pullback(cotangents):
+        G = np.zeros(D.shape) if cotangents[0] is None else cotangents[0]
+        if metric == "euclidean":
+            Dd = np.asarray(D, dtype=np.float64)
+            G = np.where(Dd > 0, G / (2 * np.where(Dd > 0, Dd, 1.0)), 0.0)
+        grads = {"x1": 2 * (G.sum(1)[:, None] * x1 - G @ x2), "x2": 2 * (G.sum(0)[:, None] * x2 - G.T @ x1)}
+        if arguments.get("x2") is None:  # one set of points on both sides
+            grads["x1"] = grads["x1"] + grads["x2"]
+        return tuple(grads[name] for name in wanted)
+
+    return Derivative(D, ((),), tuple(wanted), pullback)
+
+
+#: Each public function's gradient rule, by the name it gives
+#: :func:`~fastsinkhorn.core.frameworks.via_framework`.
+RULES = {
+    "solve": solve_rule,
+    "solve_sample": solve_rule,
+    "sinkhorn": sinkhorn_rule,
+    "sinkhorn2": sinkhorn2_rule,
+    "emd2": emd2_rule,
+    "dist": dist_rule,
 }

@@ -6,9 +6,10 @@ array; if so, it hands its arguments to :func:`via_framework`, which sends
 the call to the framework's bridge (:mod:`.torch_bridge`,
 :mod:`.jax_bridge`): the bridge runs the function on NumPy views of the
 arrays, returns the results in the caller's framework, and attaches the
-gradients of the function's gradient rule (``gradients``: a name each
-bridge maps to its own handler; a function without a rule refuses inputs
-that require a gradient rather than return a result without one).
+gradients of the function's gradient rule (``gradients``: its name in
+:data:`fastsinkhorn.core.autodiff.RULES`, whose pullback each bridge wraps
+in its framework's custom gradient; a function without a rule refuses
+inputs that require a gradient rather than return a result without one).
 
 Neither framework is imported here: an array is recognised by the module of
 its type, so ``import fastsinkhorn`` and every NumPy call stay free of them.
@@ -54,7 +55,7 @@ def via_framework(function, arguments, names, gradients=None):
         from .jax_bridge import via_jax
 
         return via_jax(function, arguments, names, gradients)
-    from .autodiff import TORCH_GRADIENTS
+    from .autodiff import RULES
     from .torch_bridge import via_torch
 
-    return via_torch(function, arguments, names, TORCH_GRADIENTS.get(gradients) if gradients else None)
+    return via_torch(function, arguments, names, RULES.get(gradients) if gradients else None)

@@ -6,8 +6,10 @@ arguments include CPU ``torch.Tensor`` arguments is run by
 tensor's memory), the function runs on those, and its arrays come back as
 tensors (``torch.from_numpy``: again no copy) of the input's dtype, on its
 device. Gradients are the business of the function's gradient rule
-(:data:`fastsinkhorn.core.autodiff.TORCH_GRADIENTS`); a function without one refuses inputs
-that require a gradient rather than return a result without one.
+(:data:`fastsinkhorn.core.autodiff.RULES`), whose pullback
+:func:`with_pullback` wraps in one ``torch.autograd.Function``; a function
+without a rule refuses inputs that require a gradient rather than return a
+result without one.
 
 PyTorch is imported only once a tensor has been seen: a tensor is
 recognised by the module of its type, so ``import fastsinkhorn`` and every
@@ -15,11 +17,13 @@ NumPy call stay free of it.
 """
 
 import dataclasses
+import functools
 import inspect
 import warnings
 
 import numpy as np
 
+from .derivative import get_path, replace_path
 from .result import OTResult
 
 #: The fields of an :class:`OTResult` that hold the caller's numbers (as tensors).
@@ -113,12 +117,14 @@ def via_torch(function, arguments, names, grad=None):
     entry); ``names``: those that may be tensors (all of them tensors, see
     :func:`check_torch_arguments`). The result is converted by
     :func:`to_torch`. If autograd is on and a tensor requires a gradient,
-    ``grad(call, tensors, like)`` builds the result instead (``call(**changes)``
-    runs the function on the NumPy views, with arguments changed as given,
-    and ``call.arguments`` holds the arguments; ``tensors``: name -> tensor),
-    or, with no ``grad``, the call raises ``NotImplementedError``: never a
-    result silently without its gradient. Warnings meant for the caller are
-    re-issued at the caller's line.
+    the gradient rule ``grad(call, wanted)`` runs the function instead
+    (``call(**changes)`` runs it on the NumPy views, with arguments changed
+    as given, and ``call.arguments`` holds the arguments; ``wanted``: the
+    names of the tensors that require a gradient) and its
+    :class:`~fastsinkhorn.core.derivative.Derivative` becomes the result
+    (:func:`with_pullback`); with no ``grad``, the call raises
+    ``NotImplementedError``: never a result silently without its gradient.
+    Warnings meant for the caller are re-issued at the caller's line.
     """
     arguments = dict(arguments)
     named = {name: arguments.get(name) for name in names}
@@ -146,8 +152,52 @@ def via_torch(function, arguments, names, grad=None):
             raise NotImplementedError(
                 f"{function.__name__}: {', '.join(wanting)} require a gradient, which "
                 f"{function.__name__} does not provide yet; detach them (or use torch.no_grad())")
-        return _caller_warnings(lambda: grad(call, tensors, like))
+        wanted = tuple(n for n, t in tensors.items() if t.requires_grad and t.numel() > 0)
+        return _caller_warnings(lambda: with_pullback(grad(call, wanted), tensors, like))
     return _caller_warnings(lambda: to_torch(call(), like))
+
+
+@functools.cache
+def _pullback_function():
+    """The ``torch.autograd.Function`` whose outputs are a rule's differentiable
+    arrays and whose backward is the rule's pullback (solver work, not traced)."""
+    torch = torch_module()
+
+    class Pullback(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, derivative, like, *inputs):
+            ctx.derivative, ctx.inputs = derivative, inputs
+            ctx.set_materialize_grads(False)  # an unused output's cotangent stays None: no work for it
+            return tuple(_output_tensor(get_path(derivative.result, p), like) for p in derivative.outputs)
+
+        @staticmethod
+        def backward(ctx, *cotangents):
+            cotangents = [None if c is None else to_host(c).astype(np.float64) for c in cotangents]
+            gradients = ctx.derivative.pullback(cotangents)
+            return (None, None, *(torch.as_tensor(np.asarray(g), dtype=t.dtype, device=t.device)
+                                  for g, t in zip(gradients, ctx.inputs)))
+
+    return Pullback
+
+
+def _output_tensor(x, like):
+    """A new tensor holding the output ``x`` (an autograd output must own its storage)."""
+    torch = torch_module()
+    t = to_torch(x, like)
+    return t.clone() if isinstance(t, torch.Tensor) else torch.as_tensor(x, dtype=like.dtype, device=like.device)
+
+
+def with_pullback(derivative, tensors, like):
+    """The result of ``derivative`` as tensors, its differentiable arrays those of
+    one autograd node over the input ``tensors`` that want gradients."""
+    out = to_torch(derivative.result, like)
+    if not derivative.outputs:
+        return out
+    inputs = [tensors[name] for name in derivative.inputs]
+    differentiable = _pullback_function().apply(derivative, like, *inputs)
+    for path, tensor in zip(derivative.outputs, differentiable):
+        out = replace_path(out, path, tensor)
+    return out
 
 
 def _caller_warnings(run):

@@ -49,7 +49,7 @@ def dist(x1, x2=None, metric="sqeuclidean", p=2, w=None, backend="auto", nx=None
     [[0.0, 2.0], [2.0, 0.0]]
     """
     if has_framework_array(x1, x2, w):  # torch/JAX: run on NumPy views of them
-        return via_framework(dist, locals(), ("x1", "x2", "w"))
+        return via_framework(dist, locals(), ("x1", "x2", "w"), "dist")
     same = x2 is None or x2 is x1  # POT: then the diagonal is exactly 0
     library = array_library(x1=x1, x2=x2)
     if backend not in ("auto", "scipy"):

@@ -136,7 +136,7 @@ def sinkhorn(a, b, M, reg, method="sinkhorn", numItermax=1000, stopThr=POT_STOP_
     [[0.3655, 0.1345], [0.1345, 0.3655]]
     """
     if has_framework_array(a, b, M):  # torch/JAX: run on NumPy views of them
-        return via_framework(sinkhorn, locals(), ("a", "b", "M"))
+        return via_framework(sinkhorn, locals(), ("a", "b", "M"), "sinkhorn")
     return _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
                      warmstart, kwargs, loss_only=False)
 

@@ -268,3 +268,132 @@ def test_sinkhorn2_gradient_of_an_unconverged_solve_warns():
     with pytest.warns(fs.ConvergenceWarning, match="did not converge: its gradient"):
         fs.sinkhorn2(a, b, M, 1e-3, numItermax=2).backward()
     assert M.grad is not None and torch.isfinite(M.grad).all()
+
+
+def _pot_unrolled(ot, M, a, b, reg, **kw):
+    """POT's ``ot.solve`` with torch autodiff through every iteration, run to convergence."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ot.solve(M, a, b, reg=reg, max_iter=100000, tol=1e-15, **kw)
+
+
+def _loss(res, W, units=1.0, weight=0.1):
+    """A loss of every differentiable output of a solve (``units``: what turns its
+    potentials into cost units; POT's balanced entropic potentials are ours divided
+    by reg; its unbalanced ones are in another frame: ``weight=0`` leaves them out,
+    the NumPy finite-difference tests cover them)."""
+    f = res.potentials[0] * units
+    return res.value + 0.3 * res.value_linear + (res.plan * W).sum() + weight * ((f - f.mean()) ** 2).sum()
+
+
+def _tied(grad):
+    """A mass gradient up to the constant the tied masses leave free: its centred
+    part (the mean moves with the other side's, see test below)."""
+    return (grad - grad.mean()).numpy()
+
+
+@pytest.mark.parametrize("kw", [{}, {"reg_type": "entropy"}, {"unbalanced": 0.7}, {"unbalanced": (0.5, 2.0)}],
+                         ids=["KL", "entropy", "unbalanced", "unbalanced-pair"])
+def test_solve_autodiff_matches_pot_unrolled_autodiff(kw):
+    """Every output of solve (value, value_linear, plan, potentials) differentiated as
+    POT differentiates its iterations, to convergence."""
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(6, 5, seed=11)
+    W = torch.tensor(np.random.default_rng(12).standard_normal(M.shape))
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    weight = 0.0 if "unbalanced" in kw else 0.1
+    _loss(fs.solve(*ours, reg=REG, tol=1e-14, max_iter=100000, **kw), W, weight=weight).backward()
+    _loss(_pot_unrolled(ot, *pots, REG, **kw), W, units=REG, weight=weight).backward()
+    np.testing.assert_allclose(ours[0].grad.numpy(), pots[0].grad.numpy(), atol=1e-9)
+    for mine, theirs in zip(ours[1:], pots[1:], strict=True):
+        if "unbalanced" in kw:  # no tied constant: the masses are free
+            np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), atol=1e-9)
+        else:
+            np.testing.assert_allclose(_tied(mine.grad), _tied(theirs.grad), atol=1e-9)
+    if "unbalanced" not in kw:  # the free constant moves between the sides: their sum of means is fixed
+        assert float(ours[1].grad.mean() + ours[2].grad.mean()) == pytest.approx(
+            float(pots[1].grad.mean() + pots[2].grad.mean()), abs=1e-9)
+
+
+def test_sinkhorn_plan_gradient_matches_pot_unrolled_autodiff():
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(5, 7, seed=13)
+    W = torch.tensor(np.random.default_rng(14).standard_normal(M.shape))
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    (fs.sinkhorn(ours[1], ours[2], ours[0], REG, **TIGHT) * W).sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (ot.sinkhorn(pots[1], pots[2], pots[0], REG, stopThr=1e-15, numItermax=100000) * W).sum().backward()
+    np.testing.assert_allclose(ours[0].grad.numpy(), pots[0].grad.numpy(), atol=1e-9)
+    for mine, theirs in zip(ours[1:], pots[1:], strict=True):
+        np.testing.assert_allclose(_tied(mine.grad), _tied(theirs.grad), atol=1e-9)
+
+
+def test_dist_gradient_matches_torch_autograd():
+    rng = np.random.default_rng(15)
+    x, y = rng.random((6, 3)), rng.random((4, 3))
+    W = torch.tensor(rng.standard_normal((6, 4)))
+    for metric in ("sqeuclidean", "euclidean"):
+        ours, refs = tensors(x, y, requires_grad=True), tensors(x, y, requires_grad=True)
+        (fs.dist(*ours, metric=metric) * W).sum().backward()
+        D = torch.cdist(*refs) ** (2 if metric == "sqeuclidean" else 1)
+        (D * W).sum().backward()
+        for mine, ref in zip(ours, refs, strict=True):
+            np.testing.assert_allclose(mine.grad.numpy(), ref.grad.numpy(), atol=1e-12)
+    (xs,) = tensors(x, requires_grad=True)  # one set on both sides: both contributions
+    (xr,) = tensors(x, requires_grad=True)
+    (fs.dist(xs) * W[:, :1]).sum().backward()
+    (torch.cdist(xr, xr) ** 2 * W[:, :1]).sum().backward()
+    np.testing.assert_allclose(xs.grad.numpy(), xr.grad.numpy(), atol=1e-12)
+
+
+def test_points_gradient_through_dist_and_sinkhorn2_matches_finite_differences():
+    rng = np.random.default_rng(16)
+    x, y = rng.random((6, 2)), rng.random((5, 2))
+    (xt,) = tensors(x, requires_grad=True)
+    fs.sinkhorn2(torch.tensor([]), torch.tensor([]), fs.dist(xt, torch.tensor(y)), 0.1, **TIGHT).backward()
+    d, h = rng.standard_normal(x.shape), 1e-6
+
+    def loss(x_):
+        return float(fs.sinkhorn2([], [], fs.dist(x_, y), 0.1, **TIGHT))
+
+    fd = (loss(x + h * d) - loss(x - h * d)) / (2 * h)
+    assert float((xt.grad * torch.tensor(d)).sum()) == pytest.approx(fd, rel=1e-6)
+
+
+def test_batch_gradients_equal_per_problem_gradients():
+    Ms, As, Bs = zip(*(problem(5, 4, seed=s) for s in (20, 21, 22)), strict=True)
+    W = torch.tensor(np.random.default_rng(23).standard_normal((3, 5, 4)))
+    batch = tensors(np.stack(Ms), np.stack(As), np.stack(Bs), requires_grad=True)
+    res = fs.solve(*batch, reg=REG, tol=1e-13)
+    (res.value.sum() + (res.plan * W).sum()).backward()
+    for i in range(3):
+        one = tensors(Ms[i], As[i], Bs[i], requires_grad=True)
+        r = fs.solve(*one, reg=REG, tol=1e-13)
+        (r.value + (r.plan * W[i]).sum()).backward()
+        np.testing.assert_allclose(batch[0].grad[i].numpy(), one[0].grad.numpy(), atol=1e-10)
+        for k in (1, 2):
+            np.testing.assert_allclose(_tied(batch[k].grad[i]), _tied(one[k].grad), atol=1e-10)
+
+
+def test_autodiff_gradients_in_float32_are_finite_and_close_to_float64():
+    M, a, b = problem(dtype=np.float32)
+    ours32 = tensors(M, a, b, requires_grad=True)
+    ours64 = tensors(*(x.astype(np.float64) for x in (M, a, b)), requires_grad=True)
+    for t in (ours32, ours64):
+        fs.solve(*t, reg=REG).value.backward()
+    assert ours32[0].grad.dtype == torch.float32
+    np.testing.assert_allclose(ours32[0].grad.numpy(), ours64[0].grad.numpy(), atol=1e-4)
+
+
+def test_exact_value_gradient_is_the_plan_and_duals():
+    M, a, b = problem(5, 5, seed=24)
+    Mt, at, bt = tensors(M, a, b, requires_grad=True)
+    res = fs.solve(Mt, at, bt)
+    res.value.backward()
+    np.testing.assert_allclose(Mt.grad.numpy(), res.plan.toarray(), atol=1e-15)
+    u, v = (p.detach().numpy() for p in res.potentials)
+    np.testing.assert_allclose(_tied(at.grad), u - u.mean(), atol=1e-12)
+    with pytest.raises(NotImplementedError, match="exact duals"):
+        Mt.grad = None
+        fs.solve(Mt, at, bt).potentials[0].sum().backward()

@@ -143,24 +143,26 @@ def _envelope(call, wanted):
 
 def _exact_solve(call, wanted):
     """Exact OT: ``value`` (= ``value_linear``) by its duals, ``P``, ``u``, ``v``
-    (the derivative wherever the optimal basis is unique); the plan is piecewise
-    constant in ``(M, a, b)``: its derivative is 0 almost everywhere. A loss
-    of the duals is refused (they are not differentiated)."""
+    (the derivative wherever the optimal basis is unique). The plan (a sparse
+    matrix, returned as it is) is piecewise constant in ``(M, a, b)``: not an
+    output with a gradient. A loss of the duals is refused (they are not
+    differentiated)."""
     result = call()
     if result.batched:
         raise NotImplementedError("solve: gradients of batched exact OT are not implemented")
     u, v = (np.asarray(p, dtype=np.float64) for p in result.potentials)
-    gradients = {"M": np.asarray(result.plan, dtype=np.float64), "a": u, "b": v}
+    plan = result.plan.toarray() if hasattr(result.plan, "toarray") else np.asarray(result.plan)
+    gradients = {"M": plan.astype(np.float64), "a": u, "b": v}
 
     def pullback(cotangents):
-        cot_value, cot_linear, _, cot_f, cot_g = cotangents
+        cot_value, cot_linear, cot_f, cot_g = cotangents
         for name, cot in (("potentials[0]", cot_f), ("potentials[1]", cot_g)):
             if cot is not None and np.any(cot != 0):
                 raise NotImplementedError(f"solve: the exact duals ({name}) are not differentiable here")
         cot = sum(float(c) for c in (cot_value, cot_linear) if c is not None)
         return tuple(cot * gradients[name] for name in wanted)
 
-    outputs = (("value",), ("value_linear",), ("plan",), ("potentials", 0), ("potentials", 1))
+    outputs = (("value",), ("value_linear",), ("potentials", 0), ("potentials", 1))
     return Derivative(result, outputs, tuple(wanted), pullback)
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..algorithms.sns.cg import pcg
+from .cg import pcg
 
 #: Relative residual to which :func:`dual_hessian_solve` solves (CG, exact products).
 SOLVE_RTOL = 1e-11

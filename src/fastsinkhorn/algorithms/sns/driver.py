@@ -39,7 +39,7 @@ from ...core.arrays import to_numpy
 from ...core.marginals import marginal_error, marginal_l2_error
 from ...core.result import Status
 from ..sinkhorn import sinkhorn_loop
-from .cg import pcg
+from ...core.cg import pcg
 from .newton_system import factorize_newton_system, prune_by_mass
 
 

@@ -114,8 +114,8 @@ def test_functions_without_gradients_refuse_inputs_that_require_one():
         fs.emd(at, bt, Mt)
     with pytest.raises(NotImplementedError, match="gradients are implemented for metric"):
         fs.dist(Mt, metric="cityblock")
-    with pytest.raises(NotImplementedError, match="grad='autodiff', 'envelope' and 'detach'"):
-        fs.solve(Mt, at, bt, reg=REG, grad="last_step")
+    with pytest.raises(NotImplementedError, match="grad='autodiff', 'envelope', 'last_step' and 'detach'"):
+        fs.solve(Mt, at, bt, reg=REG, grad="sideways")
     with torch.no_grad():  # no graph wanted: fine
         fs.emd(at, bt, Mt)
 
@@ -397,3 +397,22 @@ def test_exact_value_gradient_is_the_plan_and_duals():
     with pytest.raises(NotImplementedError, match="exact duals"):
         Mt.grad = None
         fs.solve(Mt, at, bt).potentials[0].sum().backward()
+
+
+def test_last_step_gradients_match_pots():
+    """POT's grad="last_step" (one Sinkhorn step from the detached solution)."""
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(6, 5, seed=25)
+    W = torch.tensor(np.random.default_rng(26).standard_normal(M.shape))
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    _loss(fs.solve(*ours, reg=REG, tol=1e-14, grad="last_step"), W).backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ot.solve(*pots, reg=REG, tol=1e-15, max_iter=100000, grad="last_step")
+    _loss(theirs, W, units=REG).backward()
+    np.testing.assert_allclose(ours[0].grad.numpy(), pots[0].grad.numpy(), atol=1e-9)
+    for mine, pot in zip(ours[1:], pots[1:], strict=True):
+        np.testing.assert_allclose(_tied(mine.grad), _tied(pot.grad), atol=1e-9)
+    exact = tensors(M, a, b, requires_grad=True)  # not the derivative of the solution
+    _loss(fs.solve(*exact, reg=REG, tol=1e-14), W).backward()
+    assert np.abs(exact[0].grad.numpy() - ours[0].grad.numpy()).max() > 1e-3

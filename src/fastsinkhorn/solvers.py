@@ -143,12 +143,14 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         ``0`` runs ``max_iter`` iterations (and warns that it did not converge).
     verbose : bool
         Print one line per convergence check (all of them, the last included).
-    grad : {"autodiff", "detach", "envelope"}
+    grad : {"autodiff", "envelope", "last_step", "detach"}
         POT's gradient modes; NumPy and CuPy arrays carry no gradients, so
-        they change nothing. ``"last_step"`` raises ``NotImplementedError``.
-        With PyTorch tensors that require a gradient: ``"envelope"`` gives
-        ``value`` POT's envelope gradients, ``"detach"`` no graph, and
-        ``"autodiff"`` raises ``NotImplementedError``
+        they change nothing. With tensors that require a gradient:
+        ``"autodiff"``: the exact derivatives of ``value``, ``value_linear``,
+        ``plan`` and ``potentials`` (implicit differentiation at the
+        optimum); ``"envelope"``: ``value``'s envelope gradients (POT's);
+        ``"last_step"``: the derivative of one Sinkhorn step from the
+        solution (POT's); ``"detach"``: no graph
         (:mod:`fastsinkhorn.core.autodiff`).
     warm_start : tuple of arrays, optional
         Potentials ``(f, g)`` from an earlier solve (``result.potentials``).

@@ -13,7 +13,8 @@ which the PyTorch and JAX bridges turn into their own custom gradients.
   ``value``, ``value_linear``, ``plan`` and ``potentials`` at the optimum,
   by implicit differentiation (:mod:`.implicit`), for balanced and
   KL-unbalanced problems and per problem for batches; exact OT's ``value``
-  by its duals (the plan is piecewise constant: derivative 0).
+  by its duals. ``grad="last_step"``: POT's derivative of one Sinkhorn step
+  from the solution (:mod:`.last_step`), balanced.
 * ``solve(grad="envelope")``: POT's envelope gradients of ``value``: ``P``,
   ``f - mean(f)``, ``g - mean(g)`` (exact for ``M``; for the masses, POT's
   formula). ``grad="detach"``: no gradients.
@@ -27,6 +28,7 @@ import numpy as np
 
 from .derivative import Derivative
 from .implicit import Relaxation, entropic_pullback
+from .last_step import last_step_pullback
 from .relaxation import check_unbalanced
 from .result import ConvergenceWarning, OTResult
 
@@ -66,9 +68,9 @@ def solve_rule(call, wanted):
         return no_gradients(call())
     if mode == "envelope":
         return _envelope(call, wanted)
-    if mode != "autodiff":
+    if mode not in ("autodiff", "last_step"):
         raise NotImplementedError(f"solve(grad={mode!r}) with inputs that require a gradient: grad='autodiff', "
-                                  "'envelope' and 'detach' are implemented")
+                                  "'envelope', 'last_step' and 'detach' are implemented")
     _refuse_others(wanted, ("M", "a", "b"), "solve")
     arguments = call.arguments
     if arguments.get("c") is not None:
@@ -77,6 +79,8 @@ def solve_rule(call, wanted):
     if reg is None or (not isinstance(reg, bool) and reg == 0) or arguments.get("method") == "exact":
         return _exact_solve(call, wanted)
     unbalanced_type = arguments.get("unbalanced_type", "KL")
+    if mode == "last_step" and arguments.get("unbalanced") is not None:
+        raise NotImplementedError("solve(grad='last_step'): implemented for balanced OT (as POT's)")
     if arguments.get("unbalanced") is not None and str(unbalanced_type).lower() != "kl":
         raise NotImplementedError(f"solve: gradients with unbalanced_type={unbalanced_type!r} are not "
                                   "implemented (KL is)")
@@ -97,6 +101,7 @@ def solve_rule(call, wanted):
     As, Bs = _masses(arguments.get("a"), n, B), _masses(arguments.get("b"), m, B)
     outputs = (("value",), ("value_linear",), ("plan",), ("potentials", 0), ("potentials", 1))
     keys = ("value", "value_linear", "plan", "f", "g")
+    pullback_of_mode = last_step_pullback if mode == "last_step" else entropic_pullback
 
     def pullback(cotangents):
         per_problem = [None if x is None else np.reshape(x, (B,) + np.shape(x)[batched:]) for x in cotangents]
@@ -105,7 +110,7 @@ def solve_rule(call, wanted):
             cot = {k: None if x is None else (float(x[i]) if k.startswith("value") else x[i])
                    for k, x in zip(keys, per_problem)}
             relaxation = Relaxation(As[i], Bs[i], rho_a, rho_b, kl_frame)
-            dM, da, db = entropic_pullback(plans[i], fs[i], gs[i], Ms[i % len(Ms)], relaxation, float(reg), cot)
+            dM, da, db = pullback_of_mode(plans[i], fs[i], gs[i], Ms[i % len(Ms)], relaxation, float(reg), cot)
             for name, value in (("M", dM), ("a", da), ("b", db)):
                 grads[name].append(value)
         return tuple(_fit(np.stack(grads[name]), arguments[name]) for name in wanted)

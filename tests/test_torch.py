@@ -416,3 +416,12 @@ def test_last_step_gradients_match_pots():
     exact = tensors(M, a, b, requires_grad=True)  # not the derivative of the solution
     _loss(fs.solve(*exact, reg=REG, tol=1e-14), W).backward()
     assert np.abs(exact[0].grad.numpy() - ours[0].grad.numpy()).max() > 1e-3
+
+
+def test_empty_lists_are_pots_uniform_weights_beside_tensors():
+    M, a, b = problem(4, 4, seed=27)
+    (Mt,) = tensors(M)
+    assert float(fs.emd2([], [], Mt)) == pytest.approx(fs.emd2([], [], M), rel=1e-14)
+    assert float(fs.sinkhorn2([], [], Mt, REG)) == pytest.approx(fs.sinkhorn2([], [], M, REG), rel=1e-14)
+    with pytest.raises(TypeError, match="a, b are not"):
+        fs.emd2([0.25] * 4, [0.25] * 4, Mt)

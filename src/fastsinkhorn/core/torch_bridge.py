@@ -47,12 +47,13 @@ def check_torch_arguments(named):
 
     Mixing tensors with NumPy arrays or lists raises ``TypeError`` naming the
     arguments of each kind (POT refuses mixed backends too); a tensor that is
-    not on the CPU raises ``NotImplementedError``. ``None`` is ignored.
+    not on the CPU raises ``NotImplementedError``. ``None`` and empty lists
+    (POT's uniform weights, ``ot.emd2([], [], M)``) are ignored.
     """
     tensors = [name for name, x in named.items() if x is not None and is_torch_tensor(x)]
     if not tensors:
         return None
-    others = [name for name, x in named.items() if x is not None and not is_torch_tensor(x)]
+    others = [name for name, x in named.items() if x is not None and not is_torch_tensor(x) and not _empty(x)]
     if others:
         raise TypeError(f"cannot mix PyTorch tensors and other arrays: {', '.join(tensors)} are torch tensors, "
                         f"{', '.join(others)} are not (NumPy arrays or lists); give all as tensors")
@@ -66,6 +67,11 @@ def check_torch_arguments(named):
             raise NotImplementedError(f"{name} is a sparse torch tensor ({named[name].layout}): a sparse "
                                       f"{name} is not supported: pass a dense one (Tensor.to_dense())")
     return named[tensors[0]]
+
+
+def _empty(x):
+    """An empty list or tuple: POT's "uniform weights" (``ot.emd2([], [], M)``), no array."""
+    return isinstance(x, (list, tuple)) and len(x) == 0
 
 
 def to_host(t):
@@ -129,7 +135,7 @@ def via_torch(function, arguments, names, grad=None):
     arguments = dict(arguments)
     named = {name: arguments.get(name) for name in names}
     like = check_torch_arguments(named)
-    tensors = {name: x for name, x in named.items() if x is not None}
+    tensors = {name: x for name, x in named.items() if x is not None and is_torch_tensor(x)}
     arguments.update({name: to_host(t) for name, t in tensors.items()})
     parameters = inspect.signature(function).parameters
 

@@ -271,7 +271,7 @@ def entropic_pullback(P, f, g, M, relaxation, reg, cotangents):
     dM *= P
     for part, weight in ((MP, cot_linear), (GP, 1.0)):
         if part is not None:
-            dM -= (weight / reg) * part
+            dM -= (part / reg) * weight  # not weight / reg: a tiny weight over a huge reg underflows
     return dM, da, db
 
 

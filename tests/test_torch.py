@@ -229,7 +229,7 @@ def test_warnings_point_at_the_callers_line():
     assert {w.filename for w in record} == {__file__}
 
 
-def test_solve_sample_takes_tensors_and_refuses_gradients_of_the_points():
+def test_solve_sample_takes_tensors_and_differentiates_the_points():
     rng = np.random.default_rng(8)
     x, y = rng.random((5, 2)), rng.random((6, 2))
     xt, yt = tensors(x, y)
@@ -237,8 +237,11 @@ def test_solve_sample_takes_tensors_and_refuses_gradients_of_the_points():
     assert isinstance(res.plan, torch.Tensor)
     np.testing.assert_array_equal(res.plan.numpy(), fs.solve_sample(x, y, reg=REG).plan)
     xg, yg = tensors(x, y, requires_grad=True)
-    with pytest.raises(NotImplementedError, match="X_a"):
-        fs.solve_sample(xg, yg, reg=REG, grad="envelope")
+    fs.solve_sample(xg, yg, reg=REG, grad="envelope").value.backward()
+    P = res.plan.numpy()  # the envelope gradient of value: 2 (P 1 x - P y)
+    np.testing.assert_allclose(xg.grad.numpy(), 2 * (P.sum(1)[:, None] * x - P @ y), rtol=1e-6, atol=1e-9)
+    with pytest.raises(NotImplementedError, match="cityblock"):
+        fs.solve_sample(xg, yg, reg=REG, metric="cityblock")
 
 
 def test_envelope_is_refused_where_not_implemented():

@@ -18,6 +18,10 @@ which the PyTorch and JAX bridges turn into their own custom gradients.
 * ``solve(grad="envelope")``: POT's envelope gradients of ``value``: ``P``,
   ``f - mean(f)``, ``g - mean(g)`` (exact for ``M``; for the masses, POT's
   formula). ``grad="detach"``: no gradients.
+* ``solve_sample``: the same outputs w.r.t. the points ``X_a``, ``X_b`` and
+  the masses (:mod:`.sample_gradients`), dense or lazy (a lazy backward
+  holds O((n + m) d) memory), ``debias=True`` included; envelope: the plan's
+  ``2 s (diag(P 1) X_a - P X_b)`` for the squared Euclidean cost.
 * ``sinkhorn2``: its loss ``<M, P*>``; ``sinkhorn``: its plan (exact, as
   ``solve``'s); ``emd2``: POT's gradients of the exact cost.
 """
@@ -26,11 +30,14 @@ import warnings
 
 import numpy as np
 
+from ..geometry.lazy_plan import LazyPlan
+from ..geometry.point_cloud import PointCloud
 from .derivative import Derivative
 from .implicit import Relaxation, entropic_pullback
 from .last_step import last_step_pullback
 from .relaxation import check_unbalanced
 from .result import ConvergenceWarning, OTResult
+from .sample_gradients import PlanRows, Points, check_metric, envelope_pullback, sample_pullback
 
 
 def _refuse_others(wanted, allowed, where):
@@ -116,6 +123,94 @@ def solve_rule(call, wanted):
         return tuple(_fit(np.stack(grads[name]), arguments[name]) for name in wanted)
 
     return Derivative(result, outputs, tuple(wanted), pullback)
+
+
+def solve_sample_rule(call, wanted):
+    """:func:`~fastsinkhorn.solve_sample`'s gradients w.r.t. ``X_a``, ``X_b``, ``a``, ``b``.
+
+    ``grad="autodiff"``: the exact derivatives of ``value``,
+    ``value_linear``, ``potentials`` and (dense, ``lazy=False``) ``plan``,
+    balanced and KL-unbalanced, pulled back to the points block by block
+    (:mod:`.sample_gradients`; a lazy solve's backward holds O((n + m) d)
+    memory). A :class:`~fastsinkhorn.LazyPlan` is not differentiable (it is
+    no array: no loss can be taken of it). ``grad="envelope"``: POT's
+    envelope gradients of ``value`` (balanced only). ``debias=True``: the
+    three solves' pullbacks, summed (the plan and potentials are those of
+    ``OT(a, b)``). Only the ``"sqeuclidean"`` and ``"euclidean"`` metrics,
+    single clouds and the default reference measure are differentiable.
+    """
+    arguments = call.arguments
+    mode = arguments.get("grad", "autodiff")
+    if mode == "detach":
+        return no_gradients(call())
+    if mode not in ("autodiff", "envelope"):
+        raise NotImplementedError(f"solve_sample(grad={mode!r}) with inputs that require a gradient: "
+                                  "grad='autodiff', 'envelope' and 'detach' are implemented")
+    _refuse_others(wanted, ("X_a", "X_b", "a", "b"), "solve_sample")
+    check_metric(arguments.get("metric", "sqeuclidean"), "solve_sample")
+    reg = arguments.get("reg")
+    if reg is None or (not isinstance(reg, bool) and reg == 0) or arguments.get("method") == "exact":
+        raise NotImplementedError("solve_sample: gradients of exact OT (reg=None) between samples are not "
+                                  "implemented; give reg > 0")
+    if arguments.get("c") is not None:
+        raise NotImplementedError("solve_sample: gradients with a reference measure c are not implemented")
+    if np.ndim(arguments["X_a"]) == 3:
+        raise NotImplementedError("solve_sample: gradients of a batch of clouds are not implemented")
+    unbalanced_type = arguments.get("unbalanced_type", "KL")
+    if arguments.get("unbalanced") is not None and str(unbalanced_type).lower() != "kl":
+        raise NotImplementedError(f"solve_sample: gradients with unbalanced_type={unbalanced_type!r} are "
+                                  "not implemented (KL is)")
+    if mode == "envelope" and arguments.get("unbalanced") is not None:
+        raise NotImplementedError("solve_sample(grad='envelope') with unbalanced: the envelope gradients are "
+                                  "implemented for balanced OT; use grad='autodiff'")
+    result = call()
+    _warn_unconverged(result, "solve_sample")
+    rho_a, rho_b = check_unbalanced(arguments.get("unbalanced"))
+    kl_frame = str(arguments.get("reg_type", "KL")).lower() == "kl"
+    metric, scale = arguments.get("metric", "sqeuclidean"), float(arguments.get("scale", 1.0))
+    X = {"X_a": arguments["X_a"], "X_b": arguments["X_b"]}
+    n, m = len(X["X_a"]), len(X["X_b"])
+    masses = {"a": _masses(arguments.get("a"), n, 1)[0], "b": _masses(arguments.get("b"), m, 1)[0]}
+    # (result, source points, target points, source masses, target masses, weight of its value)
+    problems = [(result, "X_a", "X_b", "a", "b", 1.0)]
+    if result.debiased:
+        problems = [(result.debiased["res_ab"], "X_a", "X_b", "a", "b", 1.0),
+                    (result.debiased["res_aa"], "X_a", "X_a", "a", "a", -0.5),
+                    (result.debiased["res_bb"], "X_b", "X_b", "b", "b", -0.5)]
+    paths = {"value": ("value",), "value_linear": ("value_linear",), "plan": ("plan",),
+             "f": ("potentials", 0), "g": ("potentials", 1)}
+    # the differentiable outputs: envelope, value only; a LazyPlan is no array
+    keys = ("value",) if mode == "envelope" else tuple(
+        k for k in paths if not (k == "plan" and isinstance(result.plan, LazyPlan)))
+
+    def rows_of(res, x, y):
+        if isinstance(res.plan, LazyPlan):
+            return PlanRows.lazy(res.plan)
+        C = PointCloud(X[x], X[y], cost=metric, scale=scale).cost_matrix()
+        return PlanRows.dense(res.plan, C, res.potentials, float(reg))
+
+    def pullback(cotangents):
+        given = dict(zip(keys, cotangents))
+        cot_value, cot_linear = given.get("value"), given.get("value_linear")
+        grads = {name: 0.0 for name in ("X_a", "X_b", "a", "b")}
+        for i, (res, x, y, ma, mb, weight) in enumerate(problems):
+            points = Points(X[x], X[y], metric, scale)
+            rows = rows_of(res, x, y)
+            if mode == "envelope":
+                cot = 0.0 if cot_value is None else weight * float(cot_value)
+                dx, dy, da, db = envelope_pullback(rows, points, cot)
+            else:
+                cot = {"value": None if cot_value is None else weight * float(cot_value),
+                       "value_linear": None if cot_linear is None else weight * float(cot_linear)}
+                if i == 0:  # the plan and potentials are OT(a, b)'s
+                    cot.update(plan=given.get("plan"), f=given.get("f"), g=given.get("g"))
+                relaxation = Relaxation(masses[ma], masses[mb], rho_a, rho_b, kl_frame)
+                dx, dy, da, db = sample_pullback(rows, points, relaxation, cot)
+            for name, value in ((x, dx), (y, dy), (ma, da), (mb, db)):
+                grads[name] = grads[name] + value
+        return tuple(_fit(grads[name], arguments[name]) for name in wanted)
+
+    return Derivative(result, tuple(paths[k] for k in keys), tuple(wanted), pullback)
 
 
 def _warn_unconverged(result, where):
@@ -271,7 +366,7 @@ def dist_rule(call, wanted):
 #: :func:`~fastsinkhorn.core.frameworks.via_framework`.
 RULES = {
     "solve": solve_rule,
-    "solve_sample": solve_rule,
+    "solve_sample": solve_sample_rule,
     "sinkhorn": sinkhorn_rule,
     "sinkhorn2": sinkhorn2_rule,
     "emd2": emd2_rule,

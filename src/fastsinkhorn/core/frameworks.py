@@ -34,6 +34,29 @@ def has_framework_array(*arrays):
     return any(framework_of(x) is not None for x in arrays)
 
 
+def _is_are(names, what=""):
+    """``"M is a JAX array"`` / ``"M, a are JAX arrays"`` (``what`` empty: ``"b is"``)."""
+    if len(names) == 1:
+        return f"{names[0]} is{' a ' + what if what else ''}"
+    return f"{', '.join(names)} are{' ' + what + 's' if what else ''}"
+
+
+def framework_arguments(named, is_array, kind, give):
+    """The names of the arguments among ``named`` (name -> value) that
+    ``is_array`` recognises, ``TypeError`` if other arrays or lists come with
+    them (POT refuses mixed backends too); ``None`` is ignored.
+
+    ``kind``: one such array in words (``"JAX array"``); ``give``: what to
+    pass instead (``"JAX arrays (jax.numpy.asarray)"``).
+    """
+    found = [name for name, x in named.items() if x is not None and is_array(x)]
+    others = [name for name, x in named.items() if x is not None and not is_array(x)]
+    if found and others:
+        raise TypeError(f"cannot mix {kind}s and other arrays: {_is_are(found, kind)}, {_is_are(others)} not "
+                        f"(NumPy arrays or lists); give all as {give}")
+    return found
+
+
 def via_framework(function, arguments, names, gradients=None):
     """Run the public ``function`` given arrays of a framework, through its bridge.
 
@@ -51,11 +74,13 @@ def via_framework(function, arguments, names, gradients=None):
         raise TypeError("cannot mix arrays of different frameworks in one call: "
                         + "; ".join(f"{', '.join(n)} {'is' if len(n) == 1 else 'are'} {k}"
                                     for k, n in found.items()))
+    from .autodiff import RULES
+
+    rule = RULES.get(gradients) if gradients else None
     if "JAX" in found:
         from .jax_bridge import via_jax
 
-        return via_jax(function, arguments, names, gradients)
-    from .autodiff import RULES
+        return via_jax(function, arguments, names, rule)
     from .torch_bridge import via_torch
 
-    return via_torch(function, arguments, names, RULES.get(gradients) if gradients else None)
+    return via_torch(function, arguments, names, rule)

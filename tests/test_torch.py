@@ -86,7 +86,7 @@ def test_cpu_float64_is_not_copied():
 def test_mixed_arguments_raise_type_error_naming_them():
     M, a, b = problem()
     Mt, at, _ = tensors(M, a, b)
-    with pytest.raises(TypeError, match=r"M, a are torch tensors, b are not"):
+    with pytest.raises(TypeError, match=r"M, a are torch tensors, b is not"):
         fs.solve(Mt, at, b, reg=REG)
     with pytest.raises(TypeError, match="b, M are not"):
         fs.sinkhorn2(at, b, M, REG)

@@ -231,3 +231,38 @@ def test_gradient_with_another_metric_is_refused():
     with pytest.raises(NotImplementedError, match="cityblock"):
         ot.bregman.empirical_sinkhorn2(torch.tensor(x, requires_grad=True), torch.tensor(y), 0.2,
                                        metric="cityblock")
+
+
+@pytest.fixture
+def jax_x64():
+    """JAX with float64 for one test (the global setting: callbacks under jit read it)."""
+    jax = pytest.importorskip("jax")
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield jax
+    jax.config.update("jax_enable_x64", before)
+
+
+@pytest.mark.parametrize("isLazy", [False, True])
+def test_jax_gradients_under_jit_equal_torch_gradients(isLazy, jax_x64):
+    torch = pytest.importorskip("torch")
+    jax = jax_x64
+    x, y, a, b = _samples(8)
+    losses = {
+        "empirical_sinkhorn2": lambda out: out,
+        "empirical_sinkhorn_divergence": lambda out: out,
+        "empirical_sinkhorn": (lambda out: (out[0] ** 2).sum() + (out[1] ** 2).sum()) if isLazy else
+                              (lambda out: (out ** 2).sum()),
+    }
+    for name, loss in losses.items():
+        def value(X_s, X_t, name=name, loss=loss, lib=None):
+            return loss(getattr(ot.bregman, name)(X_s, X_t, 0.3, a=lib.asarray(a), b=lib.asarray(b),
+                                                   isLazy=isLazy, **TIGHT))
+        jnp = jax.numpy
+        jax_grads = jax.jit(jax.grad(lambda X_s, X_t: value(X_s, X_t, lib=jnp), argnums=(0, 1)))(
+            jnp.asarray(x), jnp.asarray(y))
+        xt, yt = (torch.tensor(v, requires_grad=True) for v in (x, y))
+        value(xt, yt, lib=torch).backward()
+        for got, expected in zip(jax_grads, (xt.grad, yt.grad)):
+            np.testing.assert_allclose(np.asarray(got), expected.numpy(), rtol=1e-12, atol=1e-15)
+        assert np.abs(np.asarray(jax_grads[0])).max() > 1e-3, name

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from . import derivative as _derivative
-from .arrays import framework_arguments
+from .arrays import framework_arguments, is_cupy_array
 from .derivative import bind, get_path, map_result, replace_path
 
 
@@ -117,7 +117,7 @@ def to_torch(x, like):
     torch = torch_module()
 
     def leaf(x):
-        if type(x).__module__.split(".")[0] == "cupy" and hasattr(x, "__dlpack__"):  # a CUDA result
+        if is_cupy_array(x) and hasattr(x, "__dlpack__"):  # a CUDA result
             return torch.from_dlpack(x)
         if isinstance(x, np.ndarray):
             if x.dtype.kind not in "fciub":

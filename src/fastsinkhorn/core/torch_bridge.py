@@ -21,6 +21,8 @@ NumPy call stay free of it.
 """
 
 import functools
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -135,6 +137,19 @@ def to_torch(x, like):
 
 
 def via_torch(function, arguments, names, grad=None):
+    """:func:`_via_torch`, opaque to ``torch.compile``: Dynamo does not trace
+    the solver's Python (a graph break, then one autograd node), so what it
+    compiles around the call never depends on the solver's code paths."""
+    global _OPAQUE_VIA_TORCH
+    if _OPAQUE_VIA_TORCH is None:  # (not functools.cache: Dynamo would trace into the cache)
+        _OPAQUE_VIA_TORCH = torch_module().compiler.disable(_via_torch)
+    return _OPAQUE_VIA_TORCH(function, arguments, names, grad)
+
+
+_OPAQUE_VIA_TORCH = None
+
+
+def _via_torch(function, arguments, names, grad=None):
     """Run ``function`` (a public function given tensors) on NumPy views of them.
 
     ``arguments``: the function's arguments by name (its ``locals()`` at
@@ -225,8 +240,21 @@ def _caller_warnings(run):
         out = run()
     for w in caught:
         if w.filename == _derivative.__file__:
-            # frames: _caller_warnings, via_torch, via_framework, the public function, its caller
-            warnings.warn(w.message, w.category, stacklevel=5)
+            caller = _first_frame_outside()
+            warnings.warn_explicit(w.message, w.category, caller.f_code.co_filename, caller.f_lineno,
+                                   module=caller.f_globals.get("__name__"),
+                                   registry=caller.f_globals.setdefault("__warningregistry__", {}))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     return out
+
+
+def _first_frame_outside():
+    """The innermost frame that is neither fastsinkhorn's nor torch's: the
+    line that called the public function (``torch.compile`` may wrap it)."""
+    inside = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+              os.path.dirname(os.path.abspath(torch_module().__file__)))
+    frame = sys._getframe(1)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
+        frame = frame.f_back
+    return frame

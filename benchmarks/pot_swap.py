@@ -19,7 +19,8 @@ inside ``ot.solve_gromov``, are recorded apart and do not count, and so are
 the :data:`HELPERS`, ``ot.unif``, which only build inputs). POT's test directory has a ``conftest.py`` that POT's
 sdist does not ship; the ``nx`` fixture and the ``pytest.skip_backend`` /
 ``pytest.skip_arg`` decorators that POT's tests use are written here, for
-the one array library POT's tests and fastsinkhorn share: NumPy.
+the array libraries POT's tests and fastsinkhorn share: NumPy, and PyTorch
+(CPU tensors) where it is installed.
 
 Environment: ``FASTSINKHORN_POT_REPORT`` (a JSON path: each test id -> its
 outcome, the swapped names it called, the exception of a failure and
@@ -133,12 +134,25 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
-@pytest.fixture(params=["numpy"])
-def nx(request):
-    """POT's array backend: NumPy, the library POT's tests and fastsinkhorn share."""
-    from ot.backend import NumpyBackend
+def _backends():
+    """The array backends of POT's tests that fastsinkhorn takes: NumPy, and
+    PyTorch (CPU tensors, with gradients) where it is installed."""
+    names = ["numpy"]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        names.append("torch")
+    return names
 
-    return NumpyBackend()
+
+@pytest.fixture(params=_backends())
+def nx(request):
+    """POT's array backend (its conftest's fixture): NumPy or PyTorch's."""
+    from ot.backend import NumpyBackend, TorchBackend
+
+    return NumpyBackend() if request.param == "numpy" else TorchBackend()
 
 
 @pytest.hookimpl(hookwrapper=True)

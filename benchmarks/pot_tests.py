@@ -71,9 +71,10 @@ BY_DESIGN = {
     "test_ot.py::test_warnings":
         "its 1-D convex cost has an optimal north-west-corner basis, so numItermax=1 ends no pivoting "
         f"and exact OT returns the optimum without POT's warning ({_DIFFERENCES})",
-    "test_solvers.py::test_solve_sample_lazy_emd[numpy-*euclidean]":
-        "exact OT's plan is a scipy.sparse.csr_array (O(n + m) memory), and NumPy's sum with POT's "
-        f"keepdims argument is not defined on it; values and plan costs agree ({_DIFFERENCES})",
+    "test_solvers.py::test_solve_sample_lazy_emd[*euclidean]":
+        "exact OT's plan is a scipy.sparse.csr_array (O(n + m) memory, also for torch inputs), and "
+        "NumPy's (or torch's) sum with POT's keepdims argument is not defined on it; values and plan "
+        f"costs agree ({_DIFFERENCES})",
 }
 #: Failures fixed on another branch (none at present): test id pattern -> which fix.
 PENDING = {}

@@ -1,9 +1,9 @@
-"""The matvec-only preconditioned conjugate gradient (``fastsinkhorn.algorithms.sns.cg.pcg``)."""
+"""The matvec-only preconditioned conjugate gradient (``fastsinkhorn.core.cg.pcg``)."""
 
 import numpy as np
 import pytest
 
-from fastsinkhorn.algorithms.sns.cg import pcg
+from fastsinkhorn.core.cg import pcg
 
 
 def spd_system(rng, n=40, spread=1e3):

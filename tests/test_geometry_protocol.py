@@ -546,7 +546,7 @@ def test_a_geometry_missing_a_member_is_not_a_geometry():
 
 SRC = pathlib.Path(fs.__file__).parent
 #: Modules that see the cost only through a geometry.
-DRIVERS = ["algorithms/sinkhorn.py", "algorithms/sns/driver.py", "algorithms/sns/cg.py",
+DRIVERS = ["algorithms/sinkhorn.py", "algorithms/sns/driver.py", "core/cg.py",
            "algorithms/sns/newton_system.py"]
 #: What of a geometry ``solvers.py`` may use outside the protocol, and why.
 SOLVER_EXTRAS = {"M": "the feasibility check of a balanced solve with forbidden entries (dense costs only)"}

@@ -281,7 +281,7 @@ def test_solve_sample_unbalanced_lazy_equals_dense(rng):
     np.testing.assert_allclose(lazy.plan.to_dense(), dense.plan, rtol=1e-8, atol=1e-14)
 
 
-@pytest.mark.parametrize("name, value", [("rank", 10), ("scaling", 0.5), ("debias", True), ("n_projections", 10),
+@pytest.mark.parametrize("name, value", [("rank", 10), ("scaling", 0.5), ("debias", "split"), ("n_projections", 10),
                                          ("X_init", np.zeros((2, 1))), ("random_state", 0)])
 def test_solve_sample_methods_we_do_not_have_raise(name, value):
     x = np.array([[0.0], [1.0]])

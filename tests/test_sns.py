@@ -8,7 +8,7 @@ import scipy.sparse.linalg
 from ot_testing import plan_error, random_problem
 
 import fastsinkhorn as fs
-from fastsinkhorn.algorithms.sns.cg import pcg
+from fastsinkhorn.core.cg import pcg
 from fastsinkhorn.problems import FAMILIES, make_problem
 
 

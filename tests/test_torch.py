@@ -86,7 +86,7 @@ def test_cpu_float64_is_not_copied():
 def test_mixed_arguments_raise_type_error_naming_them():
     M, a, b = problem()
     Mt, at, _ = tensors(M, a, b)
-    with pytest.raises(TypeError, match=r"M, a are torch tensors, b are not"):
+    with pytest.raises(TypeError, match=r"M, a are torch tensors, b is not"):
         fs.solve(Mt, at, b, reg=REG)
     with pytest.raises(TypeError, match="b, M are not"):
         fs.sinkhorn2(at, b, M, REG)
@@ -114,8 +114,8 @@ def test_functions_without_gradients_refuse_inputs_that_require_one():
         fs.emd(at, bt, Mt)
     with pytest.raises(NotImplementedError, match="gradients are implemented for metric"):
         fs.dist(Mt, metric="cityblock")
-    with pytest.raises(NotImplementedError, match="grad='autodiff', 'envelope' and 'detach'"):
-        fs.solve(Mt, at, bt, reg=REG, grad="last_step")
+    with pytest.raises(NotImplementedError, match="grad='autodiff', 'envelope', 'last_step' and 'detach'"):
+        fs.solve(Mt, at, bt, reg=REG, grad="sideways")
     with torch.no_grad():  # no graph wanted: fine
         fs.emd(at, bt, Mt)
 
@@ -229,7 +229,7 @@ def test_warnings_point_at_the_callers_line():
     assert {w.filename for w in record} == {__file__}
 
 
-def test_solve_sample_takes_tensors_and_refuses_gradients_of_the_points():
+def test_solve_sample_takes_tensors_and_differentiates_the_points():
     rng = np.random.default_rng(8)
     x, y = rng.random((5, 2)), rng.random((6, 2))
     xt, yt = tensors(x, y)
@@ -237,8 +237,11 @@ def test_solve_sample_takes_tensors_and_refuses_gradients_of_the_points():
     assert isinstance(res.plan, torch.Tensor)
     np.testing.assert_array_equal(res.plan.numpy(), fs.solve_sample(x, y, reg=REG).plan)
     xg, yg = tensors(x, y, requires_grad=True)
-    with pytest.raises(NotImplementedError, match="X_a"):
-        fs.solve_sample(xg, yg, reg=REG, grad="envelope")
+    fs.solve_sample(xg, yg, reg=REG, grad="envelope").value.backward()
+    P = res.plan.numpy()  # the envelope gradient of value: 2 (P 1 x - P y)
+    np.testing.assert_allclose(xg.grad.numpy(), 2 * (P.sum(1)[:, None] * x - P @ y), rtol=1e-6, atol=1e-9)
+    with pytest.raises(NotImplementedError, match="cityblock"):
+        fs.solve_sample(xg, yg, reg=REG, metric="cityblock")
 
 
 def test_envelope_is_refused_where_not_implemented():
@@ -268,3 +271,160 @@ def test_sinkhorn2_gradient_of_an_unconverged_solve_warns():
     with pytest.warns(fs.ConvergenceWarning, match="did not converge: its gradient"):
         fs.sinkhorn2(a, b, M, 1e-3, numItermax=2).backward()
     assert M.grad is not None and torch.isfinite(M.grad).all()
+
+
+def _pot_unrolled(ot, M, a, b, reg, **kw):
+    """POT's ``ot.solve`` with torch autodiff through every iteration, run to convergence."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ot.solve(M, a, b, reg=reg, max_iter=100000, tol=1e-15, **kw)
+
+
+def _loss(res, W, units=1.0, weight=0.1):
+    """A loss of every differentiable output of a solve (``units``: what turns its
+    potentials into cost units; POT's balanced entropic potentials are ours divided
+    by reg; its unbalanced ones are in another frame: ``weight=0`` leaves them out,
+    the NumPy finite-difference tests cover them)."""
+    f = res.potentials[0] * units
+    return res.value + 0.3 * res.value_linear + (res.plan * W).sum() + weight * ((f - f.mean()) ** 2).sum()
+
+
+def _tied(grad):
+    """A mass gradient up to the constant the tied masses leave free: its centred
+    part (the mean moves with the other side's, see test below)."""
+    return (grad - grad.mean()).numpy()
+
+
+@pytest.mark.parametrize("kw", [{}, {"reg_type": "entropy"}, {"unbalanced": 0.7}, {"unbalanced": (0.5, 2.0)}],
+                         ids=["KL", "entropy", "unbalanced", "unbalanced-pair"])
+def test_solve_autodiff_matches_pot_unrolled_autodiff(kw):
+    """Every output of solve (value, value_linear, plan, potentials) differentiated as
+    POT differentiates its iterations, to convergence."""
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(6, 5, seed=11)
+    W = torch.tensor(np.random.default_rng(12).standard_normal(M.shape))
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    weight = 0.0 if "unbalanced" in kw else 0.1
+    _loss(fs.solve(*ours, reg=REG, tol=1e-14, max_iter=100000, **kw), W, weight=weight).backward()
+    _loss(_pot_unrolled(ot, *pots, REG, **kw), W, units=REG, weight=weight).backward()
+    np.testing.assert_allclose(ours[0].grad.numpy(), pots[0].grad.numpy(), atol=1e-9)
+    for mine, theirs in zip(ours[1:], pots[1:], strict=True):
+        if "unbalanced" in kw:  # no tied constant: the masses are free
+            np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), atol=1e-9)
+        else:
+            np.testing.assert_allclose(_tied(mine.grad), _tied(theirs.grad), atol=1e-9)
+    if "unbalanced" not in kw:  # the free constant moves between the sides: their sum of means is fixed
+        assert float(ours[1].grad.mean() + ours[2].grad.mean()) == pytest.approx(
+            float(pots[1].grad.mean() + pots[2].grad.mean()), abs=1e-9)
+
+
+def test_sinkhorn_plan_gradient_matches_pot_unrolled_autodiff():
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(5, 7, seed=13)
+    W = torch.tensor(np.random.default_rng(14).standard_normal(M.shape))
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    (fs.sinkhorn(ours[1], ours[2], ours[0], REG, **TIGHT) * W).sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (ot.sinkhorn(pots[1], pots[2], pots[0], REG, stopThr=1e-15, numItermax=100000) * W).sum().backward()
+    np.testing.assert_allclose(ours[0].grad.numpy(), pots[0].grad.numpy(), atol=1e-9)
+    for mine, theirs in zip(ours[1:], pots[1:], strict=True):
+        np.testing.assert_allclose(_tied(mine.grad), _tied(theirs.grad), atol=1e-9)
+
+
+def test_dist_gradient_matches_torch_autograd():
+    rng = np.random.default_rng(15)
+    x, y = rng.random((6, 3)), rng.random((4, 3))
+    W = torch.tensor(rng.standard_normal((6, 4)))
+    for metric in ("sqeuclidean", "euclidean"):
+        ours, refs = tensors(x, y, requires_grad=True), tensors(x, y, requires_grad=True)
+        (fs.dist(*ours, metric=metric) * W).sum().backward()
+        D = torch.cdist(*refs) ** (2 if metric == "sqeuclidean" else 1)
+        (D * W).sum().backward()
+        for mine, ref in zip(ours, refs, strict=True):
+            np.testing.assert_allclose(mine.grad.numpy(), ref.grad.numpy(), atol=1e-12)
+    (xs,) = tensors(x, requires_grad=True)  # one set on both sides: both contributions
+    (xr,) = tensors(x, requires_grad=True)
+    (fs.dist(xs) * W[:, :1]).sum().backward()
+    (torch.cdist(xr, xr) ** 2 * W[:, :1]).sum().backward()
+    np.testing.assert_allclose(xs.grad.numpy(), xr.grad.numpy(), atol=1e-12)
+
+
+def test_points_gradient_through_dist_and_sinkhorn2_matches_finite_differences():
+    rng = np.random.default_rng(16)
+    x, y = rng.random((6, 2)), rng.random((5, 2))
+    (xt,) = tensors(x, requires_grad=True)
+    fs.sinkhorn2(torch.tensor([]), torch.tensor([]), fs.dist(xt, torch.tensor(y)), 0.1, **TIGHT).backward()
+    d, h = rng.standard_normal(x.shape), 1e-6
+
+    def loss(x_):
+        return float(fs.sinkhorn2([], [], fs.dist(x_, y), 0.1, **TIGHT))
+
+    fd = (loss(x + h * d) - loss(x - h * d)) / (2 * h)
+    assert float((xt.grad * torch.tensor(d)).sum()) == pytest.approx(fd, rel=1e-6)
+
+
+def test_batch_gradients_equal_per_problem_gradients():
+    Ms, As, Bs = zip(*(problem(5, 4, seed=s) for s in (20, 21, 22)), strict=True)
+    W = torch.tensor(np.random.default_rng(23).standard_normal((3, 5, 4)))
+    batch = tensors(np.stack(Ms), np.stack(As), np.stack(Bs), requires_grad=True)
+    res = fs.solve(*batch, reg=REG, tol=1e-13)
+    (res.value.sum() + (res.plan * W).sum()).backward()
+    for i in range(3):
+        one = tensors(Ms[i], As[i], Bs[i], requires_grad=True)
+        r = fs.solve(*one, reg=REG, tol=1e-13)
+        (r.value + (r.plan * W[i]).sum()).backward()
+        np.testing.assert_allclose(batch[0].grad[i].numpy(), one[0].grad.numpy(), atol=1e-10)
+        for k in (1, 2):
+            np.testing.assert_allclose(_tied(batch[k].grad[i]), _tied(one[k].grad), atol=1e-10)
+
+
+def test_autodiff_gradients_in_float32_are_finite_and_close_to_float64():
+    M, a, b = problem(dtype=np.float32)
+    ours32 = tensors(M, a, b, requires_grad=True)
+    ours64 = tensors(*(x.astype(np.float64) for x in (M, a, b)), requires_grad=True)
+    for t in (ours32, ours64):
+        fs.solve(*t, reg=REG).value.backward()
+    assert ours32[0].grad.dtype == torch.float32
+    np.testing.assert_allclose(ours32[0].grad.numpy(), ours64[0].grad.numpy(), atol=1e-4)
+
+
+def test_exact_value_gradient_is_the_plan_and_duals():
+    M, a, b = problem(5, 5, seed=24)
+    Mt, at, bt = tensors(M, a, b, requires_grad=True)
+    res = fs.solve(Mt, at, bt)
+    res.value.backward()
+    np.testing.assert_allclose(Mt.grad.numpy(), res.plan.toarray(), atol=1e-15)
+    u, v = (p.detach().numpy() for p in res.potentials)
+    np.testing.assert_allclose(_tied(at.grad), u - u.mean(), atol=1e-12)
+    with pytest.raises(NotImplementedError, match="exact duals"):
+        Mt.grad = None
+        fs.solve(Mt, at, bt).potentials[0].sum().backward()
+
+
+def test_last_step_gradients_match_pots():
+    """POT's grad="last_step" (one Sinkhorn step from the detached solution)."""
+    ot = pytest.importorskip("ot")
+    M, a, b = problem(6, 5, seed=25)
+    W = torch.tensor(np.random.default_rng(26).standard_normal(M.shape))
+    ours, pots = tensors(M, a, b, requires_grad=True), tensors(M, a, b, requires_grad=True)
+    _loss(fs.solve(*ours, reg=REG, tol=1e-14, grad="last_step"), W).backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ot.solve(*pots, reg=REG, tol=1e-15, max_iter=100000, grad="last_step")
+    _loss(theirs, W, units=REG).backward()
+    np.testing.assert_allclose(ours[0].grad.numpy(), pots[0].grad.numpy(), atol=1e-9)
+    for mine, pot in zip(ours[1:], pots[1:], strict=True):
+        np.testing.assert_allclose(_tied(mine.grad), _tied(pot.grad), atol=1e-9)
+    exact = tensors(M, a, b, requires_grad=True)  # not the derivative of the solution
+    _loss(fs.solve(*exact, reg=REG, tol=1e-14), W).backward()
+    assert np.abs(exact[0].grad.numpy() - ours[0].grad.numpy()).max() > 1e-3
+
+
+def test_empty_lists_are_pots_uniform_weights_beside_tensors():
+    M, a, b = problem(4, 4, seed=27)
+    (Mt,) = tensors(M)
+    assert float(fs.emd2([], [], Mt)) == pytest.approx(fs.emd2([], [], M), rel=1e-14)
+    assert float(fs.sinkhorn2([], [], Mt, REG)) == pytest.approx(fs.sinkhorn2([], [], M, REG), rel=1e-14)
+    with pytest.raises(TypeError, match="a, b are not"):
+        fs.emd2([0.25] * 4, [0.25] * 4, Mt)

@@ -226,7 +226,7 @@ def test_a_reference_measure_is_the_entropy_of_a_shifted_cost(rng):
     ({"unbalanced": 1.0, "unbalanced_type": "L2"}, NotImplementedError, "unbalanced_type='L2'"),
     ({"reg_type": "L2"}, NotImplementedError, "reg_type='L2'"),
     ({"plan_init": np.ones((3, 2))}, NotImplementedError, "plan_init"),
-    ({"grad": "last_step"}, NotImplementedError, "grad='last_step'"),
+    ({"grad": "sideways"}, NotImplementedError, "grad='sideways'"),
     ({"c": np.ones((2, 3))}, ValueError, r"c must have the shape of M \(3, 2\)"),
     ({"c": np.zeros((3, 2))}, ValueError, "c .* must be positive"),
     ({"n_threads": 0}, ValueError, "n_threads must be a positive int"),

@@ -1,6 +1,8 @@
 """``solve``: the native entry point, the method registry and the result."""
 
 import contextlib
+import dataclasses
+import inspect
 import math
 import warnings
 
@@ -143,12 +145,14 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         ``0`` runs ``max_iter`` iterations (and warns that it did not converge).
     verbose : bool
         Print one line per convergence check (all of them, the last included).
-    grad : {"autodiff", "detach", "envelope"}
+    grad : {"autodiff", "envelope", "last_step", "detach"}
         POT's gradient modes; NumPy and CuPy arrays carry no gradients, so
-        they change nothing. ``"last_step"`` raises ``NotImplementedError``.
-        With PyTorch tensors that require a gradient: ``"envelope"`` gives
-        ``value`` POT's envelope gradients, ``"detach"`` no graph, and
-        ``"autodiff"`` raises ``NotImplementedError``
+        they change nothing. With tensors that require a gradient:
+        ``"autodiff"``: the exact derivatives of ``value``, ``value_linear``,
+        ``plan`` and ``potentials`` (implicit differentiation at the
+        optimum); ``"envelope"``: ``value``'s envelope gradients (POT's);
+        ``"last_step"``: the derivative of one Sinkhorn step from the
+        solution (POT's); ``"detach"``: no graph
         (:mod:`fastsinkhorn.core.autodiff`).
     warm_start : tuple of arrays, optional
         Potentials ``(f, g)`` from an earlier solve (``result.potentials``).
@@ -278,8 +282,17 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
         has the points' dtype.
     reg, c, reg_type, unbalanced, unbalanced_type, method, n_threads, max_iter
         As in :func:`solve`.
-    plan_init, potentials_init, tol, verbose, grad
+    plan_init, potentials_init, tol, verbose
         As in :func:`solve`.
+    grad : {"autodiff", "detach", "envelope"}
+        As in :func:`solve`; with PyTorch tensors, the gradients are also
+        w.r.t. ``X_a`` and ``X_b`` (metrics ``"sqeuclidean"`` and
+        ``"euclidean"``; others raise ``NotImplementedError``), and a lazy
+        solve's backward holds O((n + m) d) memory. A
+        :class:`~fastsinkhorn.LazyPlan` is not differentiable: it is no
+        array, so no loss can be taken of it (take one of ``value``,
+        ``value_linear`` or ``potentials``). See
+        :func:`fastsinkhorn.core.autodiff.solve_sample_rule`.
     lazy : bool
         ``False`` (POT's default): build the dense ``(n, m)`` cost once and
         solve it. ``True``: never store it; every pass recomputes costs from
@@ -289,7 +302,18 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
         POT's row-block size of its lazy solver: a memory knob of POT's
         implementation; ours streams rows in fixed blocks, and the results do
         not depend on it. Accepted and unused.
-    rank, scaling, X_init, random_state, debias, n_projections, projections, scaler
+    debias : bool
+        ``True``: the Sinkhorn divergence ``OT(a, b) - (OT(a, a) + OT(b, b)) / 2``
+        (POT's semantics): ``value`` and ``value_linear`` are those
+        differences of the three solves' ``value`` (entropic terms included:
+        with ``reg_type="KL"``, GeomLoss's and OTT's debiased Sinkhorn
+        divergence for balanced OT) and ``value_linear``; the plan, potentials
+        and the other fields are those of ``OT(a, b)``, and ``result.log``
+        holds the three results (``res_ab``, ``res_aa``, ``res_bb``). For
+        unbalanced OT it is the same difference of values, as in POT (without
+        GeomLoss's mass term). POT's ``debias="split"`` raises
+        ``NotImplementedError``.
+    rank, scaling, X_init, random_state, n_projections, projections, scaler
         Options of POT's low-rank, factored, sliced and Gaussian methods,
         which are not implemented: any value but POT's default raises
         ``NotImplementedError``.
@@ -318,7 +342,7 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
     if has_framework_array(X_a, X_b, a, b, c):  # torch/JAX: run on NumPy views of them
         return via_framework(solve_sample, locals(), ("X_a", "X_b", "a", "b", "c"), "solve_sample")
     defaults = {"rank": (rank, 100), "scaling": (scaling, 0.95), "X_init": (X_init, None),
-                "random_state": (random_state, None), "debias": (debias, False),
+                "random_state": (random_state, None),
                 "n_projections": (n_projections, 50), "projections": (projections, None),
                 "scaler": (scaler, None)}
     for name, (value, default) in defaults.items():
@@ -330,6 +354,8 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
     check_pot_method(method)
+    if debias is not False:
+        return _debiased(locals(), debias)
     if lazy:
         if not (isinstance(metric, str) and metric in COST_KINDS):
             raise NotImplementedError(f"metric={metric!r} with lazy=True: the lazy kernels compute "
@@ -339,6 +365,24 @@ def solve_sample(X_a, X_b, a=None, b=None, metric="sqeuclidean", reg=None, c=Non
         M = _sample_cost(X_a, X_b, metric, p, scale)
     return solve(M, a, b, reg, c, reg_type, unbalanced, unbalanced_type, method, n_threads, max_iter, plan_init,
                  potentials_init, tol, verbose, grad, **kwargs)
+
+
+def _debiased(arguments, debias):
+    """``solve_sample(debias=True)``: the three solves and their differences (see its docstring)."""
+    if debias is not True:
+        raise NotImplementedError(f"debias={debias!r}: only debias=True (the Sinkhorn divergence) is "
+                                  "implemented, not POT's 'split' (minibatch) debiasing")
+    arguments = {k: arguments[k] for k in inspect.signature(solve_sample).parameters}
+    kwargs = arguments.pop("kwargs")
+    X_a, X_b, a, b = (arguments.pop(k) for k in ("X_a", "X_b", "a", "b"))
+    arguments["debias"] = False
+    res_ab = solve_sample(X_a, X_b, a, b, **arguments, **kwargs)
+    res_aa = solve_sample(X_a, X_a, a, a, **arguments, **kwargs)
+    res_bb = solve_sample(X_b, X_b, b, b, **arguments, **kwargs)
+    value, value_linear = ((getattr(res_ab, k) - (getattr(res_aa, k) + getattr(res_bb, k)) / 2)
+                           for k in ("value", "value_linear"))
+    return dataclasses.replace(res_ab, value=value, value_linear=value_linear,
+                               debiased={"res_ab": res_ab, "res_aa": res_aa, "res_bb": res_bb})
 
 
 def _sample_cost(X_a, X_b, metric, p, scale):

@@ -29,7 +29,7 @@ An argument of a public function either does what its documentation says
 * A value that would change the answer and is not honoured is refused:
 
   - ``NotImplementedError`` for a POT feature that is not implemented (a
-    method, ``plan_init``, ``grad="last_step"``, ``unbalanced_type="L2"``,
+    method, ``plan_init``, ``unbalanced_type="L2"``,
     the options of POT's low-rank, sliced, Gaussian and proximal solvers,
     epsilon scaling's ``epsilon0``), accepted at POT's default value only;
   - ``ValueError`` for a value that does not apply to this problem: an
@@ -54,7 +54,7 @@ from .checks import check_positive_int
 from .methods import POT_UNIMPLEMENTED
 
 #: POT's ``grad`` modes: with NumPy/CuPy arrays (no autodiff) these change nothing.
-NO_OP_GRADS = (None, "autodiff", "detach", "envelope")
+NO_OP_GRADS = (None, "autodiff", "detach", "envelope", "last_step")
 
 
 def is_default(value, default):

@@ -60,3 +60,32 @@ def array_namespace(*arrays, **named):
 def to_numpy(x):
     """Host copy of ``x`` as a NumPy array (no-op for NumPy input)."""
     return x.get() if is_cupy_array(x) else np.asarray(x)
+
+
+def _is_are(names, what=""):
+    """``"M is a JAX array"`` / ``"M, a are JAX arrays"`` (``what`` empty: ``"b is"``)."""
+    if len(names) == 1:
+        return f"{names[0]} is{' a ' + what if what else ''}"
+    return f"{', '.join(names)} are{' ' + what + 's' if what else ''}"
+
+
+def framework_arguments(named, is_array, kind, give):
+    """The names of the arguments among ``named`` (name -> value) that
+    ``is_array`` recognises, ``TypeError`` if other arrays or lists come with
+    them (POT refuses mixed backends too); ``None`` and empty lists (POT's
+    uniform weights, ``ot.emd2([], [], M)``) are ignored.
+
+    ``kind``: one such array in words (``"JAX array"``); ``give``: what to
+    pass instead (``"JAX arrays (jax.numpy.asarray)"``).
+    """
+    found = [name for name, x in named.items() if x is not None and is_array(x)]
+    others = [name for name, x in named.items() if x is not None and not is_array(x) and not _empty(x)]
+    if found and others:
+        raise TypeError(f"cannot mix {kind}s and other arrays: {_is_are(found, kind)}, {_is_are(others)} not "
+                        f"(NumPy arrays or lists); give all as {give}")
+    return found
+
+
+def _empty(x):
+    """An empty list or tuple: POT's "uniform weights", no array."""
+    return isinstance(x, (list, tuple)) and len(x) == 0

@@ -13,10 +13,15 @@ which the PyTorch and JAX bridges turn into their own custom gradients.
   ``value``, ``value_linear``, ``plan`` and ``potentials`` at the optimum,
   by implicit differentiation (:mod:`.implicit`), for balanced and
   KL-unbalanced problems and per problem for batches; exact OT's ``value``
-  by its duals (the plan is piecewise constant: derivative 0).
+  by its duals. ``grad="last_step"``: POT's derivative of one Sinkhorn step
+  from the solution (:mod:`.last_step`), balanced.
 * ``solve(grad="envelope")``: POT's envelope gradients of ``value``: ``P``,
   ``f - mean(f)``, ``g - mean(g)`` (exact for ``M``; for the masses, POT's
   formula). ``grad="detach"``: no gradients.
+* ``solve_sample``: the same outputs w.r.t. the points ``X_a``, ``X_b`` and
+  the masses (:mod:`.sample_gradients`), dense or lazy (a lazy backward
+  holds O((n + m) d) memory), ``debias=True`` included; envelope: the plan's
+  ``2 s (diag(P 1) X_a - P X_b)`` for the squared Euclidean cost.
 * ``sinkhorn2``: its loss ``<M, P*>``; ``sinkhorn``: its plan (exact, as
   ``solve``'s); ``emd2``: POT's gradients of the exact cost.
 """
@@ -25,10 +30,14 @@ import warnings
 
 import numpy as np
 
+from ..geometry.lazy_plan import LazyPlan
+from ..geometry.point_cloud import PointCloud
 from .derivative import Derivative
 from .implicit import Relaxation, entropic_pullback
+from .last_step import last_step_pullback
 from .relaxation import check_unbalanced
 from .result import ConvergenceWarning, OTResult
+from .sample_gradients import PlanRows, Points, check_metric, envelope_pullback, sample_pullback
 
 
 def _refuse_others(wanted, allowed, where):
@@ -66,9 +75,9 @@ def solve_rule(call, wanted):
         return no_gradients(call())
     if mode == "envelope":
         return _envelope(call, wanted)
-    if mode != "autodiff":
+    if mode not in ("autodiff", "last_step"):
         raise NotImplementedError(f"solve(grad={mode!r}) with inputs that require a gradient: grad='autodiff', "
-                                  "'envelope' and 'detach' are implemented")
+                                  "'envelope', 'last_step' and 'detach' are implemented")
     _refuse_others(wanted, ("M", "a", "b"), "solve")
     arguments = call.arguments
     if arguments.get("c") is not None:
@@ -77,6 +86,8 @@ def solve_rule(call, wanted):
     if reg is None or (not isinstance(reg, bool) and reg == 0) or arguments.get("method") == "exact":
         return _exact_solve(call, wanted)
     unbalanced_type = arguments.get("unbalanced_type", "KL")
+    if mode == "last_step" and arguments.get("unbalanced") is not None:
+        raise NotImplementedError("solve(grad='last_step'): implemented for balanced OT (as POT's)")
     if arguments.get("unbalanced") is not None and str(unbalanced_type).lower() != "kl":
         raise NotImplementedError(f"solve: gradients with unbalanced_type={unbalanced_type!r} are not "
                                   "implemented (KL is)")
@@ -97,6 +108,7 @@ def solve_rule(call, wanted):
     As, Bs = _masses(arguments.get("a"), n, B), _masses(arguments.get("b"), m, B)
     outputs = (("value",), ("value_linear",), ("plan",), ("potentials", 0), ("potentials", 1))
     keys = ("value", "value_linear", "plan", "f", "g")
+    pullback_of_mode = last_step_pullback if mode == "last_step" else entropic_pullback
 
     def pullback(cotangents):
         per_problem = [None if x is None else np.reshape(x, (B,) + np.shape(x)[batched:]) for x in cotangents]
@@ -105,12 +117,100 @@ def solve_rule(call, wanted):
             cot = {k: None if x is None else (float(x[i]) if k.startswith("value") else x[i])
                    for k, x in zip(keys, per_problem)}
             relaxation = Relaxation(As[i], Bs[i], rho_a, rho_b, kl_frame)
-            dM, da, db = entropic_pullback(plans[i], fs[i], gs[i], Ms[i % len(Ms)], relaxation, float(reg), cot)
+            dM, da, db = pullback_of_mode(plans[i], fs[i], gs[i], Ms[i % len(Ms)], relaxation, float(reg), cot)
             for name, value in (("M", dM), ("a", da), ("b", db)):
                 grads[name].append(value)
         return tuple(_fit(np.stack(grads[name]), arguments[name]) for name in wanted)
 
     return Derivative(result, outputs, tuple(wanted), pullback)
+
+
+def solve_sample_rule(call, wanted):
+    """:func:`~fastsinkhorn.solve_sample`'s gradients w.r.t. ``X_a``, ``X_b``, ``a``, ``b``.
+
+    ``grad="autodiff"``: the exact derivatives of ``value``,
+    ``value_linear``, ``potentials`` and (dense, ``lazy=False``) ``plan``,
+    balanced and KL-unbalanced, pulled back to the points block by block
+    (:mod:`.sample_gradients`; a lazy solve's backward holds O((n + m) d)
+    memory). A :class:`~fastsinkhorn.LazyPlan` is not differentiable (it is
+    no array: no loss can be taken of it). ``grad="envelope"``: POT's
+    envelope gradients of ``value`` (balanced only). ``debias=True``: the
+    three solves' pullbacks, summed (the plan and potentials are those of
+    ``OT(a, b)``). Only the ``"sqeuclidean"`` and ``"euclidean"`` metrics,
+    single clouds and the default reference measure are differentiable.
+    """
+    arguments = call.arguments
+    mode = arguments.get("grad", "autodiff")
+    if mode == "detach":
+        return no_gradients(call())
+    if mode not in ("autodiff", "envelope"):
+        raise NotImplementedError(f"solve_sample(grad={mode!r}) with inputs that require a gradient: "
+                                  "grad='autodiff', 'envelope' and 'detach' are implemented")
+    _refuse_others(wanted, ("X_a", "X_b", "a", "b"), "solve_sample")
+    check_metric(arguments.get("metric", "sqeuclidean"), "solve_sample")
+    reg = arguments.get("reg")
+    if reg is None or (not isinstance(reg, bool) and reg == 0) or arguments.get("method") == "exact":
+        raise NotImplementedError("solve_sample: gradients of exact OT (reg=None) between samples are not "
+                                  "implemented; give reg > 0")
+    if arguments.get("c") is not None:
+        raise NotImplementedError("solve_sample: gradients with a reference measure c are not implemented")
+    if np.ndim(arguments["X_a"]) == 3:
+        raise NotImplementedError("solve_sample: gradients of a batch of clouds are not implemented")
+    unbalanced_type = arguments.get("unbalanced_type", "KL")
+    if arguments.get("unbalanced") is not None and str(unbalanced_type).lower() != "kl":
+        raise NotImplementedError(f"solve_sample: gradients with unbalanced_type={unbalanced_type!r} are "
+                                  "not implemented (KL is)")
+    if mode == "envelope" and arguments.get("unbalanced") is not None:
+        raise NotImplementedError("solve_sample(grad='envelope') with unbalanced: the envelope gradients are "
+                                  "implemented for balanced OT; use grad='autodiff'")
+    result = call()
+    _warn_unconverged(result, "solve_sample")
+    rho_a, rho_b = check_unbalanced(arguments.get("unbalanced"))
+    kl_frame = str(arguments.get("reg_type", "KL")).lower() == "kl"
+    metric, scale = arguments.get("metric", "sqeuclidean"), float(arguments.get("scale", 1.0))
+    X = {"X_a": arguments["X_a"], "X_b": arguments["X_b"]}
+    n, m = len(X["X_a"]), len(X["X_b"])
+    masses = {"a": _masses(arguments.get("a"), n, 1)[0], "b": _masses(arguments.get("b"), m, 1)[0]}
+    # (result, source points, target points, source masses, target masses, weight of its value)
+    problems = [(result, "X_a", "X_b", "a", "b", 1.0)]
+    if result.debiased:
+        problems = [(result.debiased["res_ab"], "X_a", "X_b", "a", "b", 1.0),
+                    (result.debiased["res_aa"], "X_a", "X_a", "a", "a", -0.5),
+                    (result.debiased["res_bb"], "X_b", "X_b", "b", "b", -0.5)]
+    paths = {"value": ("value",), "value_linear": ("value_linear",), "plan": ("plan",),
+             "f": ("potentials", 0), "g": ("potentials", 1)}
+    # the differentiable outputs: envelope, value only; a LazyPlan is no array
+    keys = ("value",) if mode == "envelope" else tuple(
+        k for k in paths if not (k == "plan" and isinstance(result.plan, LazyPlan)))
+
+    def rows_of(res, x, y):
+        if isinstance(res.plan, LazyPlan):
+            return PlanRows.lazy(res.plan)
+        C = PointCloud(X[x], X[y], cost=metric, scale=scale).cost_matrix()
+        return PlanRows.dense(res.plan, C, res.potentials, float(reg))
+
+    def pullback(cotangents):
+        given = dict(zip(keys, cotangents))
+        cot_value, cot_linear = given.get("value"), given.get("value_linear")
+        grads = {name: 0.0 for name in ("X_a", "X_b", "a", "b")}
+        for i, (res, x, y, ma, mb, weight) in enumerate(problems):
+            points = Points(X[x], X[y], metric, scale)
+            rows = rows_of(res, x, y)
+            if mode == "envelope":
+                cot = 0.0 if cot_value is None else weight * float(cot_value)
+                dx, dy, da, db = envelope_pullback(rows, points, cot)
+            else:
+                cot = {"value": None if cot_value is None else weight * float(cot_value),
+                       "value_linear": None if cot_linear is None else weight * float(cot_linear)}
+                if i == 0:  # the plan and potentials are OT(a, b)'s
+                    cot.update(plan=given.get("plan"), f=given.get("f"), g=given.get("g"))
+                relaxation = Relaxation(masses[ma], masses[mb], rho_a, rho_b, kl_frame)
+                dx, dy, da, db = sample_pullback(rows, points, relaxation, cot)
+            for name, value in ((x, dx), (y, dy), (ma, da), (mb, db)):
+                grads[name] = grads[name] + value
+        return tuple(_fit(grads[name], arguments[name]) for name in wanted)
+
+    return Derivative(result, tuple(paths[k] for k in keys), tuple(wanted), pullback)
 
 
 def _warn_unconverged(result, where):
@@ -143,24 +243,26 @@ def _envelope(call, wanted):
 
 def _exact_solve(call, wanted):
     """Exact OT: ``value`` (= ``value_linear``) by its duals, ``P``, ``u``, ``v``
-    (the derivative wherever the optimal basis is unique); the plan is piecewise
-    constant in ``(M, a, b)``: its derivative is 0 almost everywhere. A loss
-    of the duals is refused (they are not differentiated)."""
+    (the derivative wherever the optimal basis is unique). The plan (a sparse
+    matrix, returned as it is) is piecewise constant in ``(M, a, b)``: not an
+    output with a gradient. A loss of the duals is refused (they are not
+    differentiated)."""
     result = call()
     if result.batched:
         raise NotImplementedError("solve: gradients of batched exact OT are not implemented")
     u, v = (np.asarray(p, dtype=np.float64) for p in result.potentials)
-    gradients = {"M": np.asarray(result.plan, dtype=np.float64), "a": u, "b": v}
+    plan = result.plan.toarray() if hasattr(result.plan, "toarray") else np.asarray(result.plan)
+    gradients = {"M": plan.astype(np.float64), "a": u, "b": v}
 
     def pullback(cotangents):
-        cot_value, cot_linear, _, cot_f, cot_g = cotangents
+        cot_value, cot_linear, cot_f, cot_g = cotangents
         for name, cot in (("potentials[0]", cot_f), ("potentials[1]", cot_g)):
             if cot is not None and np.any(cot != 0):
                 raise NotImplementedError(f"solve: the exact duals ({name}) are not differentiable here")
         cot = sum(float(c) for c in (cot_value, cot_linear) if c is not None)
         return tuple(cot * gradients[name] for name in wanted)
 
-    outputs = (("value",), ("value_linear",), ("plan",), ("potentials", 0), ("potentials", 1))
+    outputs = (("value",), ("value_linear",), ("potentials", 0), ("potentials", 1))
     return Derivative(result, outputs, tuple(wanted), pullback)
 
 
@@ -264,7 +366,7 @@ def dist_rule(call, wanted):
 #: :func:`~fastsinkhorn.core.frameworks.via_framework`.
 RULES = {
     "solve": solve_rule,
-    "solve_sample": solve_rule,
+    "solve_sample": solve_sample_rule,
     "sinkhorn": sinkhorn_rule,
     "sinkhorn2": sinkhorn2_rule,
     "emd2": emd2_rule,

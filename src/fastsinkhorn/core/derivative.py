@@ -18,9 +18,15 @@ attribute, ``("u",)`` also a key of a dict.
 """
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .result import OTResult
+
+#: The fields of an :class:`OTResult` that hold the caller's numbers (converted by the bridges).
+RESULT_ARRAYS = ("plan", "potentials", "value", "value_linear", "marginals")
 
 
 @dataclass
@@ -69,3 +75,45 @@ def replace_path(result, path, value):
         items[key] = replace_path(items[key], rest, value)
         return type(result)(items)
     return dataclasses.replace(result, **{key: replace_path(getattr(result, key), rest, value)})
+
+
+def bind(function, arguments):
+    """``call(**changes)``: the public ``function`` run on ``arguments``.
+
+    ``arguments``: its arguments by name (its ``locals()`` at entry, NumPy
+    arrays in place of the caller's); ``changes`` update them (a rule's
+    ``call(log=True)``) and stay; ``call.arguments`` is that dictionary, the
+    one a rule reads. Each parameter is passed as its kind requires
+    (``**options`` spread, positional-only by position).
+    """
+    parameters = inspect.signature(function).parameters
+
+    def call(**changes):
+        arguments.update(changes)
+        args, kwargs = [], {}
+        for name, p in parameters.items():
+            if p.kind is p.VAR_KEYWORD:
+                kwargs.update(arguments[name])
+            elif p.kind is p.POSITIONAL_ONLY:
+                args.append(arguments[name])
+            else:
+                kwargs[name] = arguments[name]
+        return function(*args, **kwargs)
+
+    call.arguments = arguments
+    return call
+
+
+def map_result(x, leaf):
+    """``x`` with ``leaf`` applied to what it holds: inside tuples, lists,
+    dicts and the :data:`RESULT_ARRAYS` fields of an :class:`OTResult`
+    (the containers are copied), to ``x`` itself otherwise."""
+    if isinstance(x, tuple):
+        return tuple(map_result(v, leaf) for v in x)
+    if isinstance(x, list):
+        return [map_result(v, leaf) for v in x]
+    if isinstance(x, dict):
+        return {k: map_result(v, leaf) for k, v in x.items()}
+    if isinstance(x, OTResult):
+        return dataclasses.replace(x, **{f: map_result(getattr(x, f), leaf) for f in RESULT_ARRAYS})
+    return leaf(x)

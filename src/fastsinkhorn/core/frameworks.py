@@ -51,11 +51,13 @@ def via_framework(function, arguments, names, gradients=None):
         raise TypeError("cannot mix arrays of different frameworks in one call: "
                         + "; ".join(f"{', '.join(n)} {'is' if len(n) == 1 else 'are'} {k}"
                                     for k, n in found.items()))
+    from .autodiff import RULES
+
+    rule = RULES.get(gradients) if gradients else None
     if "JAX" in found:
         from .jax_bridge import via_jax
 
-        return via_jax(function, arguments, names, gradients)
-    from .autodiff import RULES
+        return via_jax(function, arguments, names, rule)
     from .torch_bridge import via_torch
 
-    return via_torch(function, arguments, names, RULES.get(gradients) if gradients else None)
+    return via_torch(function, arguments, names, rule)

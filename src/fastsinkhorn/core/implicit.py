@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..algorithms.sns.cg import pcg
+from .cg import pcg
 
 #: Relative residual to which :func:`dual_hessian_solve` solves (CG, exact products).
 SOLVE_RTOL = 1e-11
@@ -222,32 +222,57 @@ def entropic_pullback(P, f, g, M, relaxation, reg, cotangents):
     ``"f"`` and ``"g"``. The outputs are functions of the optimal plan and
     of ``(M, a, b)``; all of them are pulled through the plan's derivative in
     one solve (:func:`pull_back`), after the partial derivatives at fixed
-    plan: ``value``'s derivative in the plan is ``alpha + beta`` (an outer
-    sum, see :func:`value_plan_cotangent`).
+    plan: ``value``'s derivative in the plan is an outer sum ``alpha + beta``
+    (:func:`value_plan_cotangent`), whose right-hand side is ``H (alpha,
+    beta)``, so that for a balanced problem whose loss sees only ``value``
+    the solve is skipped (``z = (alpha, beta) / reg``: ``value``'s
+    derivative in ``M`` is then the plan, the envelope theorem). The plan's
+    cotangent is the only ``n x m`` operand besides ``P`` and ``M``; the
+    rest is kept as vectors until ``dM`` is formed, in one pass.
 
     Returns ``(dM, da, db)`` (float64).
     """
     P = np.asarray(P, dtype=np.float64)
-    M = np.asarray(M, dtype=np.float64)
     op = PlanOperator.dense(P, reg)
-    cot_value, cot_linear = cotangents.get("value"), cotangents.get("value_linear")
+    n, m = P.shape
+    cot_value, cot_linear = cotangents.get("value") or 0.0, cotangents.get("value_linear") or 0.0
     G = cotangents.get("plan")
-    G = np.zeros_like(P) if G is None else np.array(G, dtype=np.float64)
-    dM = np.zeros_like(P)
-    da, db = np.zeros(P.shape[0]), np.zeros(P.shape[1])
-    if cot_linear is not None and cot_linear != 0:
-        G += cot_linear * np.where(P > 0, M, 0.0)
-        dM += cot_linear * P
-    if cot_value is not None and cot_value != 0:
+    w_f, w_g = np.zeros(n), np.zeros(m)  # ((G * P) 1, (G * P)^T 1) of the total plan cotangent
+    shift_f, shift_g = np.zeros(n), np.zeros(m)  # value's outer-sum part of that cotangent
+    da, db = np.zeros(n), np.zeros(m)
+    MP = GP = None
+    if cot_linear:
+        with np.errstate(invalid="ignore"):  # forbidden (inf) entries carry no mass
+            MP = np.where(P > 0, np.asarray(M, dtype=np.float64) * P, 0.0)
+        w_f += cot_linear * MP.sum(1)
+        w_g += cot_linear * MP.sum(0)
+    if cot_value:
         alpha, beta, partial_a, partial_b = value_plan_cotangent(op, f, g, relaxation)
-        G += cot_value * (alpha[:, None] + beta[None, :])
-        dM += cot_value * P
+        shift_f, shift_g = cot_value * alpha, cot_value * beta
+        w_f += op.r * shift_f + op.apply(shift_g)
+        w_g += op.apply_transpose(shift_f) + op.c * shift_g
         da += cot_value * partial_a
         db += cot_value * partial_b
-    GP = np.where(P > 0, G * P, 0.0)
-    back = pull_back(op, relaxation, cotangents.get("f"), cotangents.get("g"), (GP.sum(1), GP.sum(0)))
-    dM += dense_cost_gradient(P, back, G)
-    return dM, da + back.da, db + back.db
+    if G is not None:
+        GP = np.where(P > 0, np.asarray(G, dtype=np.float64) * P, 0.0)
+        w_f += GP.sum(1)
+        w_g += GP.sum(0)
+    y_f, y_g = cotangents.get("f"), cotangents.get("g")
+    if relaxation.balanced and not cot_linear and G is None and y_f is None and y_g is None:
+        z_f, z_g = shift_f / reg, shift_g / reg  # H z = H (alpha, beta) cot / reg: no solve
+        da, db = da + reg * z_f, db + reg * z_g
+    else:
+        back = pull_back(op, relaxation, y_f, y_g, (w_f, w_g))
+        z_f, z_g = back.z_f, back.z_g
+        da, db = da + back.da, db + back.db
+    # dM = P * (z_f + z_g) - P * G_total / reg + (cot_linear + cot_value) P, G_total the plan's
+    # total cotangent: cot_linear M + (shift_f + shift_g) + G
+    dM = (z_f - shift_f / reg)[:, None] + (z_g - shift_g / reg + cot_linear + cot_value)[None, :]
+    dM *= P
+    for part, weight in ((MP, cot_linear), (GP, 1.0)):
+        if part is not None:
+            dM -= (part / reg) * weight  # not weight / reg: a tiny weight over a huge reg underflows
+    return dM, da, db
 
 
 def value_plan_cotangent(op, f, g, relaxation):

@@ -88,6 +88,8 @@ class OTResult:
     tol: float = 0.0
     reg: float = 0.0
     marginals: tuple = field(default=None, repr=False)
+    #: ``solve_sample(debias=True)``: the three solves, ``{"res_ab", "res_aa", "res_bb"}``
+    debiased: dict = field(default=None, repr=False)
 
     #: POT's ``OTResult`` fields that have no counterpart here
     value_quad = None
@@ -144,10 +146,12 @@ class OTResult:
         """POT-style dictionary view of the result: ``err`` (the error at each
         check), ``n_iter`` (iterations run, as ``ot.batch``: for a batch, those
         of its longest problem), ``niter`` (POT's 0-based index of the last
-        iteration) and ``potentials``."""
+        iteration) and ``potentials``; after ``solve_sample(debias=True)``, also
+        POT's ``res_ab``, ``res_aa`` and ``res_bb`` (the three solves)."""
         n_iter = int(self.n_iter.max()) if self.batched else self.n_iter  # a batch: its longest problem
-        return {"err": self.history["error"], "n_iter": n_iter, "niter": n_iter - 1,
-                "potentials": self.potentials}
+        log = {"err": self.history["error"], "n_iter": n_iter, "niter": n_iter - 1,
+               "potentials": self.potentials}
+        return {**log, **self.debiased} if self.debiased else log
 
     @property
     def batched(self):

@@ -16,18 +16,14 @@ recognised by the module of its type, so ``import fastsinkhorn`` and every
 NumPy call stay free of it.
 """
 
-import dataclasses
 import functools
-import inspect
 import warnings
 
 import numpy as np
 
-from .derivative import get_path, replace_path
-from .result import OTResult
-
-#: The fields of an :class:`OTResult` that hold the caller's numbers (as tensors).
-_RESULT_ARRAYS = ("plan", "potentials", "value", "value_linear", "marginals")
+from . import derivative as _derivative
+from .arrays import framework_arguments
+from .derivative import bind, get_path, map_result, replace_path
 
 
 def is_torch_tensor(x):
@@ -47,15 +43,12 @@ def check_torch_arguments(named):
 
     Mixing tensors with NumPy arrays or lists raises ``TypeError`` naming the
     arguments of each kind (POT refuses mixed backends too); a tensor that is
-    not on the CPU raises ``NotImplementedError``. ``None`` is ignored.
+    not on the CPU raises ``NotImplementedError``. ``None`` and empty lists
+    (POT's uniform weights, ``ot.emd2([], [], M)``) are ignored.
     """
-    tensors = [name for name, x in named.items() if x is not None and is_torch_tensor(x)]
+    tensors = framework_arguments(named, is_torch_tensor, "torch tensor", "tensors")
     if not tensors:
         return None
-    others = [name for name, x in named.items() if x is not None and not is_torch_tensor(x)]
-    if others:
-        raise TypeError(f"cannot mix PyTorch tensors and other arrays: {', '.join(tensors)} are torch tensors, "
-                        f"{', '.join(others)} are not (NumPy arrays or lists); give all as tensors")
     torch = torch_module()
     for name in tensors:
         device = named[name].device
@@ -89,25 +82,21 @@ def to_torch(x, like):
     (ints, strings, sparse matrices, lazy plans) is returned as it is.
     """
     torch = torch_module()
-    if isinstance(x, np.ndarray):
-        if x.dtype.kind not in "fciub":
-            return x
-        if not x.flags.writeable or any(s < 0 for s in x.strides):
-            x = np.array(x)  # torch.from_numpy needs a writable array with positive strides
-        return torch.from_numpy(x).to(like.device)
-    if isinstance(x, np.generic) and x.dtype.kind in "fc":
-        return torch.from_numpy(np.asarray(x).copy()).to(like.device)
-    if isinstance(x, float):  # a value returned as a Python float (emd2's cost): POT's, a tensor
-        return torch.tensor(x, dtype=like.dtype, device=like.device)
-    if isinstance(x, tuple):
-        return tuple(to_torch(v, like) for v in x)
-    if isinstance(x, list):
-        return [to_torch(v, like) for v in x]
-    if isinstance(x, dict):
-        return {k: to_torch(v, like) for k, v in x.items()}
-    if isinstance(x, OTResult):
-        return dataclasses.replace(x, **{f: to_torch(getattr(x, f), like) for f in _RESULT_ARRAYS})
-    return x
+
+    def leaf(x):
+        if isinstance(x, np.ndarray):
+            if x.dtype.kind not in "fciub":
+                return x
+            if not x.flags.writeable or any(s < 0 for s in x.strides):
+                x = np.array(x)  # torch.from_numpy needs a writable array with positive strides
+            return torch.from_numpy(x).to(like.device)
+        if isinstance(x, np.generic) and x.dtype.kind in "fc":
+            return torch.from_numpy(np.asarray(x).copy()).to(like.device)
+        if isinstance(x, float):  # a value returned as a Python float (emd2's cost): POT's, a tensor
+            return torch.tensor(x, dtype=like.dtype, device=like.device)
+        return x
+
+    return map_result(x, leaf)
 
 
 def via_torch(function, arguments, names, grad=None):
@@ -129,23 +118,9 @@ def via_torch(function, arguments, names, grad=None):
     arguments = dict(arguments)
     named = {name: arguments.get(name) for name in names}
     like = check_torch_arguments(named)
-    tensors = {name: x for name, x in named.items() if x is not None}
+    tensors = {name: x for name, x in named.items() if x is not None and is_torch_tensor(x)}
     arguments.update({name: to_host(t) for name, t in tensors.items()})
-    parameters = inspect.signature(function).parameters
-
-    def call(**changes):
-        arguments.update(changes)
-        args, kwargs = [], {}
-        for name, p in parameters.items():
-            if p.kind is p.VAR_KEYWORD:
-                kwargs.update(arguments[name])
-            elif p.kind is p.POSITIONAL_ONLY:
-                args.append(arguments[name])
-            else:
-                kwargs[name] = arguments[name]
-        return function(*args, **kwargs)
-
-    call.arguments = arguments
+    call = bind(function, arguments)
     if needs_grad(tensors.values()):
         if grad is None:
             wanting = [n for n, t in tensors.items() if t.requires_grad]
@@ -202,12 +177,13 @@ def with_pullback(derivative, tensors, like):
 
 def _caller_warnings(run):
     """``run()``, its warnings re-issued: those that the inner call aimed at its
-    caller (this module's frames) at the line that called the public function."""
+    caller (the frame of :func:`~.derivative.bind`'s ``call``) at the line that called
+    the public function."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = run()
     for w in caught:
-        if w.filename == __file__:
+        if w.filename == _derivative.__file__:
             # frames: _caller_warnings, via_torch, via_framework, the public function, its caller
             warnings.warn(w.message, w.category, stacklevel=5)
         else:

@@ -36,6 +36,13 @@ class LazyPlan:
         for start, stop in self._geom.row_blocks():
             yield start, stop, self.rows(start, stop)
 
+    def blocks_with_cost(self):
+        """Iterate over ``(start, stop, rows, cost_rows)``: :meth:`blocks` with the
+        same rows of the cost (recomputed by the geometry), for the gradients
+        in the points (:mod:`fastsinkhorn.core.sample_gradients`)."""
+        for start, stop in self._geom.row_blocks():
+            yield start, stop, self.rows(start, stop), self._geom.cost_rows(start, stop)
+
     def apply(self, v):
         """``P @ v`` for ``v`` of shape ``(m,)`` or ``(m, k)``."""
         v, out = self._operand(v, "v", self.shape[1], self.shape[0])

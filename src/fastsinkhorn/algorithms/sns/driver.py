@@ -36,10 +36,10 @@ import types
 import numpy as np
 
 from ...core.arrays import to_numpy
+from ...core.cg import pcg
 from ...core.marginals import marginal_error, marginal_l2_error
 from ...core.result import Status
 from ..sinkhorn import sinkhorn_loop
-from .cg import pcg
 from .newton_system import factorize_newton_system, prune_by_mass
 
 

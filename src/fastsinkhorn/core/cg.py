@@ -14,8 +14,10 @@ def pcg(matvec, rhs, diag, rtol, max_iter, xp, refresh_every=50):
         ``x -> A @ x``.
     rhs : array
         Right-hand side (in the range of ``A`` when ``A`` is singular).
-    diag : array
-        Positive diagonal of the Jacobi preconditioner.
+    diag : array or callable
+        Positive diagonal of the Jacobi preconditioner, or the
+        preconditioner itself, ``r -> approximately A^{-1} r`` (a fixed
+        symmetric positive definite linear map).
     rtol : float
         Stop when ``||rhs - A x|| <= rtol * ||rhs||``.
     max_iter : int
@@ -37,7 +39,8 @@ def pcg(matvec, rhs, diag, rtol, max_iter, xp, refresh_every=50):
     target = rtol * float(xp.linalg.norm(rhs))
     if target == 0.0:
         return x, 0, True
-    z = r / diag
+    precondition = diag if callable(diag) else (lambda residual: residual / diag)
+    z = precondition(r)
     p = z.copy()
     rz = float(r @ z)
     for it in range(1, max_iter + 1):
@@ -53,7 +56,7 @@ def pcg(matvec, rhs, diag, rtol, max_iter, xp, refresh_every=50):
             r -= alpha * Ap
         if float(xp.linalg.norm(r)) <= target:
             return x, it, True
-        z = r / diag
+        z = precondition(r)
         rz_next = float(r @ z)
         p = z + (rz_next / rz) * p
         rz = rz_next

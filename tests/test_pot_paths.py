@@ -22,11 +22,12 @@ from ot_testing import random_problem
 import fastsinkhorn as fs
 
 PER_METHOD = ["sinkhorn_knopp", "sinkhorn_log", "sinkhorn_stabilized", "sinkhorn_epsilon_scaling", "greenkhorn"]
+EMPIRICAL = ["empirical_sinkhorn", "empirical_sinkhorn2", "empirical_sinkhorn_divergence"]
 #: (POT's module, ours, the names we implement there)
 PATHS = [
     (ot, fs, ["sinkhorn", "sinkhorn2", "dist", "unif", "emd", "emd2", "solve", "solve_sample",
               "sinkhorn_unbalanced", "sinkhorn_unbalanced2"]),
-    (ot.bregman, fs.bregman, ["sinkhorn", "sinkhorn2"] + PER_METHOD),
+    (ot.bregman, fs.bregman, ["sinkhorn", "sinkhorn2"] + PER_METHOD + EMPIRICAL),
     (ot.lp, fs.lp, ["emd", "emd2"]),
     (ot.utils, fs.utils, ["dist", "unif"]),
     (ot.solvers, fs.solvers, ["solve", "solve_sample"]),
@@ -72,7 +73,7 @@ def test_names_pot_has_there_that_we_do_not_implement_are_absent(theirs, ours, n
                 getattr(ours, name)
 
 
-@pytest.mark.parametrize("path", ["bregman.empirical_sinkhorn", "bregman.barycenter", "bregman.screenkhorn",
+@pytest.mark.parametrize("path", ["bregman.convolutional_barycenter2d", "bregman.barycenter", "bregman.screenkhorn",
                                   "lp.emd_1d", "lp.barycenter", "utils.dist0", "utils.list_to_array",
                                   "solvers.solve_gromov", "batch.solve_gromov_batch", "batch.dist_batch",
                                   "emd_1d", "sinkhorn_lpl1_mm"])
@@ -97,7 +98,7 @@ def test_import_stays_light_and_lp_loads_on_first_use():
 
 # -- signatures ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["sinkhorn", "sinkhorn2"] + PER_METHOD)
+@pytest.mark.parametrize("name", ["sinkhorn", "sinkhorn2"] + PER_METHOD + EMPIRICAL)
 def test_bregman_signatures_are_pots(name):
     assert inspect.signature(getattr(fs.bregman, name)) == inspect.signature(getattr(ot.bregman, name))
 

@@ -128,6 +128,26 @@ def test_auto_rule():
     assert fs.solve(p.M, reg=1e-1).method == "sinkhorn"
 
 
+def test_auto_hands_slow_sinkhorn_over_to_newton():
+    """Large ``reg`` against the cost, yet a nearly degenerate plan (a self
+    distance of well separated points): Sinkhorn contracts so slowly that it
+    would take ~5e4 iterations to 1e-13. ``auto`` (Sinkhorn first) predicts
+    more than ``sinkhorn_patience`` iterations and takes Newton steps; the
+    answer meets the optimality conditions (a 4 x 4 problem: Sinkhorn alone
+    runs ~5e4 iterations, 20 s here)."""
+    x = np.arange(4.0)[:, None]  # reg = 0.011 of the cost range: auto starts with Sinkhorn
+    M = (x - x.T) ** 2
+    a = np.full(4, 1 / 4)
+    res = fs.solve(M, a, a, reg=0.1, tol=1e-13, max_iter=100_000)
+    assert res.converged and res.method == "sns" and res.n_iter < 5000
+    assert res.n_iter_phases["newton"] > 0
+    np.testing.assert_allclose(res.plan, res.plan.T, atol=1e-16)  # the optimum is symmetric
+    f, g = res.potentials  # the optimality conditions: the Gibbs form and both marginals
+    np.testing.assert_allclose(res.plan, np.exp((f[:, None] + g[None, :] - M) / 0.1), rtol=1e-12)
+    np.testing.assert_allclose(res.plan.sum(1), a, atol=1e-13)
+    np.testing.assert_allclose(res.plan.sum(0), a, atol=1e-13)
+
+
 @pytest.mark.parametrize("shape", [(30, 30), (200, 120)])
 def test_pcg_matches_scipy_cg(rng, shape):
     n, m = shape

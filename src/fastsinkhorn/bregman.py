@@ -2,9 +2,12 @@
 
 ``sinkhorn`` and ``sinkhorn2`` take POT's ``method`` names; the per-method
 functions take the signatures of POT's functions of the same names. All run
-our best method for the problem (see :func:`fastsinkhorn.sinkhorn`).
+our best method for the problem (see :func:`fastsinkhorn.sinkhorn`). The
+empirical solvers (:mod:`fastsinkhorn.pot.empirical`) start from samples; as
+in POT, they are exported here and not at the top level.
 """
 
+from .pot.empirical import empirical_sinkhorn, empirical_sinkhorn2, empirical_sinkhorn_divergence
 from .pot.entropic import sinkhorn, sinkhorn2
 from .pot.sinkhorn_methods import (
     greenkhorn,
@@ -15,4 +18,5 @@ from .pot.sinkhorn_methods import (
 )
 
 __all__ = ["sinkhorn", "sinkhorn2", "sinkhorn_knopp", "sinkhorn_log", "sinkhorn_stabilized",
-           "sinkhorn_epsilon_scaling", "greenkhorn"]
+           "sinkhorn_epsilon_scaling", "greenkhorn", "empirical_sinkhorn", "empirical_sinkhorn2",
+           "empirical_sinkhorn_divergence"]

@@ -297,7 +297,7 @@ def marginal_errors(xp, c, b, norm):
 
 
 def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
-                  first_iteration=1, norm="l1", tol=None, stall_window=0, predict_miss=False):
+                  first_iteration=1, norm="l1", tol=None, stall_window=0, predict_miss=None):
     """Run Sinkhorn from potentials ``(f, g)`` until ``monitor`` says stop.
 
     Parameters
@@ -322,9 +322,10 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
         If positive, stop with ``Status.STALLED`` when Sinkhorn is not worth
         going on with (SNS hands over to Newton then; see :func:`hand_over`),
         judged over this many convergence checks.
-    predict_miss : bool
+    predict_miss : int or None
         Also stop so when the rate over the window predicts that ``tol`` is
-        out of reach within ``max_iter`` (see :func:`hand_over`).
+        out of reach within ``max_iter`` iterations or within this many more
+        (see :func:`hand_over`).
 
     Returns
     -------
@@ -354,8 +355,9 @@ def sinkhorn_loop(prob, opts, monitor, max_iter, f, g, K=None, phase="sinkhorn",
             stop = monitor.check(it, stop_error, phase, tol=tol)
             if stop is None and stall_window:
                 recent = monitor.history["error"][first_check:][-stall_window - 1:]
-                checks_left = (first_iteration + max_iter - 1 - it) // check_every
-                if hand_over(recent, stall_window, checks_left if predict_miss else None,
+                checks_left = None if predict_miss is None else \
+                    min(first_iteration + max_iter - 1 - it, predict_miss) // check_every
+                if hand_over(recent, stall_window, checks_left,
                              monitor.tol if tol is None else tol):
                     stop = Status.STALLED
             if stop is not None:

@@ -22,6 +22,9 @@ which the PyTorch and JAX bridges turn into their own custom gradients.
   the masses (:mod:`.sample_gradients`), dense or lazy (a lazy backward
   holds O((n + m) d) memory), ``debias=True`` included; envelope: the plan's
   ``2 s (diag(P 1) X_a - P X_b)`` for the squared Euclidean cost.
+* POT's ``empirical_sinkhorn`` (plan, or lazy log-potentials),
+  ``empirical_sinkhorn2`` (``<M, P*>``) and ``empirical_sinkhorn_divergence``:
+  the same machinery, w.r.t. the samples and their weights.
 * ``sinkhorn2``: its loss ``<M, P*>``; ``sinkhorn``: its plan (exact, as
   ``solve``'s); ``emd2``: POT's gradients of the exact cost.
 """
@@ -31,13 +34,12 @@ import warnings
 import numpy as np
 
 from ..geometry.lazy_plan import LazyPlan
-from ..geometry.point_cloud import PointCloud
 from .derivative import Derivative
 from .implicit import Relaxation, entropic_pullback
 from .last_step import last_step_pullback
 from .relaxation import check_unbalanced
 from .result import ConvergenceWarning, OTResult
-from .sample_gradients import PlanRows, Points, check_metric, envelope_pullback, sample_pullback
+from .sample_gradients import Points, check_metric, cloud_rows, envelope_pullback, sample_pullback
 
 
 def _refuse_others(wanted, allowed, where):
@@ -182,35 +184,134 @@ def solve_sample_rule(call, wanted):
     # the differentiable outputs: envelope, value only; a LazyPlan is no array
     keys = ("value",) if mode == "envelope" else tuple(
         k for k in paths if not (k == "plan" and isinstance(result.plan, LazyPlan)))
-
-    def rows_of(res, x, y):
-        if isinstance(res.plan, LazyPlan):
-            return PlanRows.lazy(res.plan)
-        C = PointCloud(X[x], X[y], cost=metric, scale=scale).cost_matrix()
-        return PlanRows.dense(res.plan, C, res.potentials, float(reg))
+    clouds = _Clouds(X, masses, metric, scale, float(reg), (rho_a, rho_b, kl_frame))
 
     def pullback(cotangents):
         given = dict(zip(keys, cotangents))
         cot_value, cot_linear = given.get("value"), given.get("value_linear")
-        grads = {name: 0.0 for name in ("X_a", "X_b", "a", "b")}
+        terms = []
         for i, (res, x, y, ma, mb, weight) in enumerate(problems):
-            points = Points(X[x], X[y], metric, scale)
-            rows = rows_of(res, x, y)
             if mode == "envelope":
                 cot = 0.0 if cot_value is None else weight * float(cot_value)
-                dx, dy, da, db = envelope_pullback(rows, points, cot)
             else:
                 cot = {"value": None if cot_value is None else weight * float(cot_value),
                        "value_linear": None if cot_linear is None else weight * float(cot_linear)}
                 if i == 0:  # the plan and potentials are OT(a, b)'s
                     cot.update(plan=given.get("plan"), f=given.get("f"), g=given.get("g"))
-                relaxation = Relaxation(masses[ma], masses[mb], rho_a, rho_b, kl_frame)
-                dx, dy, da, db = sample_pullback(rows, points, relaxation, cot)
-            for name, value in ((x, dx), (y, dy), (ma, da), (mb, db)):
-                grads[name] = grads[name] + value
-        return tuple(_fit(grads[name], arguments[name]) for name in wanted)
+            terms.append((res, x, y, ma, mb, cot))
+        grads = clouds.pull(terms, envelope=mode == "envelope")
+        return tuple(_fit(grads.get(name, 0.0), arguments[name]) for name in wanted)
 
     return Derivative(result, tuple(paths[k] for k in keys), tuple(wanted), pullback)
+
+
+class _Clouds:
+    """The point clouds and masses of a rule's solves (by argument name), and
+    their cost: sums the gradients of several solves between them."""
+
+    def __init__(self, points, masses, metric, scale, reg, relaxation):
+        self.points, self.masses, self.metric, self.scale = points, masses, metric, scale
+        self.reg, self.relaxation = reg, relaxation
+
+    def pull(self, terms, envelope=False):
+        """``{name: gradient}`` summed over ``terms``: ``(result, x, y, a, b, cot)``,
+        the names of the solve's clouds and masses and its cotangents (a dict
+        for :func:`sample_pullback`, ``value``'s float for the envelope)."""
+        grads = {}
+        for res, x, y, ma, mb, cot in terms:
+            points = Points(self.points[x], self.points[y], self.metric, self.scale)
+            rows = cloud_rows(res.plan, res.potentials, points, self.reg)
+            if envelope:
+                out = envelope_pullback(rows, points, cot)
+            else:
+                relaxation = Relaxation(self.masses[ma], self.masses[mb], *self.relaxation)
+                out = sample_pullback(rows, points, relaxation, cot)
+            for name, value in zip((x, y, ma, mb), out):
+                grads[name] = grads.get(name, 0.0) + value
+        return grads
+
+
+def _empirical(call, wanted, where):
+    """The common part of the empirical solvers' rules: checks, the solve with
+    its log, and the clouds. Returns ``(out, clouds, want_log)``, ``out`` what
+    the call returns with ``log=True``, ``want_log`` the caller's ``log``."""
+    _refuse_others(wanted, ("X_s", "X_t", "a", "b"), where)
+    arguments = call.arguments
+    check_metric(arguments.get("metric", "sqeuclidean"), where)
+    for name in ("a", "b"):
+        if np.ndim(arguments.get(name)) == 2:
+            raise NotImplementedError(f"{where}: gradients with several histograms (a 2-D {name}) are not "
+                                      "implemented")
+    want_log = bool(arguments.get("log", False))
+    out = call(log=True)  # (call's changes stay in its arguments)
+    X = {"X_s": arguments["X_s"], "X_t": arguments["X_t"]}
+    masses = {"a": _masses(arguments.get("a"), len(X["X_s"]), 1)[0],
+              "b": _masses(arguments.get("b"), len(X["X_t"]), 1)[0]}
+    return out, _Clouds(X, masses, arguments.get("metric", "sqeuclidean"), 1.0, float(arguments["reg"]),
+                        (np.inf, np.inf, True)), want_log
+
+
+def _unconverged(results, where):
+    for res in results:
+        _warn_unconverged(res, where)
+
+
+def empirical_sinkhorn_rule(call, wanted):
+    """:func:`~fastsinkhorn.bregman.empirical_sinkhorn`: the plan's exact
+    derivative (``isLazy=False``) or the log-potentials' (``isLazy=True``,
+    ``f = f_cost / reg``; a loss of them must not see the constant moved
+    between ``f`` and ``g``), w.r.t. the samples and the weights."""
+    out, clouds, want_log = _empirical(call, wanted, "empirical_sinkhorn")
+    res = out[-1]["result"]
+    _unconverged([res], "empirical_sinkhorn")
+    lazy = len(out) == 3
+
+    def pullback(cotangents):
+        if lazy:  # POT's potentials are ours / reg
+            cot = {k: None if c is None else c / clouds.reg for k, c in zip(("f", "g"), cotangents)}
+        else:
+            cot = {"plan": cotangents[0]}
+        grads = clouds.pull([(res, "X_s", "X_t", "a", "b", cot)])
+        return tuple(_fit(grads[name], call.arguments[name]) for name in wanted)
+
+    if lazy:
+        return Derivative(out if want_log else out[:2], ((0,), (1,)), tuple(wanted), pullback)
+    return Derivative(out if want_log else out[0], ((0,),) if want_log else ((),), tuple(wanted), pullback)
+
+
+def empirical_sinkhorn2_rule(call, wanted):
+    """:func:`~fastsinkhorn.bregman.empirical_sinkhorn2`: the loss ``<M, P*>``
+    with its exact gradients w.r.t. the samples and the weights."""
+    out, clouds, want_log = _empirical(call, wanted, "empirical_sinkhorn2")
+    res = out[1]["result"]
+    _unconverged([res], "empirical_sinkhorn2")
+
+    def pullback(cotangents):
+        cot = {"value_linear": None if cotangents[0] is None else float(cotangents[0])}
+        grads = clouds.pull([(res, "X_s", "X_t", "a", "b", cot)])
+        return tuple(_fit(grads[name], call.arguments[name]) for name in wanted)
+
+    return Derivative(out if want_log else out[0], ((0,),) if want_log else ((),), tuple(wanted), pullback)
+
+
+def empirical_sinkhorn_divergence_rule(call, wanted):
+    """:func:`~fastsinkhorn.bregman.empirical_sinkhorn_divergence`: POT's
+    divergence, ``max(0, W_ab - (W_aa + W_bb) / 2)`` of the linear losses,
+    with the three solves' exact gradients (0 where it is clipped)."""
+    out, clouds, want_log = _empirical(call, wanted, "empirical_sinkhorn_divergence")
+    log = out[1]
+    results = [log[k]["result"] for k in ("log_sinkhorn_ab", "log_sinkhorn_a", "log_sinkhorn_b")]
+    _unconverged(results, "empirical_sinkhorn_divergence")
+    clipped = log["sinkhorn_loss_ab"] - (log["sinkhorn_loss_a"] + log["sinkhorn_loss_b"]) / 2 < 0
+
+    def pullback(cotangents):
+        c = 0.0 if cotangents[0] is None or clipped else float(cotangents[0])
+        sides = (("X_s", "X_t", "a", "b", c), ("X_s", "X_s", "a", "a", -c / 2), ("X_t", "X_t", "b", "b", -c / 2))
+        grads = clouds.pull([(res, x, y, ma, mb, {"value_linear": w})
+                             for res, (x, y, ma, mb, w) in zip(results, sides)])
+        return tuple(_fit(grads[name], call.arguments[name]) for name in wanted)
+
+    return Derivative(out if want_log else out[0], ((0,),) if want_log else ((),), tuple(wanted), pullback)
 
 
 def _warn_unconverged(result, where):
@@ -371,4 +472,7 @@ RULES = {
     "sinkhorn2": sinkhorn2_rule,
     "emd2": emd2_rule,
     "dist": dist_rule,
+    "empirical_sinkhorn": empirical_sinkhorn_rule,
+    "empirical_sinkhorn2": empirical_sinkhorn2_rule,
+    "empirical_sinkhorn_divergence": empirical_sinkhorn_divergence_rule,
 }

@@ -160,6 +160,28 @@ def _dist(arguments):
     return _arrays((np.shape(x1)[0], np.shape(x2)[0]), real_dtype(x1.dtype, x2.dtype))
 
 
+def _samples(arguments, where):
+    """``(n, m, dtype)`` of an empirical solver's samples ``X_s``, ``X_t``."""
+    _refuse(arguments, where, "log")
+    X_s, X_t = arguments["X_s"], arguments["X_t"]
+    return np.shape(X_s)[0], np.shape(X_t)[0], real_dtype(X_s.dtype, X_t.dtype)
+
+
+def _empirical_sinkhorn(arguments):
+    n, m, dtype = _samples(arguments, "empirical_sinkhorn")
+    if arguments.get("isLazy"):  # POT's log-potentials (f, g)
+        return _arrays((n,), dtype), _arrays((m,), dtype)
+    return _arrays((n, m), dtype)
+
+
+def _empirical_loss(where):
+    def spec(arguments):
+        return _arrays((), _samples(arguments, where)[2])
+    return spec
+
+
 #: Each public function's template, by its name.
 _SPECS = {"solve": _solve, "solve_sample": _solve_sample, "sinkhorn": _sinkhorn, "sinkhorn2": _sinkhorn2,
-          "emd": _emd, "emd2": _emd2, "dist": _dist}
+          "emd": _emd, "emd2": _emd2, "dist": _dist, "empirical_sinkhorn": _empirical_sinkhorn,
+          "empirical_sinkhorn2": _empirical_loss("empirical_sinkhorn2"),
+          "empirical_sinkhorn_divergence": _empirical_loss("empirical_sinkhorn_divergence")}

@@ -112,10 +112,18 @@ class SNSOptions(SinkhornOptions):
         At the target ``reg``, run Sinkhorn to ``tol`` with the whole
         ``max_iter`` budget instead of the warm-up, and take Newton steps only
         once Sinkhorn stalls or its rate over the last 100 checks predicts
-        that it would not reach ``tol`` within the budget. ``method="auto"``
-        runs so where it chooses Sinkhorn (``reg`` large against the cost
-        scale): the answer of plain Sinkhorn where Sinkhorn converges, and of
+        that it would not reach ``tol`` within the budget or within
+        ``sinkhorn_patience`` more iterations. ``method="auto"`` runs so
+        where it chooses Sinkhorn (``reg`` large against the cost scale):
+        the answer of plain Sinkhorn where Sinkhorn converges soon, and of
         SNS where it would not.
+    sinkhorn_patience : int
+        With ``sinkhorn_first``: the most further Sinkhorn iterations a
+        prediction may ask for before Newton steps take over. Slow
+        contraction at large ``reg`` (nearly degenerate plans: a self
+        distance, well separated points) can need tens of thousands of
+        iterations that a few Newton steps, each a few passes over the
+        cost, replace.
     """
 
     warmup_iter: int = 500
@@ -138,11 +146,12 @@ class SNSOptions(SinkhornOptions):
     anneal_tol: float = 1e-4
     sinkhorn_hedge: bool = False
     sinkhorn_first: bool = False
+    sinkhorn_patience: int = 5000
 
     def __post_init__(self):
         super().__post_init__()
         for name in ("warmup_iter", "min_per_row", "max_per_row", "cg_max_iter", "max_backtracks",
-                     "fallback_iter"):
+                     "fallback_iter", "sinkhorn_patience"):
             check_non_negative_int(getattr(self, name), f"option {name!r}")
         _check(self.switch_tol > 0, "switch_tol", "> 0", self.switch_tol)
         _check(0 < self.density <= 1, "density", "in (0, 1]", self.density)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry.point_cloud import PointCloud
 from .implicit import PlanOperator, pull_back, value_plan_cotangent
 
 #: The point-cloud costs whose derivative in the points is implemented.
@@ -64,6 +65,15 @@ class PlanRows:
     def lazy(cls, plan):
         """A :class:`~fastsinkhorn.geometry.lazy_plan.LazyPlan`: rows recomputed at every pass."""
         return cls(PlanOperator.lazy(plan), _float64(plan.potentials), plan.blocks_with_cost)
+
+
+def cloud_rows(plan, potentials, points, reg):
+    """The :class:`PlanRows` of a solve's plan: a lazy plan's own, or a stored
+    plan with the cost of ``points`` (recomputed once, dense)."""
+    if hasattr(plan, "blocks_with_cost"):  # a LazyPlan
+        return PlanRows.lazy(plan)
+    C = PointCloud(points.x, points.y, cost=points.metric, scale=points.scale).cost_matrix()
+    return PlanRows.dense(plan, C, potentials, reg)
 
 
 def _float64(pair):

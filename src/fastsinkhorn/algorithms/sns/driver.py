@@ -251,7 +251,7 @@ class _SNSRun:
     def used(self):
         return sum(self.phases.values())
 
-    def sinkhorn_steps(self, prob, f, g, iters, tol, stall_window=0, norm="l1", predict_miss=False):
+    def sinkhorn_steps(self, prob, f, g, iters, tol, stall_window=0, norm="l1", predict_miss=None):
         iters = max(1, min(iters, self.max_iter - self.used))
         out = sinkhorn_loop(prob, self.opts, self.monitor, iters, f, g, K=self.K, norm=norm, tol=tol,
                             first_iteration=self.used + 1, stall_window=stall_window,
@@ -273,7 +273,7 @@ class _SNSRun:
         first_check = len(self.monitor.history["error"])
         if opts.sinkhorn_first and final:  # Sinkhorn to tol; Newton only if it would miss
             warm = self.sinkhorn_steps(prob, f, g, self.max_iter, tol, stall_window=100, norm=norm,
-                                       predict_miss=True)
+                                       predict_miss=opts.sinkhorn_patience)
             if warm.status in (Status.CONVERGED, Status.CALLBACK) or self.used >= self.max_iter:
                 return (*warm.potentials(), warm.status, warm.plan_into)
         else:

@@ -1,4 +1,8 @@
-"""Sinkhorn-Newton-Sparse: accuracy, convergence order, agreement, CG."""
+"""Sinkhorn-Newton-Sparse: accuracy, convergence order, agreement, CG.
+
+These are the Python driver's tests (its history, linear solvers, hedge,
+budget): the compiled small-problem path, which would take their small
+problems, is switched off here and tested in test_sns_small.py."""
 
 import numpy as np
 import ot
@@ -8,8 +12,14 @@ import scipy.sparse.linalg
 from ot_testing import plan_error, random_problem
 
 import fastsinkhorn as fs
+from fastsinkhorn.algorithms.sns import small
 from fastsinkhorn.core.cg import pcg
 from fastsinkhorn.problems import FAMILIES, make_problem
+
+
+@pytest.fixture(autouse=True)
+def python_driver(monkeypatch):
+    monkeypatch.setattr(small, "SMALL_MAX_SIDE", 0)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

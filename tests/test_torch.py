@@ -100,11 +100,47 @@ def test_uniform_marginals_with_tensor_cost():
     assert float(fs.sinkhorn2(None, None, Mt, REG)) == fs.sinkhorn2(None, None, M, REG)
 
 
-def test_non_cpu_tensor_is_refused():
+def test_tensor_on_another_device_is_refused():
     M, a, b = problem()
     Mt = torch.tensor(M, device="meta")
-    with pytest.raises(NotImplementedError, match="only CPU tensors"):
+    with pytest.raises(NotImplementedError, match="only CPU and CUDA tensors"):
         fs.solve(Mt, reg=REG)
+
+
+def test_tensors_on_different_devices_are_refused_by_name():
+    M, a, b = problem()
+    with pytest.raises(ValueError, match=r"M on meta, a on cpu"):
+        fs.solve(torch.tensor(M, device="meta"), torch.tensor(a), reg=REG)
+
+
+def _cuda_tensors(cp, *arrays):
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    return tuple(torch.tensor(x, device="cuda") for x in arrays)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_tensors_run_on_the_device_through_dlpack(cp, dtype):
+    """CUDA tensors reach CuPy without a copy and come back as CUDA tensors of
+    their dtype, with the CPU solve's answer."""
+    M, a, b = problem(40, 30, dtype=dtype)
+    Mt, at, bt = _cuda_tensors(cp, M, a, b)
+    res = fs.solve(Mt, at, bt, reg=REG)
+    assert res.plan.device.type == "cuda" and res.plan.dtype == Mt.dtype
+    expected = fs.solve(M, a, b, reg=REG)
+    np.testing.assert_allclose(res.plan.cpu().numpy(), expected.plan, rtol=1e-4, atol=1e-6)
+    loss = fs.sinkhorn2(at, bt, Mt, REG)
+    assert loss.device.type == "cuda"
+    assert float(loss) == pytest.approx(float(fs.sinkhorn2(a, b, M, REG)), rel=1e-4)
+
+
+@pytest.mark.gpu
+def test_cuda_tensors_that_require_a_gradient_are_refused(cp):
+    M, a, b = problem()
+    (Mt,) = _cuda_tensors(cp, M)
+    with pytest.raises(NotImplementedError, match="CUDA tensors that require a gradient"):
+        fs.sinkhorn2(None, None, Mt.requires_grad_(), REG)
 
 
 def test_functions_without_gradients_refuse_inputs_that_require_one():

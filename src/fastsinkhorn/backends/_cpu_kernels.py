@@ -41,27 +41,34 @@ def _blocks(n, nblocks):
     return (n + nblocks - 1) // nblocks
 
 
+@njit(cache=True, inline="always")
+def row_lse(M, g, inv, i):
+    """``log sum_j exp((g_j - M_ij) inv)`` of row ``i``, max-shifted (``-inf``
+    for an empty row); serial, for the row loops of any kernel."""
+    m = M.shape[1]
+    top = -np.inf
+    for j in range(m):
+        x = (g[j] - M[i, j]) * inv
+        if x > top:
+            top = x
+    if top == -np.inf:
+        return -np.inf
+    s = 0.0
+    for j in range(m):
+        x = (g[j] - M[i, j]) * inv - top
+        if x > _LSE_CUT:  # smaller terms are below 1e-200 of the sum
+            s += np.exp(x)
+    return top + np.log(s)
+
+
 @njit(cache=True, parallel=True)
 def lse_rows(M, g, reg):
     """``out_i = log sum_j exp((g_j - M_ij) / reg)``, max-shifted per row."""
-    n, m = M.shape
+    n = M.shape[0]
     out = np.empty(n)
     inv = 1.0 / reg
     for i in prange(n):
-        top = -np.inf
-        for j in range(m):
-            x = (g[j] - M[i, j]) * inv
-            if x > top:
-                top = x
-        if top == -np.inf:
-            out[i] = -np.inf
-            continue
-        s = 0.0
-        for j in range(m):
-            x = (g[j] - M[i, j]) * inv - top
-            if x > _LSE_CUT:  # smaller terms are below 1e-200 of the sum
-                s += np.exp(x)
-        out[i] = top + np.log(s)
+        out[i] = row_lse(M, g, inv, i)
     return out
 
 

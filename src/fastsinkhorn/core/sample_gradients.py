@@ -147,6 +147,12 @@ def sample_pullback(rows, points, relaxation, cotangents):
     if cot_value:
         alpha, beta, partial_a, partial_b = value_plan_cotangent(op, f, g, relaxation)
         da, db = cot_value * partial_a, cot_value * partial_b
+        if relaxation.balanced and not cot_linear and G_plan is None and cotangents.get("f") is None \
+                and cotangents.get("g") is None:
+            # value alone, balanced: the solve's z is (alpha, beta) / reg and the cost's
+            # cotangent the plan (the envelope theorem): one pass, no solve (as entropic_pullback)
+            dx, dy = _to_points(points, ((s, e, cot_value * P, C) for s, e, P, C in rows.blocks()))
+            return dx, dy, da + cot_value * alpha, db + cot_value * beta
 
     def weighted(start, stop, P, C):
         """``G * P`` on a block (0 where the plan has no mass), ``G`` the plan's whole cotangent."""

@@ -1,11 +1,15 @@
 """PyTorch tensors in, PyTorch tensors out: the torch side of :mod:`fastsinkhorn.core.frameworks`.
 
 The solvers compute on NumPy (or CuPy) arrays. A public function whose
-arguments include CPU ``torch.Tensor`` arguments is run by
-:func:`via_torch`: the tensors are viewed as NumPy arrays without a copy (``t.detach().numpy()`` shares the
-tensor's memory), the function runs on those, and its arrays come back as
-tensors (``torch.from_numpy``: again no copy) of the input's dtype, on its
-device. Gradients are the business of the function's gradient rule
+arguments include ``torch.Tensor`` arguments is run by :func:`via_torch`:
+CPU tensors are viewed as NumPy arrays without a copy (``t.detach().numpy()``
+shares the tensor's memory), CUDA tensors as CuPy arrays through DLPack
+(again shared; the solve runs on the device, on the caller's current torch
+stream), the function runs on those, and its arrays come back as tensors
+(``torch.from_numpy`` / ``torch.from_dlpack``: no copy) of the input's
+dtype, on its device. CUDA tensors have no gradients yet (the pullbacks
+compute on the host): one that requires a gradient raises
+``NotImplementedError``. Gradients are the business of the function's gradient rule
 (:data:`fastsinkhorn.core.autodiff.RULES`), whose pullback
 :func:`with_pullback` wraps in one ``torch.autograd.Function``; a function
 without a rule refuses inputs that require a gradient rather than return a
@@ -22,7 +26,7 @@ import warnings
 import numpy as np
 
 from . import derivative as _derivative
-from .arrays import framework_arguments
+from .arrays import framework_arguments, is_cupy_array
 from .derivative import bind, get_path, map_result, replace_path
 
 
@@ -50,11 +54,15 @@ def check_torch_arguments(named):
     if not tensors:
         return None
     torch = torch_module()
+    devices = {named[name].device for name in tensors}
+    if len(devices) > 1:
+        raise ValueError("the tensors are on different devices: "
+                         + ", ".join(f"{name} on {named[name].device}" for name in tensors))
     for name in tensors:
         device = named[name].device
-        if device.type != "cpu":
-            raise NotImplementedError(f"{name} is a torch tensor on {device}: only CPU tensors are supported "
-                                      "(for the GPU, pass CuPy arrays)")
+        if device.type not in ("cpu", "cuda"):
+            raise NotImplementedError(f"{name} is a torch tensor on {device}: only CPU and CUDA tensors are "
+                                      "supported")
         if named[name].layout != torch.strided:  # as for a SciPy sparse M
             raise NotImplementedError(f"{name} is a sparse torch tensor ({named[name].layout}): a sparse "
                                       f"{name} is not supported: pass a dense one (Tensor.to_dense())")
@@ -64,6 +72,31 @@ def check_torch_arguments(named):
 def to_host(t):
     """A NumPy view of the CPU tensor ``t`` (no copy, no graph)."""
     return t.detach().resolve_conj().resolve_neg().numpy()
+
+
+def to_solver_array(t):
+    """What the solvers compute on for the tensor ``t``: a NumPy view (CPU) or
+    a CuPy view through DLPack (CUDA), no copy, no graph."""
+    if t.device.type == "cpu":
+        return to_host(t)
+    from ..backends._gpu import _import_cupy
+
+    cupy = _import_cupy()
+    return cupy.from_dlpack(t.detach().resolve_conj().resolve_neg())
+
+
+def _on_device_of(like, run):
+    """``run()``, on ``like``'s CUDA device and torch's current stream there
+    (CuPy's kernels then queue behind the caller's torch work), or as it is
+    for a CPU tensor."""
+    if like.device.type != "cuda":
+        return run()
+    import cupy
+
+    torch = torch_module()
+    stream = torch.cuda.current_stream(like.device)
+    with cupy.cuda.Device(like.device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
+        return run()
 
 
 def needs_grad(tensors):
@@ -84,6 +117,8 @@ def to_torch(x, like):
     torch = torch_module()
 
     def leaf(x):
+        if is_cupy_array(x) and hasattr(x, "__dlpack__"):  # a CUDA result
+            return torch.from_dlpack(x)
         if isinstance(x, np.ndarray):
             if x.dtype.kind not in "fciub":
                 return x
@@ -119,9 +154,15 @@ def via_torch(function, arguments, names, grad=None):
     named = {name: arguments.get(name) for name in names}
     like = check_torch_arguments(named)
     tensors = {name: x for name, x in named.items() if x is not None and is_torch_tensor(x)}
-    arguments.update({name: to_host(t) for name, t in tensors.items()})
+    arguments.update({name: to_solver_array(t) for name, t in tensors.items()})
     call = bind(function, arguments)
     if needs_grad(tensors.values()):
+        if like.device.type == "cuda":
+            wanting = [n for n, t in tensors.items() if t.requires_grad]
+            raise NotImplementedError(
+                f"{function.__name__}: {', '.join(wanting)} are CUDA tensors that require a gradient; "
+                "gradients of CUDA tensors are not implemented yet (their pullbacks run on the host): "
+                "detach them, or move them to the CPU")
         if grad is None:
             wanting = [n for n, t in tensors.items() if t.requires_grad]
             raise NotImplementedError(
@@ -129,7 +170,7 @@ def via_torch(function, arguments, names, grad=None):
                 f"{function.__name__} does not provide yet; detach them (or use torch.no_grad())")
         wanted = tuple(n for n, t in tensors.items() if t.requires_grad and t.numel() > 0)
         return _caller_warnings(lambda: with_pullback(grad(call, wanted), tensors, like))
-    return _caller_warnings(lambda: to_torch(call(), like))
+    return _caller_warnings(lambda: _on_device_of(like, lambda: to_torch(call(), like)))
 
 
 @functools.cache

@@ -40,6 +40,7 @@ from ...core.cg import pcg
 from ...core.marginals import marginal_error, marginal_l2_error
 from ...core.result import Status
 from ..sinkhorn import sinkhorn_loop
+from . import small
 from .newton_system import factorize_newton_system, prune_by_mass
 
 
@@ -412,9 +413,11 @@ def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     switch to Newton always use the L1 error. A caller's warm start (any
     non-zero potential) skips the annealing schedule.
     """
-    run = _SNSRun(prob, opts, monitor, max_iter, norm)
     warm = bool(prob.xp.any(f0 != 0) or prob.xp.any(g0 != 0))
     regs = anneal_schedule(prob.reg, prob.cost_scale, opts, warm)
+    if small.applies(prob, opts, monitor, norm):  # compiled end to end: no Python per iteration
+        return small.run_small(prob, opts, monitor, max_iter, f0, g0, regs)
+    run = _SNSRun(prob, opts, monitor, max_iter, norm)
     f, g = f0, g0
     for stage_reg in regs:
         final = stage_reg == regs[-1]

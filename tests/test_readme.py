@@ -44,6 +44,7 @@ PROMISED = {
     "the POT drop-in (import fastsinkhorn as ot)": "P = ot.sinkhorn(a, b, M, 1e-2)",
     "many problems on a Dask cluster (a script)": "from fastsinkhorn.distributed import local_client",
     "exact OT with its certificate": "fastsinkhorn.solve_exact(",
+    "gradients with respect to the points (PyTorch)": "fastsinkhorn.sinkhorn2(a, b, M, 1e-2)        #",
 }
 
 

@@ -484,3 +484,26 @@ def test_torch_compile_runs_the_solver_as_one_opaque_node():
     for got, expected in zip(compiled, eager):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
     assert np.abs(compiled[1]).max() > 0.1
+
+
+def test_dtypes_and_layouts_each_get_a_defined_answer(rng):
+    """float16 is computed in float64 (as NumPy float16 arrays are); bfloat16
+    (which NumPy cannot view) raises TypeError naming the argument;
+    transposed, strided and zero-stride (expanded) views give the answer of
+    their contiguous copies and are left unchanged."""
+    M, a, b = problem()
+    Mt, at, bt = tensors(M, a, b)
+    half = fs.sinkhorn2(at.half(), bt.half(), Mt.half(), REG)
+    assert half.dtype == torch.float64
+    assert float(half) == pytest.approx(float(fs.sinkhorn2(a.astype(np.float16), b.astype(np.float16),
+                                                           M.astype(np.float16), REG)), rel=1e-8)
+    with pytest.raises(TypeError, match="M is a torch.bfloat16 tensor"):
+        fs.sinkhorn2(at, bt, Mt.bfloat16(), REG)
+    wide = torch.tensor(rng.random((6, 14)))
+    row = torch.tensor(rng.random(7))
+    for view in (Mt.T.contiguous().T, wide[:, ::2], row.expand(6, 7)):
+        before = view.clone()
+        got = fs.sinkhorn2(at, bt, view, REG)
+        # (an F-ordered view is solved transposed: other iterates, the same tolerance)
+        assert float(got) == pytest.approx(float(fs.sinkhorn2(at, bt, view.contiguous(), REG)), rel=1e-8)
+        assert torch.equal(view, before)

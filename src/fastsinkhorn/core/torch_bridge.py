@@ -65,6 +65,9 @@ def check_torch_arguments(named):
         if device.type not in ("cpu", "cuda"):
             raise NotImplementedError(f"{name} is a torch tensor on {device}: only CPU and CUDA tensors are "
                                       "supported")
+        if named[name].dtype == torch.bfloat16:  # NumPy has no bfloat16: no view to compute on
+            raise TypeError(f"{name} is a torch.bfloat16 tensor, which NumPy (and so this solver) cannot "
+                            f"read: pass {name}.float() or {name}.double()")
         if named[name].layout != torch.strided:  # as for a SciPy sparse M
             raise NotImplementedError(f"{name} is a sparse torch tensor ({named[name].layout}): a sparse "
                                       f"{name} is not supported: pass a dense one (Tensor.to_dense())")

@@ -179,8 +179,9 @@ def pull_back(op, relaxation, y_f=None, y_g=None, plan_weights=None):
     -------
     Pullback
         ``z`` of the one solve and the masses' gradients ``da``, ``db``; the
-        cost's gradient is ``P * (z_f + z_g) - P * G / reg`` (see
-        :func:`dense_cost_gradient`).
+        cost's gradient is ``P * (z_f + z_g) - P * G / reg`` (formed by
+        :func:`entropic_pullback` and, block by block, by the point-cloud
+        pullback).
     """
     n, m = len(op.r), len(op.c)
     y_f = np.zeros(n) if y_f is None else np.where(op.r > 0, y_f, 0.0)
@@ -201,15 +202,6 @@ def mass_factor(marginal, mass, rho, kl_frame, reg):
     k = reg if kl_frame else 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(mass > 0, marginal * (k + rho) / (rho * mass), 0.0)
-
-
-def dense_cost_gradient(P, back, G=None):
-    """``P * (z_f + z_g) - P * G / reg`` for a dense plan (entries of zero mass: 0)."""
-    P = np.asarray(P, dtype=np.float64)
-    dM = P * (back.z_f[:, None] + back.z_g[None, :])
-    if G is not None:
-        dM -= P * np.where(P > 0, G, 0.0) / back.reg
-    return dM
 
 
 def entropic_pullback(P, f, g, M, relaxation, reg, cotangents):

@@ -340,7 +340,7 @@ def test_tables_are_derived_from_the_registry():
     ours = {methods.AUTO, *methods.REGISTRY}
     for table in (methods.POT_SOLVE, methods.POT_SINKHORN, methods.POT_UNBALANCED, methods.POT_BATCH):
         assert set(table.values()) <= ours
-    assert methods.BATCH_METHODS == ("sinkhorn",) and methods.UNBALANCED_METHODS == ("sinkhorn", "sns")
+    assert methods.BATCH_METHODS == ("sinkhorn", "sns") and methods.UNBALANCED_METHODS == ("sinkhorn", "sns")
     assert methods.REGISTRY["exact"].exact and not methods.REGISTRY["exact"].unbalanced
 
 

@@ -83,8 +83,11 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
         a :class:`~fastsinkhorn.PointCloud`, whose costs are computed on the
         fly (the plan is then returned as a :class:`~fastsinkhorn.LazyPlan`).
         A 3-D ``M`` (or a batch of clouds) is a batch of ``B`` independent
-        problems, solved together by Sinkhorn: each problem stops at its own
-        tolerance check, and the result's per-problem fields are arrays.
+        problems, solved together: by Sinkhorn (one pass over all problems
+        per iteration) or by SNS (each problem its own Newton iteration, as
+        if solved alone; small problems all in one compiled call). Each
+        problem stops at its own tolerance check, and the result's
+        per-problem fields are arrays.
     a, b : array_like (n,), (m,), optional
         Marginals (with equal sums for balanced OT); uniform when omitted or
         empty. For a batch, ``(B, n)``/``(B, m)``, or 1-D ones shared by every problem.
@@ -115,7 +118,9 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     method : {None, "auto", "sinkhorn", "sinkhorn_log", "sns", "exact"}
         ``"sinkhorn"`` (or POT's ``"sinkhorn_log"``): log-stable Sinkhorn with
         early stopping. ``"sns"``: Sinkhorn-Newton-Sparse (Tang et al. 2024).
-        ``None``/``"auto"``: see :func:`choose_method`. ``"exact"``: as ``reg=None``.
+        ``None``/``"auto"``: see :func:`choose_method` (for a batch, from the
+        batch's cost range; where it picks Sinkhorn, the batched Sinkhorn
+        without Newton steps). ``"exact"``: as ``reg=None``.
         POT's other methods (``"mm"``, ``"lbfgsb"``, and ``solve_sample``'s
         ``"1d"``, ``"sliced"``, ``"lowrank"``, ...: ``core.methods.POT_UNIMPLEMENTED``)
         raise ``NotImplementedError``.
@@ -424,17 +429,20 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
     batched = len(prob.shape) == 3
     tol = effective_tol(tol, prob.dtype, prob.shape[-2:], tol_given)
     if method == AUTO:
-        method = BATCH_METHODS[0] if batched else choose_method(prob.reg, prob.cost_scale, tol)
+        # a batch's cost_scale is its cost range: one choice for all its problems
+        method = choose_method(prob.reg, prob.cost_scale, tol)
         if method == "sns":
             if hedge:  # and keep Sinkhorn where it is measured to be faster
                 options = {"sinkhorn_hedge": True, **options}
         elif not batched:  # Sinkhorn, with Newton steps if it would not reach tol in max_iter
+            # (a batch: the batched Sinkhorn, one pass over all problems per iteration)
             method = "sns"
             options = {"sinkhorn_first": True, **options}
     if method not in METHODS:
         raise ValueError(f"method must be one of {(AUTO,) + tuple(METHODS)}, got {method!r}")
     if batched and not REGISTRY[method].batches:
-        raise NotImplementedError(f"method={method!r} does not solve batches (a 3-D M); use method='sinkhorn'")
+        raise NotImplementedError(f"method={method!r} does not solve batches (a 3-D M); use one of "
+                                  f"{BATCH_METHODS}")
     opts_cls, _, default_max_iter = METHODS[method]
     opts = parse_options(opts_cls, method, options)
     if isinstance(M, PointCloud) and not M.batched:  # a lazy geometry (a batch of clouds is solved dense)

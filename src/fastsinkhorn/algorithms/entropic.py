@@ -15,10 +15,14 @@ from ..core.marginals import column_l2_error, marginal_error
 from ..core.monitor import Monitor
 from ..core.result import OTResult, Status
 from .sinkhorn import run_sinkhorn
+from .sns.batch import run_sns_batch
 from .sns.driver import run_sns
 
 #: Each entropic method's driver (what it is and solves: :mod:`fastsinkhorn.core.methods`).
 RUNNERS = {"sinkhorn": run_sinkhorn, "sns": run_sns}
+#: Each method's driver of a batch (a 3-D cost): Sinkhorn iterates all
+#: problems jointly; SNS solves each on its own (:mod:`~fastsinkhorn.algorithms.sns.batch`).
+BATCH_RUNNERS = {"sinkhorn": run_sinkhorn, "sns": run_sns_batch}
 
 
 def run_entropic(prob, method, opts, tol, max_iter, warm_start=None, callback=None, verbose=False, norm="l1"):
@@ -53,8 +57,9 @@ def run_entropic(prob, method, opts, tol, max_iter, warm_start=None, callback=No
     # moves each marginal by up to eps/2 of its mass (float32: ~6e-8)
     rounding = float(np.finfo(prob.dtype).eps) * float(prob.a.sum(axis=-1).max())
     monitor = Monitor(tol - rounding if tol > 0 else -1.0, callback, verbose)
-    plan, f, g, phases, status = RUNNERS[method](prob, opts, monitor, int(max_iter), f0, g0, norm=norm)
-    if getattr(opts, "sinkhorn_first", False) and not phases["newton"]:  # what ran was plain Sinkhorn
+    runner = (BATCH_RUNNERS if len(prob.shape) == 3 else RUNNERS)[method]
+    plan, f, g, phases, status = runner(prob, opts, monitor, int(max_iter), f0, g0, norm=norm)
+    if getattr(opts, "sinkhorn_first", False) and not np.any(phases["newton"]):  # what ran was plain Sinkhorn
         method, phases = "sinkhorn", {"sinkhorn": phases["sinkhorn"]}
     return _result(prob, plan, f, g, phases, status, monitor, method, tol, norm), status
 

@@ -48,7 +48,7 @@ class Method:
 #: Our methods, by name (``"auto"`` is not one: it chooses between them).
 REGISTRY = {m.name: m for m in (
     Method("sinkhorn", SinkhornOptions, max_iter=10_000, batches=True, unbalanced=True),
-    Method("sns", SNSOptions, max_iter=10_000, batches=False, unbalanced=True),
+    Method("sns", SNSOptions, max_iter=10_000, batches=True, unbalanced=True),
     # max_iter: pricing rounds, a safety net (5-30 were needed up to n = 10^4)
     Method("exact", None, max_iter=1000, batches=False, unbalanced=False, exact=True),
 )}

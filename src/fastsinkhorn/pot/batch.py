@@ -74,8 +74,9 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
     best method for the batch (:func:`batch_method`): the batched log-stable
     Sinkhorn of :func:`fastsinkhorn.solve` (one pass over all problems per
     iteration), or, where :func:`~fastsinkhorn.choose_method` picks SNS
-    (``reg`` at most ``5e-3`` of the cost range and ``tol <= 1e-4``), each
-    problem by ``method="auto"``; problems that do not reach ``tol`` within
+    (``reg`` at most ``5e-3`` of the cost range and ``tol <= 1e-4``), the
+    batched SNS (each problem its own Newton iteration; small problems all
+    in one compiled call); problems that do not reach ``tol`` within
     ``max_iter`` raise a :class:`~fastsinkhorn.ConvergenceWarning` (POT's
     does not warn).
 
@@ -165,10 +166,10 @@ def histograms_as_batch(xp, M, b, warmstart=None):
 
 def batch_method(method, M, reg, tol):
     """The method for problems sharing a cost range (a batch ``M``, or a 2-D
-    ``b`` of POT's): ``"sinkhorn"``, run as one batch, where
-    :func:`~fastsinkhorn.choose_method` picks it for ``M``'s range, else
-    ``"auto"``, run problem by problem (SNS does not take batches). Other
-    methods are returned as they are."""
+    ``b`` of POT's): ``"sinkhorn"`` where :func:`~fastsinkhorn.choose_method`
+    picks it for ``M``'s range, else ``"auto"`` (SNS, each problem its own
+    Newton iteration); either runs as one batch. Other methods are returned
+    as they are."""
     if method != AUTO:
         return method
     from ..core.validation import _as_cost, check_reg
@@ -179,9 +180,11 @@ def batch_method(method, M, reg, tol):
 
 def solve_problems(M, a, b, *, reg, tol, max_iter, method=AUTO, warm_start=None, progress=None,
                    **solve_options):
-    """A batch ``M`` (B, n, m) solved by :func:`batch_method`'s choice: one
-    batched Sinkhorn, or each problem by ``method`` (``"auto"``: SNS at small
-    ``reg``), the results stacked into one batched :class:`~fastsinkhorn.OTResult`.
+    """A batch ``M`` (B, n, m) solved by :func:`batch_method`'s choice as one
+    batch (``"auto"``: SNS at small ``reg``, every problem its own Newton
+    iteration), or, with ``progress`` and SNS, problem by problem (one
+    progress table per problem, as POT prints), the results stacked into one
+    batched :class:`~fastsinkhorn.OTResult`.
 
     ``a``, ``b``: (B, n), (B, m), or 1-D shared by all problems (or None).
     ``warm_start``: potentials (B, n), (B, m). ``progress``: a factory of
@@ -199,8 +202,8 @@ def solve_problems(M, a, b, *, reg, tol, max_iter, method=AUTO, warm_start=None,
     xp = array_namespace(M, a, b)
     M, a, b = xp.asarray(M), *(None if w is None else xp.asarray(w) for w in (a, b))
     method = batch_method(method, M, reg, tol)
-    if method == "sinkhorn":
-        return run(M, a, b, warm_start, "sinkhorn")
+    if method == "sinkhorn" or progress is None:
+        return run(M, a, b, warm_start, method)
 
     def problem(w, p):  # problem p's masses (a shared 1-D one, or none)
         return w[p] if w is not None and getattr(w, "ndim", 1) == 2 else w

@@ -41,7 +41,8 @@ HONOURED = {"warmup_iter", "switch_tol", "armijo", "max_backtracks", "shift", "m
             "anneal_factor", "anneal_start",
             "anneal_tol", "check_every", "absorb_threshold", "sinkhorn_hedge", "sinkhorn_patience"}
 
-_STATUS = (Status.CONVERGED, Status.MAX_ITER, Status.STALLED)
+#: The compiled solvers' status codes, as :class:`Status`.
+STATUS = (Status.CONVERGED, Status.MAX_ITER, Status.STALLED)
 
 
 def applies(prob, opts, monitor, norm):
@@ -86,4 +87,4 @@ def run_small(prob, opts, monitor, max_iter, f0, g0, regs):
     error = marginal_error(np, plan.sum(1, dtype=np.float64), plan.sum(0, dtype=np.float64), a, b)
     monitor.check(n_sinkhorn + n_newton, error, "newton" if n_newton else "sinkhorn")  # the history's one row
     phases = {"sinkhorn": int(n_sinkhorn), "newton": int(n_newton)}
-    return plan, f_full, g_full, phases, _STATUS[code]
+    return plan, f_full, g_full, phases, STATUS[code]

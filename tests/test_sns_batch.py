@@ -180,3 +180,16 @@ def test_solve_batch_runs_the_batched_sns(rng):
         single = fs.solve(M[p], a[p], b[p], reg=reg, tol=TOL, max_iter=1000)
         np.testing.assert_allclose(res.plan[p], single.plan, rtol=0, atol=1e-8 * single.plan.max())
         np.testing.assert_allclose(res.potentials[0][p] * reg, single.potentials[0], rtol=1e-10, atol=1e-12)
+
+
+def test_same_answer_on_one_thread(rng, monkeypatch):
+    """Groups of problems on threads: the answer is the one-thread answer, bitwise."""
+    from fastsinkhorn.backends import _cpu_small_batch
+
+    M = rng.random((7, 10, 13))
+    monkeypatch.setattr(_cpu_small_batch._threads, "threads", lambda nblocks: min(nblocks, 3))
+    threaded = fs.solve(M, reg=1e-2, method="sns", tol=TOL)
+    monkeypatch.setattr(_cpu_small_batch._threads, "threads", lambda nblocks: 1)
+    serial = fs.solve(M, reg=1e-2, method="sns", tol=TOL)
+    np.testing.assert_array_equal(threaded.plan, serial.plan)
+    np.testing.assert_array_equal(threaded.n_iter, serial.n_iter)

@@ -38,6 +38,44 @@ def test_gibbs_matches_numpy_with_the_underflow_cut(rng, shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+def test_rescaled_plan_matches_numpy_and_the_gibbs_plan_of_the_moved_potentials(rng, shape):
+    """A trial plan rescaled by exp(t df / reg), exp(t dg / reg) is the Gibbs
+    plan of the moved potentials (to rounding), with the same underflow cut."""
+    n, m = shape
+    M, reg = rng.random(shape), 1e-2
+    f, g = -0.3 * rng.random(n), -0.3 * rng.random(m)
+    P = np.empty(shape)
+    kernels._gibbs(M, f, g, reg, P)
+    df, dg = 0.05 * rng.standard_normal(n), 0.05 * rng.standard_normal(m)  # up to ~20 reg
+    eu, ev = np.exp(df / reg), np.exp(dg / reg)
+    out = np.empty(shape)
+    total = kernels._rescaled(P, eu, ev, out)
+    expected = eu[:, None] * P * ev[None, :]
+    expected[expected <= kernels.TINY] = 0.0
+    np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
+    assert total == pytest.approx(expected.sum(), rel=1e-13)
+    moved = np.empty(shape)
+    kernels._gibbs(M, f + df, g + dg, reg, moved)
+    live = (P > 0) & (moved > 1e-150)  # entries the cut left out of P stay out
+    np.testing.assert_allclose(out[live], moved[live], rtol=1e-11)
+    assert np.all(out[moved == 0] <= np.exp(kernels.CUT + (np.abs(df).max() + np.abs(dg).max()) / reg))
+
+
+def test_newton_steps_on_rescaled_plans_end_on_the_exact_plan(rng):
+    """The Newton loop rescales its trial plans, but the error it reports (and
+    stops on) is that of the Gibbs plan of the returned potentials."""
+    n, reg = 40, 1e-3
+    M, a, b = rng.random((n, n)), np.full(n, 1 / n), np.full(n, 1 / n)
+    f, g, K = np.zeros(n), np.zeros(n), np.empty((n, n))
+    kernels._sinkhorn(M, a, b, reg, f, g, K, 0.03, 500)
+    steps, _, error, stalled = kernels._newton(M, a, b, reg, f, g, K, 1e-10, 200, 1e-4, 12, 1.0, 20.0, 20)
+    assert steps > 3 and not stalled and error <= 1e-10
+    P = np.exp((f[:, None] + g[None, :] - M) / reg)
+    exact = np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum()
+    assert exact <= 1e-10 and exact == pytest.approx(error, rel=1e-3, abs=1e-14)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_schur_complement_matches_numpy(rng, shape):
     _, P = _plan(rng, *shape)
     c = P.sum(0)

@@ -219,6 +219,9 @@ class CPUBackend:
         nb = blocks(M.size, M.shape[0])
         return float(_threads.run(kern.largest_reduced_cost, nb, M, _vec(u), v, float(cutoff), nb))
 
+    def row_spreads(self, M, u, v, rows, quantile):
+        return kern.row_spreads(M, _vec(u), _vec(v), np.ascontiguousarray(rows, dtype=np.int64), float(quantile))
+
     # -- point clouds: the cost of each block of rows computed on the fly
     def pc_cost_rows(self, x, y, cost, start, stop):
         out = np.empty((stop - start, y.shape[0]))

@@ -512,6 +512,12 @@ class GPUBackend:
             top = max(top, float(xp.where(R <= cutoff, R, 0.0).max()))
         return top
 
+    def row_spreads(self, M, u, v, rows, quantile):
+        """See ``ReferenceBackend.row_spreads`` (a sample of rows: no kernel of its own)."""
+        from ._reference import _row_spreads
+
+        return _row_spreads(self.xp, M, self._vec(u), self._vec(v), self.xp.asarray(rows), quantile)
+
     # -- row-wise sparse products -------------------------------------------
     def ell_matvec(self, idx, val, x):
         """``S @ x`` for the row-wise sparse ``S`` given as (idx, val)."""

@@ -392,35 +392,6 @@ scale_serial = serial_twin(scale, "scale_serial", fastmath=_FAST)
 
 
 @njit(cache=True)
-def _select(x, count, k):
-    """The ``k``-th smallest of ``x[:count]`` (0-based), reordering ``x`` in
-    place: quickselect with a median-of-three pivot (Numba's ``np.partition``
-    copies and costs more than the whole pass on short rows)."""
-    lo, hi = 0, count - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        a, b, c = x[lo], x[mid], x[hi]
-        pivot = max(min(a, b), min(max(a, b), c))
-        i, j = lo, hi
-        while i <= j:
-            while x[i] < pivot:
-                i += 1
-            while x[j] > pivot:
-                j -= 1
-            if i <= j:
-                x[i], x[j] = x[j], x[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return x[k]
-
-
-@njit(cache=True)
 def row_spreads(M, u, v, rows, quantile):
     """``ReferenceBackend.row_spreads``: per sampled row, its positive finite
     reduced costs gathered and the one at the quantile's position selected
@@ -438,5 +409,6 @@ def row_spreads(M, u, v, rows, quantile):
                 count += 1
         counts[k] = count
         if count:
-            spreads[k] = _select(buffer, count, int(quantile * (count - 1)))
+            # the entry at ascending position p is the (count - p)-th largest
+            spreads[k] = _kth_largest(buffer[:count], count - int(quantile * (count - 1)))
     return spreads, counts

@@ -239,7 +239,7 @@ def test_history_records_the_final_check(rng):
 
 
 @pytest.mark.parametrize("case", ["callback", "verbose", "density", "linear_solver", "unbalanced", "inf",
-                                  "large", "batch", "l2"])
+                                  "large", "batch"])
 def test_the_driver_runs_what_the_compiled_path_does_not_honour(rng, case, monkeypatch):
     calls = []
     monkeypatch.setattr(small, "run_small", lambda *args: calls.append(1) or pytest.fail("compiled path ran"))
@@ -263,10 +263,8 @@ def test_the_driver_runs_what_the_compiled_path_does_not_honour(rng, case, monke
             big = rng.random((small.SMALL_MAX_SIDE + 1, small.SMALL_MAX_SIDE + 1))
             w = np.full(len(big), 1 / len(big))
             fs.solve(big, w, w, max_iter=3, **kw)
-        elif case == "batch":
+        else:
             fs.solve(np.stack([M, M]), a, a, reg=1e-2, method="sinkhorn")
-        else:  # POT's stopping rule (sinkhorn's drop-in)
-            fs.sinkhorn(a, a, M, 1e-3, method="sns", stopThr=1e-9)
     assert not calls
 
 
@@ -279,3 +277,22 @@ def test_the_compiled_path_runs_where_it_applies(rng, monkeypatch):
     fs.solve(M, a, a, reg=1e-3, tol=1e-9)  # auto: SNS at this reg
     fs.solve(M, a, a, reg=1e-3, method="sns", warmup_iter=50, switch_tol=0.01)  # honoured options
     assert ran == [1, 1]
+
+
+def test_pots_stopping_rule_is_met_by_the_compiled_path(rng, monkeypatch):
+    """POT's drop-ins (``norm="l2"``) run compiled, stop where the L2 error
+    of both marginals meets stopThr (the L1 error bounds it), log that error
+    and agree with the driver's answer to the tolerance."""
+    ran = []
+    original = small.run_small
+    monkeypatch.setattr(small, "run_small", lambda *args: ran.append(1) or original(*args))
+    M = rng.random((30, 40))
+    a, b = rng.random(30) + 0.1, rng.random(40) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    P, log = fs.sinkhorn(a, b, M, 1e-3, method="sns", stopThr=1e-9, log=True)
+    assert ran == [1]
+    l2 = np.sqrt(((P.sum(1) - a) ** 2).sum() + ((P.sum(0) - b) ** 2).sum())
+    assert l2 <= 1e-9 and log["err"][-1] == pytest.approx(l2, rel=1e-6, abs=1e-15)
+    monkeypatch.setattr(small, "applies", lambda *args: False)  # the driver, for comparison
+    P_driver = fs.sinkhorn(a, b, M, 1e-3, method="sns", stopThr=1e-9)
+    assert np.abs(P - P_driver).sum() <= 1e-8

@@ -16,8 +16,10 @@ import pytest
 
 import fastsinkhorn
 from fastsinkhorn.backends import _cuda_numba
+from fastsinkhorn.backends._cpu import CPUBackend
 from fastsinkhorn.backends._cuda_numba import fits, sinkhorn_small_batch
-from fastsinkhorn.backends._gpu import cuda_available
+from fastsinkhorn.backends._gpu import GPUBackend, cuda_available
+from fastsinkhorn.core import validation
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
@@ -188,6 +190,43 @@ def test_small_reg_warm_start_and_inputs_unchanged(rng, kernels):
     _assert_matches(res, reference(M, a, b, 1e-3, 1e-9, 300, g0=g0), plan_rtol=1e-8)
 
 
+class _SmallBatchCPU(CPUBackend):
+    """The CPU backend with the GPU backend's ``small_batches`` member: solve()'s
+    route to the kernels, run on NumPy arrays (the simulator's)."""
+
+    small_batches = True
+    calls = 0
+
+    def sinkhorn_small_batch(self, *args):
+        self.calls += 1
+        return GPUBackend.sinkhorn_small_batch(self, *args)
+
+
+@pytest.mark.cudasim
+@pytest.mark.gpu
+def test_solve_routes_small_batches_to_the_kernels(rng, kernels, monkeypatch):
+    """solve() on a backend declaring ``small_batches``: one call to it, the
+    loop's answer (per-problem n_iter, plans, potentials), one history row;
+    a callback (which the kernels cannot call) sends the batch to the loop."""
+    M, a, b = _problem(rng, 3, 5, 4)
+    expected = fastsinkhorn.solve(M, a, b, reg=0.2, method="sinkhorn", tol=1e-9, backend="cpu")
+    backend = _SmallBatchCPU()
+    monkeypatch.setattr(validation, "get_backend", lambda name: backend)
+    res = fastsinkhorn.solve(M, a, b, reg=0.2, method="sinkhorn", tol=1e-9, backend="cpu")
+    assert backend.calls == 1 and len(res.history["error"]) == 1
+    assert res.converged.all() and res.status.name == "CONVERGED"
+    np.testing.assert_array_equal(res.n_iter_phases["sinkhorn"], expected.n_iter_phases["sinkhorn"])
+    np.testing.assert_allclose(res.plan, expected.plan, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(res.potentials[0] - res.potentials[0].mean(1, keepdims=True),
+                               expected.potentials[0] - expected.potentials[0].mean(1, keepdims=True), atol=1e-9)
+    with pytest.warns(fastsinkhorn.ConvergenceWarning, match="3 of 3 problems"):
+        short = fastsinkhorn.solve(M, a, b, reg=0.2, method="sinkhorn", tol=1e-12, max_iter=3, backend="cpu")
+    assert backend.calls == 2 and not short.converged.any() and short.status.name == "MAX_ITER"
+    fastsinkhorn.solve(M, a, b, reg=0.2, method="sinkhorn", tol=1e-9, backend="cpu", callback=lambda state: None)
+    fastsinkhorn.solve(M[0], a[0], b[0], reg=0.2, method="sinkhorn", tol=1e-9, backend="cpu")
+    assert backend.calls == 2
+
+
 @pytest.mark.cudasim
 @pytest.mark.gpu
 def test_benchmark_smoke(kernels, capsys):
@@ -197,7 +236,7 @@ def test_benchmark_smoke(kernels, capsys):
         from benchmarks import cuda_small_batch
     finally:
         sys.path.pop(0)
-    assert cuda_small_batch.main(["--batch", "4", "--n", "6", "--smoke"]) == 0
+    assert cuda_small_batch.main(["--batch", "4", "--n", "6", "--reg", "0.1", "--smoke"]) == 0
     assert "numba-cuda" in capsys.readouterr().out
 
 
@@ -217,9 +256,11 @@ def test_constants_agree():
     ({"M": np.zeros((1, 4, 3)).transpose(0, 2, 1)}, "C-contiguous"),
     ({"a": np.ones((1, 4))}, "a must have shape"),
     ({"b": np.ones((2, 4))}, "b must have shape"),
-    ({"reg": 0.0}, "reg must be"),
-    ({"tol": -1.0}, "tol must be"),
-    ({"max_iter": 0}, "max_iter must be"),
+    ({"reg": 0.0}, "0 < reg < inf"),
+    ({"reg": np.inf}, "0 < reg < inf"),
+    ({"tol": -1.0}, "0 <= tol"),
+    ({"max_iter": 0}, "max_iter >= 1"),
+    ({"max_iter": 2.5}, "integer"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     args = {"M": np.zeros((1, 3, 4)), "a": np.ones((1, 3)) / 3, "b": np.ones((1, 4)) / 4,

@@ -42,6 +42,7 @@ def simulated():
     return bool(config.ENABLE_CUDASIM)
 
 
+@functools.cache
 def available():
     """Whether the kernels can run here: the simulator is on, or Numba sees a CUDA device."""
     if simulated():
@@ -111,12 +112,11 @@ def _check(M, a, b, g0, reg, tol, max_iter):
     for name, x, shape in (("a", a, (B, n)), ("b", b, (B, m)), ("g0", g0, (B, m))):
         if x is not None and tuple(x.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
-    if not reg > 0 or not np.isfinite(reg):
-        raise ValueError(f"reg must be a positive finite number, got {reg}")
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
-    if int(max_iter) != max_iter or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter}")
+    # the solvers validated these (core.checks); a kernel given max_iter = 0
+    # would return uninitialised potentials, so the precondition is kept here
+    if not (0 < reg < np.inf and 0 <= tol < np.inf and max_iter >= 1 and int(max_iter) == max_iter):
+        raise ValueError(f"sinkhorn_small_batch needs 0 < reg < inf, 0 <= tol < inf and an integer "
+                         f"max_iter >= 1, got reg={reg!r}, tol={tol!r}, max_iter={max_iter!r}")
 
 
 def sinkhorn_small_batch(M, a, b, reg, tol, max_iter, g0=None):

@@ -190,6 +190,29 @@ def test_small_reg_warm_start_and_inputs_unchanged(rng, kernels):
     _assert_matches(res, reference(M, a, b, 1e-3, 1e-9, 300, g0=g0), plan_rtol=1e-8)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cupy_batch_takes_the_kernels(rng, cp, dtype):
+    """On a device: solve() on a CuPy batch runs the kernels (one history row)
+    on CuPy arrays, and agrees with the CPU batch and the driver's loop."""
+    M, a, b = _problem(rng, 5, 9, 7, dtype=dtype)
+    M_d, a_d, b_d = (cp.asarray(x) for x in (M, a, b))
+    tol = 1e-9 if dtype == np.float64 else 1e-5  # float32: above what its plans can reach
+    res = fastsinkhorn.solve(M_d, a_d, b_d, reg=0.1, method="sinkhorn", tol=tol)
+    loop = fastsinkhorn.solve(M_d, a_d, b_d, reg=0.1, method="sinkhorn", tol=tol, check_every=1)
+    cpu = fastsinkhorn.solve(M, a, b, reg=0.1, method="sinkhorn", tol=tol, backend="cpu")
+    assert isinstance(res.plan, cp.ndarray) and res.plan.dtype == dtype
+    assert len(res.history["error"]) == 1 and len(loop.history["error"]) > 1
+    assert bool(res.converged.all())
+    for other in (cpu.plan, cp.asnumpy(loop.plan)):
+        np.testing.assert_allclose(cp.asnumpy(res.plan), other, atol=10 * tol)
+    # float64: the same iterates as the CPU loop (which checks every iteration too)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(cp.asnumpy(cp.asarray(res.n_iter_phases["sinkhorn"])),
+                                      cpu.n_iter_phases["sinkhorn"])
+        np.testing.assert_allclose(cp.asnumpy(res.plan), cpu.plan, rtol=1e-9, atol=1e-15)
+
+
 class _SmallBatchCPU(CPUBackend):
     """The CPU backend with the GPU backend's ``small_batches`` member: solve()'s
     route to the kernels, run on NumPy arrays (the simulator's)."""

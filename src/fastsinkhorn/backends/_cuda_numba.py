@@ -44,13 +44,16 @@ def simulated():
 
 @functools.cache
 def available():
-    """Whether the kernels can run here: the simulator is on, or Numba sees a CUDA device."""
+    """Whether the kernels can run here: the simulator is on, or Numba sees a
+    CUDA device and has NVVM to compile for it (a driver without the toolkit
+    Numba needs would fail at the first launch instead)."""
     if simulated():
         return True
     try:
         from numba import cuda
+        from numba.cuda.cudadrv import nvvm
 
-        return bool(cuda.is_available())
+        return bool(cuda.is_available() and nvvm.is_available())
     except Exception:  # pragma: no cover - broken CUDA install: not available
         return False
 

@@ -9,6 +9,8 @@ CPU batched Sinkhorn and POT where the iterates converged.
 """
 
 import os
+import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -247,7 +249,22 @@ def test_solve_routes_small_batches_to_the_kernels(rng, kernels, monkeypatch):
     assert backend.calls == 2 and not short.converged.any() and short.status.name == "MAX_ITER"
     fastsinkhorn.solve(M, a, b, reg=0.2, method="sinkhorn", tol=1e-9, backend="cpu", callback=lambda state: None)
     fastsinkhorn.solve(M[0], a[0], b[0], reg=0.2, method="sinkhorn", tol=1e-9, backend="cpu")
-    assert backend.calls == 2
+    fastsinkhorn.solve(M, a, b, reg=0.2, method="sinkhorn", tol=1e-9, backend="cpu", check_every=5)
+    fastsinkhorn.solve(M, a, b, reg=0.2, method="sinkhorn", unbalanced=1.0, tol=1e-9, backend="cpu")
+    forbidden = M.copy()
+    forbidden[:, 0, 0] = np.inf
+    fastsinkhorn.solve(forbidden, a, b, reg=0.2, method="sinkhorn", tol=1e-9, backend="cpu")
+    assert backend.calls == 2  # none of those: the loop honours what the kernels cannot
+
+
+def test_importing_and_solving_on_the_cpu_never_imports_numba_cuda():
+    code = ("import sys, numpy as np, fastsinkhorn; fastsinkhorn.solve(np.random.rand(2, 3, 4), reg=0.5); "
+            "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pathlib.Path(fastsinkhorn.__file__).parents[1]),
+                                                      env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.cudasim

@@ -13,6 +13,7 @@ Nothing here imports :mod:`numba.cuda` before it is called.
 import functools
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,8 @@ def sinkhorn_small_batch(M, a, b, reg, tol, max_iter, g0=None):
         Arrays of the library of ``M``. Inputs are not modified.
     """
     _check(M, a, b, g0, reg, tol, max_iter)
+    from numba.core.errors import NumbaPerformanceWarning
+
     from . import _cuda_numba_kernels as kernels
 
     B, n, m = M.shape
@@ -157,19 +160,26 @@ def sinkhorn_small_batch(M, a, b, reg, tol, max_iter, g0=None):
             xp.empty(B, xp.int64), xp.empty(B, xp.bool_), xp.empty(B))
     kernel = kernels.sinkhorn_tiled if n * m <= kernels.TILE_ENTRIES else kernels.sinkhorn_global
     scalars = (np.float64(1.0 / reg), np.float64(tol), np.int64(max_iter))
+    with warnings.catch_warnings():
+        # a batch of fewer problems than the device has multiprocessors is a
+        # valid call, and Numba's low-occupancy warning would reach the user
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        return SmallBatchResult(*_launch(kernel, B, _threads(n, m), (M, a, b, g0), scalars, outs, xp))
+
+
+def _launch(kernel, blocks, threads, inputs, scalars, outs, xp):
+    """One launch; the outputs, as host arrays for NumPy inputs."""
     if xp is np:  # simulator (or NumPy on a device): copy in, copy back
         from numba import cuda
 
         if simulated():
             _lock_simulator_shared_arrays()
-
-        dev_in = [cuda.to_device(x) for x in (M, a, b, g0)]
         dev_out = [cuda.to_device(x) for x in outs]
-        kernel[B, _threads(n, m)](*dev_in, *scalars, *dev_out)
-        outs = tuple(d.copy_to_host() for d in dev_out)
-    else:  # CuPy: device arrays straight through __cuda_array_interface__
-        kernel[B, _threads(n, m)](M, a, b, g0, *scalars, *outs)
-    return SmallBatchResult(*outs)
+        kernel[blocks, threads](*(cuda.to_device(x) for x in inputs), *scalars, *dev_out)
+        return tuple(d.copy_to_host() for d in dev_out)
+    # CuPy: device arrays straight through __cuda_array_interface__
+    kernel[blocks, threads](*inputs, *scalars, *outs)
+    return outs
 
 
 def _array_module(M):

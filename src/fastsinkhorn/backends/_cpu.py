@@ -156,6 +156,7 @@ class CPUBackend:
     xp = np
     check_every = 1  # the convergence check is O(n) and needs no sync
     point_clouds = True  # capability: the pc_ members (see _contract)
+    small_batches = False  # no fused batched Sinkhorn: the driver's loop runs
 
     # Dense members take a leading batch axis ((B, n, m) matrices, (B, n)
     # vectors): one parallel pass over all problems (_cpu_batch_kernels).

@@ -64,6 +64,7 @@ class ReferenceBackend:
     #: Iterations between host-side convergence checks (a sync on a GPU).
     check_every = 1
     point_clouds = True  # capability: the pc_ members (see _contract)
+    small_batches = False  # no fused batched Sinkhorn: the driver's loop runs
 
     # -- log-domain half-steps --------------------------------------------
     @_per_problem

@@ -39,6 +39,7 @@ def _calls(xp, rng, n=37, m=23, cost=_DEFAULT_COST):
     return {
         "reduction_offsets": (Mf,),
         "largest_reduced_cost": (Mf, *REF.reduction_offsets(Mf), 0.6),
+        "row_spreads": (Mf, *REF.reduction_offsets(Mf), np.array([0, 2, 5, 11, n - 1]), 0.1),
         "lse_rows": (M, g, reg),
         "lse_cols": (M, f, reg),
         "plan": (M, f, g, reg, np.empty((n, m))),
@@ -137,6 +138,24 @@ def test_reference_selection_floor_is_relative_to_each_row():
     np.put_along_axis(D, idx, val, axis=1)
     np.testing.assert_allclose(D, [[1.0, 0.0, 0.5], [1e-14, 1e-15, 0.0]], rtol=1e-12, atol=0)
     np.testing.assert_allclose(r, P.sum(axis=1), rtol=1e-12)
+
+
+def test_reference_row_spreads_by_definition(rng):
+    """Each sampled row's quantile of its positive finite reduced costs, by
+    sorting them one row at a time; a row without one gives (inf, 0)."""
+    M = rng.random((6, 9))
+    M[1, :] = np.inf
+    M[3, 2:] = np.inf
+    u, v = REF.reduction_offsets(M)
+    rows = np.array([0, 1, 3, 4])
+    spreads, counts = REF.row_spreads(M, u, v, rows, 0.3)
+    for k, i in enumerate(rows):
+        with np.errstate(invalid="ignore"):  # the row of infs: inf - inf
+            R = M[i] - u[i] - v
+        kept = np.sort(R[np.isfinite(R) & (R > 0)])
+        assert counts[k] == kept.size
+        assert spreads[k] == (kept[int(0.3 * (kept.size - 1))] if kept.size else np.inf)
+    assert counts[1] == 0
 
 
 def test_reference_reduction_by_definition(rng):

@@ -261,3 +261,29 @@ def test_pinned_cpu_entry_solves_on_the_cpu():
     gpu = SOLVERS[on_backend("sinkhorn", "gpu")]
     assert gpu.needs_gpu and "cupy" in gpu.requires and not gpu.peer
     assert gpu.available() == cuda_available()
+
+
+def test_gpu_tests_run_the_numba_cuda_kernels_on_the_device(tmp_path, monkeypatch):
+    """The subprocess selects the gpu tests (test_cudasim.py's are among them)
+    with the CUDA simulator off, whatever the caller's environment."""
+    seen = {}
+
+    def fake_run(command, cwd, env, **kwargs):
+        seen.update(command=command, env=env)
+        return subprocess.CompletedProcess(command, 0, stdout="1 passed in 0.1s\n")
+
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    monkeypatch.setattr(_gpu_check.subprocess, "run", fake_run)
+    (tmp_path / "src").mkdir()
+    result = _gpu_check.run_gpu_tests(tmp_path)
+    assert result["returncode"] == 0 and result["passed"] == 1
+    assert "NUMBA_ENABLE_CUDASIM" not in seen["env"] and seen["command"][1:5] == ["-m", "pytest", "-m", "gpu"]
+    assert "gpu" in {m.name for m in _cudasim_marks()}
+
+
+def _cudasim_marks():
+    """The marks of the Numba-CUDA kernel tests (one of them: they share the two)."""
+    import importlib
+
+    module = importlib.import_module("test_cudasim")
+    return module.test_ragged_padded_batch.pytestmark

@@ -193,3 +193,20 @@ def test_same_answer_on_one_thread(rng, monkeypatch):
     serial = fs.solve(M, reg=1e-2, method="sns", tol=TOL)
     np.testing.assert_array_equal(threaded.plan, serial.plan)
     np.testing.assert_array_equal(threaded.n_iter, serial.n_iter)
+
+
+def test_l2_stopping_norm_of_the_drop_ins(rng):
+    """POT's stopping norm (``norm="l2"``): each problem as its single solve."""
+    from fastsinkhorn.solvers import _solve
+
+    M = rng.random((3, 9, 12))
+    kwargs = dict(reg=1e-2, method="sns", tol=1e-8, max_iter=1000, warm_start=None, callback=None, verbose=False,
+                  backend="auto", options={}, norm="l2", warn=False)
+    res = _solve(M, None, None, **kwargs)
+    assert bool(res.converged.all())
+    for p in range(3):
+        single = _solve(M[p], None, None, **kwargs)
+        np.testing.assert_allclose(res.plan[p], single.plan, rtol=0, atol=1e-8 * single.plan.max())
+        assert res.n_iter[p] == single.n_iter
+    errors = np.sqrt(((res.plan.sum(2) - 1 / 9) ** 2).sum() + ((res.plan.sum(1) - 1 / 12) ** 2).sum())
+    assert res.history["error"][-1] == pytest.approx(errors, rel=1e-6, abs=1e-15)

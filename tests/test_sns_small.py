@@ -38,6 +38,44 @@ def test_gibbs_matches_numpy_with_the_underflow_cut(rng, shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+def test_rescaled_plan_matches_numpy_and_the_gibbs_plan_of_the_moved_potentials(rng, shape):
+    """A trial plan rescaled by exp(t df / reg), exp(t dg / reg) is the Gibbs
+    plan of the moved potentials (to rounding), with the same underflow cut."""
+    n, m = shape
+    M, reg = rng.random(shape), 1e-2
+    f, g = -0.3 * rng.random(n), -0.3 * rng.random(m)
+    P = np.empty(shape)
+    kernels._gibbs(M, f, g, reg, P)
+    df, dg = 0.05 * rng.standard_normal(n), 0.05 * rng.standard_normal(m)  # up to ~20 reg
+    eu, ev = np.exp(df / reg), np.exp(dg / reg)
+    out = np.empty(shape)
+    total = kernels._rescaled(P, eu, ev, out)
+    expected = eu[:, None] * P * ev[None, :]
+    expected[expected <= kernels.TINY] = 0.0
+    np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
+    assert total == pytest.approx(expected.sum(), rel=1e-13)
+    moved = np.empty(shape)
+    kernels._gibbs(M, f + df, g + dg, reg, moved)
+    live = (P > 0) & (moved > 1e-150)  # entries the cut left out of P stay out
+    np.testing.assert_allclose(out[live], moved[live], rtol=1e-11)
+    assert np.all(out[moved == 0] <= np.exp(kernels.CUT + (np.abs(df).max() + np.abs(dg).max()) / reg))
+
+
+def test_newton_steps_on_rescaled_plans_end_on_the_exact_plan(rng):
+    """The Newton loop rescales its trial plans, but the error it reports (and
+    stops on) is that of the Gibbs plan of the returned potentials."""
+    n, reg = 40, 1e-3
+    M, a, b = rng.random((n, n)), np.full(n, 1 / n), np.full(n, 1 / n)
+    f, g, K = np.zeros(n), np.zeros(n), np.empty((n, n))
+    kernels._sinkhorn(M, a, b, reg, f, g, K, 0.03, 500)
+    steps, _, error, stalled = kernels._newton(M, a, b, reg, f, g, K, 1e-10, 200, 1e-4, 12, 1.0, 20.0, 20)
+    assert steps > 3 and not stalled and error <= 1e-10
+    P = np.exp((f[:, None] + g[None, :] - M) / reg)
+    exact = np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum()
+    assert exact <= 1e-10 and exact == pytest.approx(error, rel=1e-3, abs=1e-14)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_schur_complement_matches_numpy(rng, shape):
     _, P = _plan(rng, *shape)
     c = P.sum(0)
@@ -201,7 +239,7 @@ def test_history_records_the_final_check(rng):
 
 
 @pytest.mark.parametrize("case", ["callback", "verbose", "density", "linear_solver", "unbalanced", "inf",
-                                  "large", "batch", "l2"])
+                                  "large", "batch"])
 def test_the_driver_runs_what_the_compiled_path_does_not_honour(rng, case, monkeypatch):
     calls = []
     monkeypatch.setattr(small, "run_small", lambda *args: calls.append(1) or pytest.fail("compiled path ran"))
@@ -225,10 +263,8 @@ def test_the_driver_runs_what_the_compiled_path_does_not_honour(rng, case, monke
             big = rng.random((small.SMALL_MAX_SIDE + 1, small.SMALL_MAX_SIDE + 1))
             w = np.full(len(big), 1 / len(big))
             fs.solve(big, w, w, max_iter=3, **kw)
-        elif case == "batch":
+        else:
             fs.solve(np.stack([M, M]), a, a, reg=1e-2, method="sinkhorn")
-        else:  # POT's stopping rule (sinkhorn's drop-in)
-            fs.sinkhorn(a, a, M, 1e-3, method="sns", stopThr=1e-9)
     assert not calls
 
 
@@ -241,3 +277,22 @@ def test_the_compiled_path_runs_where_it_applies(rng, monkeypatch):
     fs.solve(M, a, a, reg=1e-3, tol=1e-9)  # auto: SNS at this reg
     fs.solve(M, a, a, reg=1e-3, method="sns", warmup_iter=50, switch_tol=0.01)  # honoured options
     assert ran == [1, 1]
+
+
+def test_pots_stopping_rule_is_met_by_the_compiled_path(rng, monkeypatch):
+    """POT's drop-ins (``norm="l2"``) run compiled, stop where the L2 error
+    of both marginals meets stopThr (the L1 error bounds it), log that error
+    and agree with the driver's answer to the tolerance."""
+    ran = []
+    original = small.run_small
+    monkeypatch.setattr(small, "run_small", lambda *args: ran.append(1) or original(*args))
+    M = rng.random((30, 40))
+    a, b = rng.random(30) + 0.1, rng.random(40) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    P, log = fs.sinkhorn(a, b, M, 1e-3, method="sns", stopThr=1e-9, log=True)
+    assert ran == [1]
+    l2 = np.sqrt(((P.sum(1) - a) ** 2).sum() + ((P.sum(0) - b) ** 2).sum())
+    assert l2 <= 1e-9 and log["err"][-1] == pytest.approx(l2, rel=1e-6, abs=1e-15)
+    monkeypatch.setattr(small, "applies", lambda *args: False)  # the driver, for comparison
+    P_driver = fs.sinkhorn(a, b, M, 1e-3, method="sns", stopThr=1e-9)
+    assert np.abs(P - P_driver).sum() <= 1e-8

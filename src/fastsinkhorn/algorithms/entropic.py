@@ -105,8 +105,13 @@ def _result(prob, plan, f, g, phases, status, monitor, method, tol, norm):
     value = objective(prob, f, g, r, c)
     if not bool(xp.isfinite(xp.asarray(error)).all()):
         status = Status.STALLED
-    # POT's criterion ("l2"): the column violation of the row-normalised plan
-    converged = (error if norm == "l1" else column_l2_error(xp, c, target_c)) <= tol
+    # POT's criterion ("l2"): the column violation once rows are exact; measured
+    # on both sides, so that a plan whose rows are not exact (a Newton iterate
+    # at the end of the budget) is not reported converged on its columns alone
+    if norm == "l1":
+        converged = error <= tol
+    else:
+        converged = xp.hypot(column_l2_error(xp, r, prob.rows.target(f)), column_l2_error(xp, c, target_c)) <= tol
     converged = bool(converged) if xp.ndim(converged) == 0 else converged
     if bool(xp_all(converged)) and status is Status.MAX_ITER:
         status = Status.CONVERGED

@@ -42,6 +42,7 @@ from ..core.arrays import to_numpy as to_host
 from ..core.marginals import side_error, sinkhorn_errors
 from ..core.relaxation import translation
 from ..core.result import Status
+from . import small_batch
 
 
 def log_iteration(prob, f, g):
@@ -402,7 +403,15 @@ def hand_over(errors, window, checks_left, tol):
 def run_sinkhorn(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     """``method="sinkhorn"``: returns ``(plan, f, g, n_iter_phases, status)``;
     ``plan`` is an array where the geometry stores a kernel (written into
-    it), else a :class:`~fastsinkhorn.LazyPlan`."""
+    it), else a :class:`~fastsinkhorn.LazyPlan`.
+
+    A batch of small dense problems on a backend with the ``small_batches``
+    capability is solved in one call to it (:mod:`.small_batch`) where the
+    options allow and the backend takes it."""
+    if small_batch.applies(prob, opts, monitor, norm):
+        solved = small_batch.run_small_batch(prob, opts, monitor, max_iter, f0, g0)
+        if solved is not None:
+            return solved
     out = sinkhorn_loop(prob, opts, monitor, max_iter, f0, g0, norm=norm)
     f, g = out.potentials()
     return out.plan_into(), f, g, {"sinkhorn": out.n_iter}, out.status

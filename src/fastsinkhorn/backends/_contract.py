@@ -16,8 +16,16 @@ never hold anything n x m. Column-wise point-cloud reductions are the row
 ones with ``x`` and ``y`` swapped (every supported cost is symmetric).
 
 Capabilities: a backend declares what it implements beyond the dense
-kernels as class attributes (``point_clouds``); a geometry that needs one
-checks the declaration, never the presence of methods.
+kernels as class attributes (``point_clouds``, ``small_batches``); a
+geometry or driver that needs one checks the declaration, never the presence
+of methods.
+
+``small_batches``: the backend has ``sinkhorn_small_batch(M, a, b, reg, tol,
+max_iter, g0)``, a whole batched log-domain Sinkhorn of small dense problems
+in one call (the GPU's Numba-CUDA kernels, ``_cuda_numba``), returning a
+``_cuda_numba.SmallBatchResult``, or ``None`` where it does not take the
+batch (then the driver's loop runs). Not a member of the protocol: only
+a backend that declares it has it.
 """
 
 from dataclasses import dataclass
@@ -64,6 +72,7 @@ class KernelBackend(Protocol):
     xp: Any  # numpy or cupy
     check_every: int  # iterations between host-side convergence checks
     point_clouds: bool  # capability: implements the point-cloud (pc_) members
+    small_batches: bool  # capability: has sinkhorn_small_batch (see the module)
 
     # dense cost / kernel
     def lse_rows(self, M, g, reg): ...
@@ -82,6 +91,8 @@ class KernelBackend(Protocol):
     def reduction_offsets(self, M): ...
 
     def largest_reduced_cost(self, M, u, v, cutoff): ...
+
+    def row_spreads(self, M, u, v, rows, quantile): ...
 
     # point clouds (cost computed on the fly)
     def pc_cost_rows(self, x, y, cost, start, stop): ...

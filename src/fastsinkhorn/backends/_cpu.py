@@ -156,6 +156,7 @@ class CPUBackend:
     xp = np
     check_every = 1  # the convergence check is O(n) and needs no sync
     point_clouds = True  # capability: the pc_ members (see _contract)
+    small_batches = False  # no fused batched Sinkhorn: the driver's loop runs
 
     # Dense members take a leading batch axis ((B, n, m) matrices, (B, n)
     # vectors): one parallel pass over all problems (_cpu_batch_kernels).
@@ -218,6 +219,9 @@ class CPUBackend:
         v = np.where(v < np.inf, v, 0.0)
         nb = blocks(M.size, M.shape[0])
         return float(_threads.run(kern.largest_reduced_cost, nb, M, _vec(u), v, float(cutoff), nb))
+
+    def row_spreads(self, M, u, v, rows, quantile):
+        return kern.row_spreads(M, _vec(u), _vec(v), np.ascontiguousarray(rows, dtype=np.int64), float(quantile))
 
     # -- point clouds: the cost of each block of rows computed on the fly
     def pc_cost_rows(self, x, y, cost, start, stop):

@@ -389,3 +389,26 @@ def largest_reduced_cost(M, u, v_finite, cutoff, nb):
 scaling_pass_serial = serial_twin(scaling_pass, "scaling_pass_serial", fastmath=_FAST)
 ell_matvec = serial_twin(ell_matvec_parallel, "ell_matvec", fastmath=_FAST)
 scale_serial = serial_twin(scale, "scale_serial", fastmath=_FAST)
+
+
+@njit(cache=True)
+def row_spreads(M, u, v, rows, quantile):
+    """``ReferenceBackend.row_spreads``: per sampled row, its positive finite
+    reduced costs gathered and the one at the quantile's position selected
+    (no sort), serially (a sample of the rows)."""
+    spreads = np.full(rows.size, np.inf)
+    counts = np.zeros(rows.size, dtype=np.int64)
+    buffer = np.empty(M.shape[1])
+    for k in range(rows.size):
+        i = rows[k]
+        count = 0
+        for j in range(M.shape[1]):
+            x = (np.float64(M[i, j]) - u[i]) - v[j]
+            if x > 0.0 and x < np.inf:
+                buffer[count] = x
+                count += 1
+        counts[k] = count
+        if count:
+            # the entry at ascending position p is the (count - p)-th largest
+            spreads[k] = _kth_largest(buffer[:count], count - int(quantile * (count - 1)))
+    return spreads, counts

@@ -53,6 +53,32 @@ def _gibbs(M, f, g, reg, out):
     return total
 
 
+#: Entries below this are 0 in a rescaled plan, as below ``exp(CUT)`` in :func:`_gibbs`.
+TINY = float(np.exp(CUT))
+#: A trial plan is the current one rescaled by ``exp(t df_i / reg) exp(t dg_j
+#: / reg)`` (``n + m`` exps instead of ``n m``) while the potentials have
+#: moved less than this many ``reg`` since the last exact :func:`_gibbs`:
+#: an entry cut there (below ``exp(CUT)``) stays below ``exp(CUT + DRIFT)``
+#: (1e-113), and the products' rounding (a few ulps a step) stays far below
+#: any tolerance; beyond it, or to confirm convergence, the plan is recomputed.
+DRIFT = 200.0
+
+
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _rescaled(P, eu, ev, out):
+    """``out_ij = eu_i P_ij ev_j`` (0 below ``exp(CUT)``); returns its sum."""
+    n, m = P.shape
+    total = 0.0
+    for i in range(n):
+        ei = eu[i]
+        for j in range(m):
+            e = ei * P[i, j] * ev[j]
+            e = e if e > TINY else 0.0
+            out[i, j] = e
+            total += e
+    return total
+
+
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _sums(P, r, c):
     n, m = P.shape
@@ -162,8 +188,11 @@ DROP = 1e-13
 def _schur(P, c):
     """``P diag(1/c) P^T`` (lower triangle, ``n x n``) over the entries of each
     column above ``DROP`` of its mass: ``sum_j`` of the outer products of a
-    column's kept entries, which costs ``sum_j nnz_j^2``, not ``n^2 m``."""
+    column's kept entries, which costs ``sum_j nnz_j^2``, not ``n^2 m``.
+    The columns are scanned in a transposed copy: a strided scan of ``P``'s
+    columns costs more than the whole complement once the plan is sparse."""
     n, m = P.shape
+    PT = np.ascontiguousarray(P.T)
     S = np.zeros((n, n))
     idx = np.empty(n, dtype=np.int64)
     val = np.empty(n)
@@ -171,10 +200,11 @@ def _schur(P, c):
         floor = DROP * c[j]
         inv = 1.0 / np.sqrt(c[j])
         count = 0
+        column = PT[j]
         for i in range(n):
-            if P[i, j] > floor:
+            if column[i] > floor:
                 idx[count] = i
-                val[count] = P[i, j] * inv
+                val[count] = column[i] * inv
                 count += 1
         for p in range(count):
             row, vp = idx[p], val[p]
@@ -265,7 +295,8 @@ def _newton(M, a, b, reg, f, g, P, tol, iters, armijo, max_backtracks, shift, ma
     err^2 * mean(diag H)`` (damping far from the optimum, vanishing near
     it), a trust region (no potential moves more than ``max_step * reg`` in
     one trial), a trial accepted on Armijo's condition for the dual or a
-    smaller error; a failed search takes ``fallback_iter`` Sinkhorn steps,
+    smaller error (trial plans rescaled from the current one, see
+    :data:`DRIFT`); a failed search takes ``fallback_iter`` Sinkhorn steps,
     and more than three failures without a better iterate stall. ``(f, g)``
     become the best iterate seen. Returns ``(newton_steps, sinkhorn_steps,
     error, stalled)``."""
@@ -274,7 +305,11 @@ def _newton(M, a, b, reg, f, g, P, tol, iters, armijo, max_backtracks, shift, ma
     r_new, c_new = np.empty(n), np.empty(m)
     trial = np.empty((n, m))
     f_new, g_new = np.empty(n), np.empty(m)
+    eu, ev = np.empty(n), np.empty(m)
     best_f, best_g = f.copy(), g.copy()
+    drift = 0.0  # how far (f, g) moved since P was computed exactly, in cost units
+    move = 0.0
+    exact = True
     mass = _gibbs(M, f, g, reg, P)
     _sums(P, r, c)
     error = _l1(r, a) + _l1(c, b)
@@ -295,7 +330,17 @@ def _newton(M, a, b, reg, f, g, P, tol, iters, armijo, max_backtracks, shift, ma
                     f_new[i] = f[i] + t * df[i]
                 for j in range(m):
                     g_new[j] = g[j] + t * dg[j]
-                trial_mass = _gibbs(M, f_new, g_new, reg, trial)
+                move = t * (np.abs(df).max() + np.abs(dg).max())  # bounds the change of f_i + g_j
+                if drift + move < DRIFT * reg:  # rescale the current plan (see DRIFT)
+                    for i in range(n):
+                        eu[i] = np.exp(t * df[i] / reg)
+                    for j in range(m):
+                        ev[j] = np.exp(t * dg[j] / reg)
+                    trial_mass = _rescaled(P, eu, ev, trial)
+                    exact = False
+                else:
+                    trial_mass = _gibbs(M, f_new, g_new, reg, trial)
+                    exact = True
                 if np.isfinite(trial_mass):
                     _sums(trial, r_new, c_new)
                     trial_error = _l1(r_new, a) + _l1(c_new, b)
@@ -312,6 +357,12 @@ def _newton(M, a, b, reg, f, g, P, tol, iters, armijo, max_backtracks, shift, ma
             c[:] = c_new
             mass = trial_mass
             error = trial_error
+            drift = 0.0 if exact else drift + move
+            if error <= tol and not exact:  # confirm on the plan of (f, g) itself
+                mass = _gibbs(M, f, g, reg, P)
+                _sums(P, r, c)
+                error = _l1(r, a) + _l1(c, b)
+                drift = 0.0
         else:  # the solve or the search failed: a few Sinkhorn steps, then Newton again
             failures += 1
             it, _ = _sinkhorn(M, a, b, reg, f, g, trial, 0.0, min(fallback_iter, max(1, iters - steps - sinkhorn)))
@@ -319,6 +370,7 @@ def _newton(M, a, b, reg, f, g, P, tol, iters, armijo, max_backtracks, shift, ma
             mass = _gibbs(M, f, g, reg, P)
             _sums(P, r, c)
             error = _l1(r, a) + _l1(c, b)
+            drift = 0.0
             if failures > 3 and error >= best:
                 break
         if error < best:

@@ -252,6 +252,7 @@ class GPUBackend:
     #: Iterations between host-side convergence checks (each one syncs).
     check_every = 10
     point_clouds = True  # capability: the pc_ members (see _contract)
+    small_batches = True  # capability: sinkhorn_small_batch (see _contract)
 
     def __init__(self):
         self.xp = _import_cupy()
@@ -409,6 +410,25 @@ class GPUBackend:
         """Write ``u_i * K_ij * v_j`` into ``out`` (may be ``K``) and return it."""
         return self._elementwise("scale_kernel", K, out, u, v)
 
+    # -- a whole batch of small problems in one launch (Numba-CUDA) ----------
+    def sinkhorn_small_batch(self, M, a, b, reg, tol, max_iter, g0=None):
+        """Log-domain Sinkhorn on every problem of a ``(B, n, m)`` batch, one
+        thread block per problem, in one launch
+        (:func:`._cuda_numba.sinkhorn_small_batch`; each problem stops at its
+        own L1 ``tol``).
+
+        Returns a :class:`._cuda_numba.SmallBatchResult`, or ``None`` where the
+        kernels do not take ``M`` (not a batch, ``n`` or ``m`` above
+        ``_cuda_numba.MAX_SIDE``; :func:`._cuda_numba.fits`) or Numba sees no
+        device: the caller then runs its own loop. This backend owns that
+        choice; the driver owns whether the options allow it.
+        """
+        from . import _cuda_numba  # imports numba.cuda only when called
+
+        if not (_cuda_numba.fits(M) and _cuda_numba.available()):
+            return None
+        return _cuda_numba.sinkhorn_small_batch(M, a, b, reg, tol, max_iter, g0)
+
     # -- Sinkhorn-Newton-Sparse ---------------------------------------------
     def dense_pass(self, M, f, g, reg, k):
         """Plan marginals, total mass and per-row top-k sparsification.
@@ -511,6 +531,12 @@ class GPUBackend:
         for _, R in self._reduced_blocks(M, self._vec(u), self._vec(v)):
             top = max(top, float(xp.where(R <= cutoff, R, 0.0).max()))
         return top
+
+    def row_spreads(self, M, u, v, rows, quantile):
+        """See ``ReferenceBackend.row_spreads`` (a sample of rows: no kernel of its own)."""
+        from ._reference import _row_spreads
+
+        return _row_spreads(self.xp, M, self._vec(u), self._vec(v), self.xp.asarray(rows), quantile)
 
     # -- row-wise sparse products -------------------------------------------
     def ell_matvec(self, idx, val, x):

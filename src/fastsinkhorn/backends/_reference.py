@@ -45,6 +45,17 @@ def _per_problem(member):
 SELECT_FLOOR = 1e-12
 
 
+def _row_spreads(xp, M, u, v, rows, quantile):
+    """``ReferenceBackend.row_spreads`` for the arrays of ``xp`` (NumPy or CuPy)."""
+    with np.errstate(invalid="ignore"):  # inf - inf at rows or columns without a finite entry
+        reduced = M[rows].astype(np.float64) - u[rows, None] - v[None, :]
+    usable = xp.isfinite(reduced) & (reduced > 0)
+    counts = usable.sum(axis=1)
+    ordered = xp.sort(xp.where(usable, reduced, np.inf), axis=1)
+    position = (quantile * (xp.maximum(counts, 1) - 1)).astype(np.int64)
+    return xp.take_along_axis(ordered, position[:, None], axis=1)[:, 0], counts
+
+
 class ReferenceBackend:
     """NumPy float64 implementation of the fastsinkhorn kernel contract."""
 
@@ -53,6 +64,7 @@ class ReferenceBackend:
     #: Iterations between host-side convergence checks (a sync on a GPU).
     check_every = 1
     point_clouds = True  # capability: the pc_ members (see _contract)
+    small_batches = False  # no fused batched Sinkhorn: the driver's loop runs
 
     # -- log-domain half-steps --------------------------------------------
     @_per_problem
@@ -154,6 +166,13 @@ class ReferenceBackend:
         with np.errstate(invalid="ignore"):
             R = np.asarray(M, np.float64) - np.where(u < np.inf, u, 0.0)[:, None] - np.where(v < np.inf, v, 0.0)
         return float(np.max(R, where=live & (R <= cutoff), initial=0.0))
+
+    def row_spreads(self, M, u, v, rows, quantile):
+        """For each row ``i`` of ``rows``, the ``quantile`` quantile (the entry
+        at position ``floor(quantile * (k - 1))`` of the sorted ``k``) of its
+        positive finite reduced costs ``M_ij - u_i - v_j``, and ``k``: float64
+        ``(spreads, counts)`` (a row without such an entry: ``inf``, 0)."""
+        return _row_spreads(np, M, u, v, rows, quantile)
 
     # -- point clouds -----------------------------------------------------
     def pc_cost_rows(self, x, y, cost, start, stop):

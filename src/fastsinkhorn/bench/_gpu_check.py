@@ -1,7 +1,10 @@
 """``--gpu-check``: the device check in one command.
 
 On a machine with CuPy and a CUDA device it runs the ``gpu``-marked tests
-(``python -m pytest -m gpu tests`` in a subprocess, from the source checkout),
+(``python -m pytest -m gpu tests`` in a subprocess, from the source checkout;
+among them those of the Numba-CUDA kernels, tests/test_cudasim.py, which CI
+runs under Numba's CUDA simulator: here on the device, the simulator switched
+off in the subprocess),
 times fastsinkhorn's methods on the GPU against the CPU with the bench's
 runner (each solve in a child process under a time cap, the error recomputed
 from the plan), writes ``gpu-<date>.json`` and prints a short summary. Its
@@ -131,6 +134,7 @@ def run_gpu_tests(root, timeout=PYTEST_TIMEOUT):
         return {**result, **parse_pytest_output(""), "output_tail": [],
                 "error": "no source checkout (tests/ and pyproject.toml) beside the package or here"}
     env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)  # the Numba-CUDA tests run on the device, not simulated
     if (root / "src").is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root / "src"), env.get("PYTHONPATH")]))
     start = time.perf_counter()

@@ -42,21 +42,14 @@ def support_scale(M, backend):
     """The spread of the costs of ``M`` (2-D, C-contiguous, no NaN or ``-inf``)
     that can carry mass, as a float (see the module docstring); 0.0 when every
     plan costs the same (e.g. a constant ``M``). Three passes over ``M`` by
-    ``backend``'s kernels, and a sort of the sampled rows."""
+    ``backend``'s kernels, and a selection on the sampled rows."""
     xp = backend.xp
     u, v = backend.reduction_offsets(M)
     n, m = M.shape
     count = min(n, max(16, SAMPLE_ENTRIES // m))
     rows = xp.asarray(np.linspace(0, n - 1, count).round().astype(np.int64))
-    with np.errstate(invalid="ignore"):  # inf - inf at rows or columns without a finite entry
-        reduced = M[rows].astype(np.float64) - u[rows, None] - v[None, :]
-    usable = xp.isfinite(reduced) & (reduced > 0)
-    counts = usable.sum(axis=1)
+    spreads, counts = backend.row_spreads(M, u, v, rows, ROW_QUANTILE)
     if not bool((counts > 0).any()):
         return 0.0
-    # each sampled row's ROW_QUANTILE quantile of its usable entries (sorted first)
-    ordered = xp.sort(xp.where(usable, reduced, np.inf), axis=1)
-    position = (ROW_QUANTILE * (xp.maximum(counts, 1) - 1)).astype(np.int64)
-    spreads = xp.take_along_axis(ordered, position[:, None], axis=1)[:, 0]
     cutoff = OUTLIER_FACTOR * float(xp.median(spreads[counts > 0]))
     return backend.largest_reduced_cost(M, u, v, cutoff)

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from ...core.marginals import marginal_error
+from ...core.marginals import marginal_error, marginal_l2_error
 from ...core.monitor import Monitor
 from ...core.result import Status
 from ...geometry.dense import DenseGeometry
@@ -66,7 +66,7 @@ def run_sns_batch(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     plan = prob.geom.plan(f, g, prob.reg)
     for p, plan_p in driver_plans.items():  # exactly what the driver returned
         plan[p] = plan_p
-    _record(monitor, plan, prob, sum(phases.values()), phases)
+    _record(monitor, plan, prob, sum(phases.values()), phases, norm)
     status = next((s for s in _WORST if s in statuses), Status.CONVERGED)
     return plan, f, g, phases, status
 
@@ -90,12 +90,15 @@ def _run_compiled(prob, opts, monitor, max_iter, idx, regs, f, g):
     return out
 
 
-def _record(monitor, plan, prob, n_iter, phases):
+def _record(monitor, plan, prob, n_iter, phases, norm):
     """The batch's one history row: its largest iteration count and error
-    (the callback, if any, was called by each problem's own monitor)."""
-    error = marginal_error(prob.xp, plan.sum(-1, dtype=np.float64), plan.sum(-2, dtype=np.float64), prob.a, prob.b)
+    (``"l1"``: the largest problem's; ``"l2"``: the norm of all problems'
+    errors, POT's joint one); the callback, if any, was called by each
+    problem's own monitor."""
+    measure = marginal_error if norm == "l1" else marginal_l2_error
+    error = measure(prob.xp, plan.sum(-1, dtype=np.float64), plan.sum(-2, dtype=np.float64), prob.a, prob.b)
     callback, monitor.callback = monitor.callback, None
     try:
-        monitor.check(int(n_iter.max()), float(error.max()), "newton" if phases["newton"].any() else "sinkhorn")
+        monitor.check(int(n_iter.max()), float(np.max(error)), "newton" if phases["newton"].any() else "sinkhorn")
     finally:
         monitor.callback = callback

@@ -416,7 +416,7 @@ def run_sns(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
     warm = bool(prob.xp.any(f0 != 0) or prob.xp.any(g0 != 0))
     regs = anneal_schedule(prob.reg, prob.cost_scale, opts, warm)
     if small.applies(prob, opts, monitor, norm):  # compiled end to end: no Python per iteration
-        return small.run_small(prob, opts, monitor, max_iter, f0, g0, regs)
+        return small.run_small(prob, opts, monitor, max_iter, f0, g0, regs, norm)
     run = _SNSRun(prob, opts, monitor, max_iter, norm)
     f, g = f0, g0
     for stage_reg in regs:

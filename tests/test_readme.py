@@ -40,6 +40,7 @@ PROMISED = {
     "the native API (solve, its result, warm start, options)": "fastsinkhorn.solve(p.M, p.a, p.b, reg=1e-3)",
     "unbalanced OT (relaxed, semi-relaxed, POT's drop-in)": "fastsinkhorn.sinkhorn_unbalanced(",
     "point clouds without the n x m cost": "fastsinkhorn.PointCloud(x, y)    #",
+    "histograms on a regular grid": "fastsinkhorn.Grid((64, 64))",
     "batches and ragged padding": "fastsinkhorn.batch.pad(",
     "the POT drop-in (import fastsinkhorn as ot)": "P = ot.sinkhorn(a, b, M, 1e-2)",
     "many problems on a Dask cluster (a script)": "from fastsinkhorn.distributed import local_client",

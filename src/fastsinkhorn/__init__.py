@@ -1,7 +1,8 @@
 """fastsinkhorn: fast, log-stable entropic optimal transport.
 
 Native API: :func:`solve` returns an :class:`OTResult`, for a dense cost or
-a :class:`PointCloud` (costs computed on the fly); :func:`solve_sample`
+a :class:`PointCloud` (costs computed on the fly) or a :class:`Grid`
+(histograms on a regular grid, its cost separable by axis); :func:`solve_sample`
 starts from two samples. POT drop-ins (``import fastsinkhorn as ot``):
 :func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist`, :func:`unif`,
 :func:`sinkhorn_unbalanced`, :func:`sinkhorn_unbalanced2`, exact OT
@@ -12,7 +13,7 @@ starts from two samples. POT drop-ins (``import fastsinkhorn as ot``):
 
 from . import batch, bregman, solvers, unbalanced, utils
 from .core.result import ConvergenceWarning, OTResult, Status
-from .geometry import PointCloud
+from .geometry import Grid, PointCloud
 from .geometry.distances import dist
 from .geometry.lazy_plan import LazyPlan
 from .pot.entropic import sinkhorn, sinkhorn2
@@ -23,7 +24,7 @@ from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
 __version__ = "0.1.0"
 __all__ = ["solve", "solve_sample", "batch", "bregman", "lp", "solvers", "unbalanced", "utils",
            "sinkhorn_unbalanced", "sinkhorn_unbalanced2",
-           "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "unif", "OTResult", "Status",
+           "Grid", "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "unif", "OTResult", "Status",
            "ConvergenceWarning", "METHODS", "choose_method", "__version__",
            "solve_exact", "ExactResult", "emd", "emd2"]
 

@@ -14,6 +14,7 @@ from .core.arguments import (
     check_cloud_options,
     check_pot_arguments,
     check_pot_method,
+    grid_method,
     refuse_unless_default,
     runs_on_gpu,
 )
@@ -26,6 +27,7 @@ from .core.relaxation import check_unbalanced
 from .core.result import ConvergenceWarning, Status
 from .core.validation import check_reference_measure, effective_tol, prepare_problem, reference_cost
 from .geometry.dense import DenseGeometry
+from .geometry.grid import Grid
 from .geometry.point_cloud import PointCloud
 
 #: POT's ``ot.solvers`` names implemented here (``choose_method`` and ``METHODS`` are ours).
@@ -78,10 +80,12 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
 
     Parameters
     ----------
-    M : array_like (n, m) or (B, n, m), or PointCloud
+    M : array_like (n, m) or (B, n, m), PointCloud or Grid
         Cost matrix (NumPy or CuPy; float32 or float64; C- or F-ordered), or
         a :class:`~fastsinkhorn.PointCloud`, whose costs are computed on the
-        fly (the plan is then returned as a :class:`~fastsinkhorn.LazyPlan`).
+        fly (the plan is then returned as a :class:`~fastsinkhorn.LazyPlan`),
+        or a :class:`~fastsinkhorn.Grid` (histograms ``a``, ``b`` on a regular
+        grid; log-domain Sinkhorn, separable passes, a ``LazyPlan``).
         A 3-D ``M`` (or a batch of clouds) is a batch of ``B`` independent
         problems, solved together: by Sinkhorn (one pass over all problems
         per iteration) or by SNS (each problem its own Newton iteration, as
@@ -211,6 +215,8 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     if has_framework_array(M, a, b, c):  # torch/JAX: run on NumPy views of them
         return via_framework(solve, locals(), ("M", "a", "b", "c"), "solve")
     exact = reg is None or (not isinstance(reg, bool) and reg == 0) or method == "exact"
+    if isinstance(M, Grid):  # log-domain Sinkhorn only (see grid_method)
+        method = grid_method(method, exact, c)
     on_gpu = runs_on_gpu(backend, *((M.x, a, b) if isinstance(M, PointCloud) else (M, a, b)))
     check_pot_arguments(unbalanced, unbalanced_type, plan_init, grad, n_threads, on_gpu, exact, method)
     if potentials_init is not None:
@@ -445,7 +451,7 @@ def _solve(M, a, b, *, reg, method, tol, max_iter, warm_start, callback, verbose
                                   f"{BATCH_METHODS}")
     opts_cls, _, default_max_iter = METHODS[method]
     opts = parse_options(opts_cls, method, options)
-    if isinstance(M, PointCloud) and not M.batched:  # a lazy geometry (a batch of clouds is solved dense)
+    if not prob.geom.can_store_kernel:  # a lazy geometry (a batch of clouds is solved dense)
         check_cloud_options(opts)
     if max_iter is None:
         max_iter = default_max_iter

@@ -51,7 +51,7 @@ A value equal to the default counts as the default (``p=2.0`` given with
 
 from .arrays import is_cupy_array
 from .checks import check_positive_int
-from .methods import POT_UNIMPLEMENTED
+from .methods import AUTO, POT_SOLVE, POT_UNIMPLEMENTED
 
 #: POT's ``grad`` modes: with NumPy/CuPy arrays (no autodiff) these change nothing.
 NO_OP_GRADS = (None, "autodiff", "detach", "envelope", "last_step")
@@ -112,6 +112,29 @@ def runs_on_gpu(backend, *arrays):
     if backend == "gpu":
         return True
     return backend == "auto" and any(is_cupy_array(x) for x in arrays)
+
+
+def grid_method(method, exact, c):
+    """The method a solve on a :class:`~fastsinkhorn.Grid` runs: log-domain
+    Sinkhorn, the only one whose passes are separable by axis.
+
+    ``None``, ``"auto"`` and ``"sinkhorn_log"`` give ``"sinkhorn"``; another
+    name is returned for the usual check. Raises ``NotImplementedError`` for
+    ``method="sns"`` (its Hessian needs the plan's rows), exact OT (``reg``
+    None or 0) and a reference measure ``c`` (the cost ``M - reg log c`` is
+    no longer separable).
+    """
+    if exact:
+        raise NotImplementedError("exact OT (reg=None or method='exact') is not implemented for grid costs "
+                                  "(Grid); give reg > 0")
+    if c is not None:
+        raise NotImplementedError("c (a reference measure) is not implemented for grid costs (Grid): "
+                                  "M - reg log c would not be separable by axis")
+    method = POT_SOLVE.get(method, method)
+    if method == "sns":
+        raise NotImplementedError("method='sns' is not implemented for grid costs (Grid): its Newton "
+                                  "Hessian needs the plan's rows; use method='sinkhorn'")
+    return "sinkhorn" if method == AUTO else method
 
 
 def check_cloud_options(opts):

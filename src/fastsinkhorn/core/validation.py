@@ -16,6 +16,7 @@ import numpy as np
 from ..backends import BACKENDS, get_backend
 from ..geometry.cloud import CloudGeometry
 from ..geometry.dense import DenseGeometry
+from ..geometry.grid import Grid, GridGeometry
 from ..geometry.point_cloud import PointCloud
 from .arrays import array_library, array_namespace
 from .checks import check_non_negative, check_reg  # noqa: F401 (check_reg: re-exported)
@@ -106,7 +107,8 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
                     check_support=True):
     """Validate ``(M, a, b, reg)`` and return a :class:`PreparedProblem`.
 
-    ``M`` is a dense ``(n, m)`` cost or a :class:`~fastsinkhorn.geometry.PointCloud`.
+    ``M`` is a dense ``(n, m)`` cost, a :class:`~fastsinkhorn.geometry.PointCloud`
+    or a :class:`~fastsinkhorn.Grid` (whose ``a`` and ``b`` may have its shape).
     ``unbalanced`` holds the KL penalties ``(rho_a, rho_b)`` of the marginals
     (``inf``: exact); masses need equal sums only when both are exact.
     ``check_support=False`` skips the check of masses that no finite cost
@@ -123,7 +125,11 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
     cloud = M if isinstance(M, PointCloud) else None
     if cloud is not None and cloud.batched:  # many small clouds: their dense costs, one batch
         M, cloud = cloud.cost_matrix(), None
-    if cloud is not None:
+    grid = M if isinstance(M, Grid) else None
+    if grid is not None:
+        a, b = grid.flat_mass(a, "a"), grid.flat_mass(b, "b")
+        library = array_library(a=a, b=b)
+    elif cloud is not None:
         library = array_library(x=cloud.x, y=cloud.y, a=a, b=b)
     else:
         library = array_library(M=M, a=a, b=b)
@@ -132,11 +138,14 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
     xp = be.xp
     if library == "numpy" and name == "gpu":  # host arrays on the GPU backend
         a, b = (None if x is None else xp.asarray(np.asarray(x)) for x in (a, b))
-        if cloud is None:
+        if cloud is None and grid is None:
             M = xp.asarray(np.asarray(M))
     reg = check_reg(reg)
     forbidden = False
-    if cloud is not None:
+    if grid is not None:
+        geom, transposed = GridGeometry(grid, be), False
+        against = ("the grid's size", "the grid's size")
+    elif cloud is not None:
         geom, transposed = CloudGeometry(cloud, be), False
         against = ("x.shape[0]", "y.shape[0]")
     else:

@@ -1,5 +1,6 @@
 """What every geometry shares: the backend's kernels on buffers and sparse
-rows, and passes over the plan built on ``cost_rows``, block by block.
+rows, and passes over the plan built on ``cost_rows``, block by block; and
+what the geometries that never hold n x m (point clouds, grids) share.
 
 The members' semantics are those of :class:`~fastsinkhorn.geometry.protocol.Geometry`.
 """
@@ -7,6 +8,7 @@ The members' semantics are those of :class:`~fastsinkhorn.geometry.protocol.Geom
 import numpy as np
 
 from ..backends import _blocks
+from .lazy_plan import LazyPlan
 
 
 class BlockedGeometry:
@@ -61,6 +63,46 @@ class BlockedGeometry:
             c += P.sum(axis=0)
             linear += float(weighted_costs(xp, self.cost_rows(start, stop), P).sum())
         return r, c, linear
+
+
+class LazyGeometry(BlockedGeometry):
+    """A geometry that cannot store a kernel: memory stays O(n + m) plus the
+    description of the cost (log-domain Sinkhorn, a :class:`LazyPlan`).
+
+    Subclasses give ``shape``, ``cost_rows``, ``lse_rows``, ``lse_cols``,
+    ``dense_pass`` and (optionally faster) ``summary``.
+    """
+
+    can_store_kernel = False
+    dtype = np.dtype(np.float64)
+
+    def check_interval(self, requested):
+        """1 whatever ``requested``: an iteration is two passes over the cost,
+        and its check is O(n) on top."""
+        return 1
+
+    def new_buffer(self):
+        """``None``: nothing n x m is held."""
+        return None
+
+    def plan(self, f, g, reg, out=None):
+        """The plan at ``(f, g)``: a :class:`LazyPlan` when ``out`` is ``None``,
+        else written into ``out`` block by block (an explicit request)."""
+        if out is None:
+            return LazyPlan(self, f, g, reg)
+        for start, stop in self.row_blocks():
+            out[start:stop] = self.plan_rows(f, g, reg, start, stop)
+        return out
+
+    def linear_cost(self, P):
+        """``<C, P>`` of a stored ``(n, m)`` plan, by row blocks (the cost recomputed)."""
+        return float(sum(float(weighted_costs(self.xp, self.cost_rows(start, stop), P[start:stop]).sum())
+                         for start, stop in self.row_blocks()))
+
+    def measure(self, plan, f, g, reg):
+        """``(r, c, <C, P>)`` of the plan at ``(f, g)`` (a :class:`LazyPlan`):
+        :meth:`summary`."""
+        return self.summary(f, g, reg)
 
 
 def weighted_costs(xp, C, P):

@@ -95,6 +95,11 @@ def solve(M, a=None, b=None, reg=None, c=None, reg_type="KL", unbalanced=None, u
     a, b : array_like (n,), (m,), optional
         Marginals (with equal sums for balanced OT); uniform when omitted or
         empty. For a batch, ``(B, n)``/``(B, m)``, or 1-D ones shared by every problem.
+        With a 2-D ``M``, a 2-D ``a`` and/or ``b`` (one row per problem) is a
+        batch of ``B`` problems on that one cost: Sinkhorn's passes of all
+        problems are matrix-matrix products over it (exact at any ``reg``),
+        no copy of ``M`` is made, each problem stops on its own, and
+        ``result.plan[p]`` is problem ``p``'s :class:`~fastsinkhorn.LazyPlan`.
     reg : float or None
         Entropic regularization (> 0). ``None`` or ``0`` (POT's convention):
         exact OT by :func:`~fastsinkhorn.solve_exact` (``max_iter``, ``tol``,
@@ -485,8 +490,8 @@ def _raise_if_infeasible(prob, converged):
     from .algorithms.exact.feasibility import check_transportable
 
     M = prob.geom.M
-    if M.ndim == 2:
+    if len(prob.shape) == 2:
         check_transportable(M, prob.a, prob.b)
         return
-    for p in np.flatnonzero(~to_numpy(converged)):
-        check_transportable(M[p], prob.a[p], prob.b[p], problem=f" in problem {p}")
+    for p in np.flatnonzero(~to_numpy(converged)):  # a batch (a shared cost: M is 2-D)
+        check_transportable(M[p] if M.ndim == 3 else M, prob.a[p], prob.b[p], problem=f" in problem {p}")

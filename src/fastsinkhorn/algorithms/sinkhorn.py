@@ -15,10 +15,11 @@ capability ``can_store_kernel``:
   recomputed (one exp pass). The first half-step is done in the log domain,
   so every row of ``K`` holds mass whatever ``reg``, the cost scale or the
   warm start.
-* A geometry that cannot (point clouds, :class:`_LogIterate`): nothing
-  n x m is stored, so each half-step is an exact log-domain update, one pass
-  over the cost (recomputed on the fly) each, and the plan is the
-  geometry's lazy one.
+* A geometry that cannot (point clouds, grids, many problems on one cost;
+  :class:`_LogIterate`): nothing n x m is stored per problem, so each
+  half-step is an exact log-domain update, one pass over the cost each
+  (recomputed on the fly; for a shared cost, one matrix product for all
+  problems), and the plan is the geometry's lazy one.
 
 A batch of dense problems (``(B, n, m)`` cost) runs through the same code:
 every array carries the batch axis first and the backends make one parallel
@@ -206,6 +207,13 @@ class _LogIterate:
         (``None``) in the geometry's own form, a :class:`~fastsinkhorn.LazyPlan`."""
         return self.prob.geom.plan(self.f, self.g, self.prob.reg, out)
 
+    def subset(self, keep):
+        """This iterate restricted to the problems ``keep`` of a batch (a
+        lazy batch: a shared cost), its potentials sliced."""
+        prob = self.prob
+        sub = dataclasses.replace(prob, geom=prob.geom.subset(keep), a=prob.a[keep], b=prob.b[keep])
+        return _LogIterate(sub, self.f[keep], self.g[keep])
+
 
 class _Freezer:
     """Per-problem stopping of a batch (L1 criterion).
@@ -226,6 +234,9 @@ class _Freezer:
         self.done = np.zeros(B, dtype=bool)
         self.n_iter = np.zeros(B, dtype=np.int64)
         self.f, self.g = xp.empty(prob.a.shape), xp.empty(prob.b.shape)
+        # a stored plan per problem, copied out as it converges; a lazy batch
+        # (a shared cost) keeps potentials only, its plans made at the end
+        self.geom, self.reg = prob.geom, prob.reg
         self.plan = prob.geom.new_buffer()
 
     def check(self, state, c, iteration, tol):
@@ -242,7 +253,8 @@ class _Freezer:
         rows = self.rows[sel]
         f, g = state.potentials()
         self.f[rows], self.g[rows] = f[sel], g[sel]
-        self.plan[rows] = state.plan_of(sel)
+        if self.plan is not None:
+            self.plan[rows] = state.plan_of(sel)
         self.done[rows] = True
         self.n_iter[rows] = iteration
 
@@ -266,7 +278,7 @@ class _Freezer:
         return self.f, self.g
 
     def plan_into(self, out=None):
-        return self.plan
+        return self.plan if self.plan is not None else self.geom.plan(self.f, self.g, self.reg, out)
 
 
 @dataclass

@@ -138,15 +138,18 @@ def grid_method(method, exact, c):
 
 
 def check_cloud_options(opts):
-    """Sinkhorn options that a point cloud (a lazy geometry) does not use raise
+    """Sinkhorn options that a lazy geometry (a point cloud, a grid, many
+    problems on one cost) does not use raise
     ``ValueError`` unless at their defaults: its Sinkhorn iterates the
     potentials themselves, in the log domain, and checks at every iteration
     (the check is O(n) on top of the iteration's two passes over the cost)."""
     if opts.check_every not in (None, 1):
-        raise ValueError(f"option 'check_every'={opts.check_every!r}: a point cloud's Sinkhorn checks "
+        raise ValueError(f"option 'check_every'={opts.check_every!r}: a lazy geometry's Sinkhorn (point "
+                         "cloud, grid, shared cost) checks "
                          "convergence at every iteration (the check is O(n) on top of two passes over the "
                          "cost); only check_every=None or 1 is accepted")
     refuse_unless_default("option 'absorb_threshold'", opts.absorb_threshold, None,
-                          "a point cloud's Sinkhorn iterates the potentials in the log domain and has no "
+                          "a lazy geometry's Sinkhorn (point cloud, grid, shared cost) iterates the "
+                          "potentials in the log domain and has no "
                           "scalings to absorb (POT's tau)", ValueError)
 

@@ -18,6 +18,7 @@ from ..geometry.cloud import CloudGeometry
 from ..geometry.dense import DenseGeometry
 from ..geometry.grid import Grid, GridGeometry
 from ..geometry.point_cloud import PointCloud
+from ..geometry.shared import SharedCostGeometry
 from .arrays import array_library, array_namespace
 from .checks import check_non_negative, check_reg  # noqa: F401 (check_reg: re-exported)
 from .relaxation import Side
@@ -150,7 +151,11 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
         against = ("x.shape[0]", "y.shape[0]")
     else:
         cost, cost_range, forbidden = _as_cost(xp, M)
-        geom, transposed = DenseGeometry.from_array(cost, be, cost_range)
+        shared = _shared_batch_size(xp, cost, a, b)
+        if shared:  # one cost, many marginal pairs: one batch on the cost as it is
+            geom, transposed = SharedCostGeometry(xp.ascontiguousarray(cost), shared, be, cost_range), False
+        else:
+            geom, transposed = DenseGeometry.from_array(cost, be, cost_range)
         against = ("M.shape[-2]", "M.shape[-1]") if cost.ndim == 3 else ("M.shape[0]", "M.shape[1]")
     *batch, n, m = geom.shape
     n, m = oriented(transposed, n, m)  # the caller's sizes
@@ -165,6 +170,34 @@ def prepare_problem(M, a, b, reg, backend="auto", unbalanced=(math.inf, math.inf
     if prob.balanced:
         prob.b = _equal_sums(xp, a, b, geom.dtype, batch, transposed)
     return prob
+
+
+def _shared_batch_size(xp, M, a, b):
+    """``B`` where a 2-D cost comes with masses ``(B, n)`` and/or ``(B, m)``
+    (many problems on one cost), else 0.
+
+    Raises
+    ------
+    ValueError
+        If ``a`` and ``b`` are both 2-D with different numbers of problems,
+        or either has more than two axes.
+    """
+    if M.ndim != 2:
+        return 0
+    sizes = {}
+    for name, w in (("a", a), ("b", b)):
+        ndim = getattr(w, "ndim", None)
+        if ndim is None and w is not None and not (hasattr(w, "__len__") and len(w) == 0):
+            ndim = np.ndim(w)
+        if ndim is not None and ndim > 2:
+            raise ValueError(f"{name} must be 1-D, or 2-D (one row per problem) for many problems on "
+                             f"one cost, got {ndim} axes")
+        if ndim == 2:
+            sizes[name] = len(w)
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"a and b must give the same number of problems (rows), got {sizes['a']} and "
+                         f"{sizes['b']}")
+    return next(iter(sizes.values()), 0)
 
 
 #: Balanced OT: masses whose sums differ by at most this, relative to the
@@ -278,12 +311,12 @@ def _drop_unreachable_masses(prob):
     xp, M = prob.xp, prob.geom.M
     prob.a, prob.b = prob.a.copy(), prob.b.copy()  # (fresh copies may be read-only broadcasts)
     names = prob.oriented(("a", "row"), ("b", "column"))
-    batch = M.shape[0] if M.ndim == 3 else None
+    batch = prob.shape[0] if len(prob.shape) == 3 else None
     for p in range(batch or 1):
         at = (p,) if batch is not None else ()
         problem = f" in problem {p}" if batch is not None else ""
         while True:
-            dead = _unreachable(xp, M[at], prob.a[at], prob.b[at])
+            dead = _unreachable(xp, M[at] if M.ndim == 3 else M, prob.a[at], prob.b[at])
             if not (bool(dead[0].any()) or bool(dead[1].any())):
                 break
             for side_dead, mass, rho, (name, axis) in zip(dead, (prob.a, prob.b), (prob.rho_a, prob.rho_b), names):

@@ -2,9 +2,12 @@
 
 Plain NumPy and :func:`fastsinkhorn.solve`, no Dask: these functions are what
 :mod:`fastsinkhorn.distributed` ships to its workers, and they can be called
-in one process to get the same numbers (a problem solved inside a batch gets
-the iterates it gets alone: the batch kernels run each problem independently
-and stop each at its own tolerance check).
+in one process to get the same numbers. A chunk's problems of one shape are
+stacked into one batch, whose kernels run each problem independently (a
+problem gets the iterates it gets alone); the pairs of a tile of
+:func:`~fastsinkhorn.distributed.pairwise` share one cost and are solved as a
+batch on it (:mod:`fastsinkhorn.geometry.shared`: matrix-matrix passes).
+Every problem stops at its own tolerance check.
 """
 
 import warnings
@@ -137,17 +140,13 @@ def tile_values(cost, rows, cols, tile, reg, loss, options):
     i, j = tile_pairs(*tile)
     a, b = rows[i - i0], cols[j - j0]
     field = "value_linear" if loss == "linear" else "value"
-    values, converged = np.empty(len(i)), np.empty(len(i), dtype=bool)
-    step = batch_limit(cost.shape, cost.dtype.itemsize) if options.get("method") == "sinkhorn" else 1
-    for s in range(0, len(i), step):
-        sl = slice(s, s + step)
-        if step == 1:
-            res = _quiet_solve(cost, a[s], b[s], reg, options)
-        else:  # one batched solve over the pairs sl
-            batch = np.ascontiguousarray(np.broadcast_to(cost, (len(a[sl]), *cost.shape)))
-            res = _quiet_solve(batch, a[sl], b[sl], reg, options)
-        # host copies: a GPU solve's per-problem fields may be device arrays
-        values[sl], converged[sl] = to_numpy(getattr(res, field)), to_numpy(res.converged)
+    # every pair of the tile in one solve on the one cost (a shared-cost batch:
+    # Sinkhorn's passes are matrix-matrix products over the cost for all pairs;
+    # SNS, where chosen, solves pair by pair on it)
+    res = _quiet_solve(cost, a, b, reg, options) if len(i) > 1 else _quiet_solve(cost, a[0], b[0], reg, options)
+    # host copies: a GPU solve's per-problem fields may be device arrays
+    values = np.asarray(to_numpy(getattr(res, field)), dtype=np.float64).reshape(len(i))
+    converged = np.asarray(to_numpy(res.converged), dtype=bool).reshape(len(i))
     return values, converged
 
 

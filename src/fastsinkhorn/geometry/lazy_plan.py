@@ -130,3 +130,20 @@ class LazyPlan:
 
     def __repr__(self):
         return f"LazyPlan(shape={self.shape}, reg={self.reg:g})"
+
+
+class LazyPlanBatch(tuple):
+    """The plans of a lazy batch (many problems on one cost): ``plans[p]`` is
+    problem ``p``'s :class:`LazyPlan`; nothing ``B x n x m`` is held.
+
+    ``shape`` is ``(B, n, m)`` and ``ndim`` 3, as a batch's stored plans.
+    """
+
+    ndim = 3
+
+    @property
+    def shape(self):
+        return (len(self),) + tuple(self[0].shape)
+
+    def __repr__(self):
+        return f"LazyPlanBatch(shape={self.shape})"

@@ -154,13 +154,23 @@ def solve_batch(M, reg=None, a=None, b=None, max_iter=1000, tol=1e-5, method="au
     return res
 
 
-def histograms_as_batch(xp, M, b, warmstart=None):
+#: Options of the scaling iteration on stored kernels, which a shared-cost
+#: batch (log-domain passes) has no use for: given, the batch is stored.
+_SCALING_OPTIONS = ("absorb_threshold", "check_every")
+
+
+def histograms_as_batch(xp, M, b, warmstart=None, options=()):
     """POT's ``k`` histograms sharing ``a`` and ``M`` (a 2-D ``b`` (m, k),
     a warmstart (n, k), (m, k): problems on the last axis) as our batch
-    (problems on the first axis): ``M`` (k, n, m) (C-contiguous copies),
-    ``b`` (k, m) and warmstart (k, n), (k, m) (views). A batched result's
+    (problems on the first axis): ``b`` (k, m), warmstart (k, n), (k, m)
+    (views), and ``M`` as it is, a batch of problems on one cost (the
+    shared-cost batch of :mod:`fastsinkhorn.geometry.shared`: one product
+    over the cost serves all ``k``), or, where ``options`` set one of the
+    scaling iteration's options (POT's ``tau``), ``(k, n, m)`` copies of it,
+    on which that iteration runs and honours them. A batched result's
     per-problem arrays go back to POT's layout by ``.T``."""
-    M = xp.ascontiguousarray(xp.broadcast_to(M, (b.shape[1],) + M.shape))
+    if any(name in options for name in _SCALING_OPTIONS):
+        M = xp.ascontiguousarray(xp.broadcast_to(M, (b.shape[1],) + M.shape))
     return M, b.T, None if warmstart is None else tuple(xp.asarray(w).T for w in warmstart)
 
 
@@ -186,6 +196,7 @@ def solve_problems(M, a, b, *, reg, tol, max_iter, method=AUTO, warm_start=None,
     progress table per problem, as POT prints), the results stacked into one
     batched :class:`~fastsinkhorn.OTResult`.
 
+    ``M``: (B, n, m), or (n, m) shared by all problems (then ``a`` or ``b`` is 2-D).
     ``a``, ``b``: (B, n), (B, m), or 1-D shared by all problems (or None).
     ``warm_start``: potentials (B, n), (B, m). ``progress``: a factory of
     callbacks (one per solve) with a ``finish(result)`` method (POT's
@@ -208,6 +219,8 @@ def solve_problems(M, a, b, *, reg, tol, max_iter, method=AUTO, warm_start=None,
     def problem(w, p):  # problem p's masses (a shared 1-D one, or none)
         return w[p] if w is not None and getattr(w, "ndim", 1) == 2 else w
 
-    return stack_results([run(M[p], problem(a, p), problem(b, p),
+    n_problems = max(w.shape[0] if w is not None and w.ndim == 2 else 0 for w in (a, b)) if M.ndim == 2 \
+        else M.shape[0]
+    return stack_results([run(M if M.ndim == 2 else M[p], problem(a, p), problem(b, p),
                               None if warm_start is None else (warm_start[0][p], warm_start[1][p]), method)
-                          for p in range(M.shape[0])])
+                          for p in range(n_problems)])

@@ -190,7 +190,7 @@ def _dispatch(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn,
 
     if n_hists and batch_method(ours, M, reg, tol) == "sinkhorn":
         # the k problems as one batch, iterated jointly as POT does
-        M, b, warmstart = histograms_as_batch(xp, M, b, warmstart)
+        M, b, warmstart = histograms_as_batch(xp, M, b, warmstart, options)
         n_hists = 0
     if n_hists:  # where SNS is the method: k solves
         results = [one(b[:, k], None if warmstart is None else (warmstart[0][:, k], warmstart[1][:, k]))

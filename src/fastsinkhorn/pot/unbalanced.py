@@ -179,7 +179,7 @@ def _dispatch(a, b, M, reg, reg_m, method, reg_type, c, warmstart, numItermax, s
             warnings.warn(_TWO_D_B, UserWarning, stacklevel=3)
         c = None
         reg_type = "entropy"
-        M, b, warmstart = histograms_as_batch(xp, M, b, warmstart)
+        M, b, warmstart = histograms_as_batch(xp, M, b, warmstart, options)
     shift = kl_frame_shift(xp, a, b, M.shape, reg_type if c is None else "entropy")
     warm_start = None if warmstart is None else to_potentials(xp, warmstart, reg, shift)
     solve = {"reg": reg, "method": METHODS[method.lower()], "tol": _stop_threshold(stopThr),

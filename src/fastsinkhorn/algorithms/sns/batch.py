@@ -25,7 +25,7 @@ _WORST = (Status.CALLBACK, Status.STALLED, Status.MAX_ITER)
 
 def problem(prob, p):
     """Problem ``p`` of the batch ``prob`` as a single prepared problem (its cost a view)."""
-    M = prob.geom.M[p]
+    M = prob.geom.M[p] if prob.geom.M.ndim == 3 else prob.geom.M  # a shared cost: the one M
     forbidden = prob.forbidden and not bool(prob.xp.isfinite(M).all())
     return dataclasses.replace(prob, geom=DenseGeometry(M, prob.backend, prob.geom.cost_range), a=prob.a[p],
                                b=prob.b[p], forbidden=forbidden)
@@ -63,10 +63,10 @@ def run_sns_batch(prob, opts, monitor, max_iter, f0, g0, norm="l1"):
         driver_plans[p] = plan_p
         for name, count in phases_p.items():
             phases[name][p] = count
-    plan = prob.geom.plan(f, g, prob.reg)
-    for p, plan_p in driver_plans.items():  # exactly what the driver returned
-        plan[p] = plan_p
-    _record(monitor, plan, prob, sum(phases.values()), phases, norm)
+    plan = prob.geom.plan(f, g, prob.reg)  # (a shared cost: lazy plans at the potentials)
+    for p, plan_p in driver_plans.items() if prob.geom.can_store_kernel else ():
+        plan[p] = plan_p  # exactly what the driver returned
+    _record(monitor, plan, f, g, prob, sum(phases.values()), phases, norm)
     status = next((s for s in _WORST if s in statuses), Status.CONVERGED)
     return plan, f, g, phases, status
 
@@ -80,8 +80,9 @@ def _run_compiled(prob, opts, monitor, max_iter, idx, regs, f, g):
     for k, r in enumerate(regs):
         schedule[k, :len(r)] = r
     f_s, g_s = np.ascontiguousarray(f[idx]), np.ascontiguousarray(g[idx])
+    costs = np.broadcast_to(prob.geom.M, prob.shape)[idx]  # (a shared cost: copies of the one M)
     out = small_sns_batch(
-        np.ascontiguousarray(prob.geom.M[idx], dtype=np.float64), np.ascontiguousarray(prob.a[idx], np.float64),
+        np.ascontiguousarray(costs, dtype=np.float64), np.ascontiguousarray(prob.a[idx], np.float64),
         np.ascontiguousarray(prob.b[idx], np.float64), schedule, np.array([len(r) for r in regs], np.int64),
         float(monitor.tol), float(max(monitor.tol, opts.anneal_tol)), float(opts.switch_tol),
         int(max(opts.warmup_iter, 1)), int(max_iter), f_s, g_s, float(opts.armijo), int(opts.max_backtracks),
@@ -90,13 +91,14 @@ def _run_compiled(prob, opts, monitor, max_iter, idx, regs, f, g):
     return out
 
 
-def _record(monitor, plan, prob, n_iter, phases, norm):
+def _record(monitor, plan, f, g, prob, n_iter, phases, norm):
     """The batch's one history row: its largest iteration count and error
     (``"l1"``: the largest problem's; ``"l2"``: the norm of all problems'
     errors, POT's joint one); the callback, if any, was called by each
     problem's own monitor."""
     measure = marginal_error if norm == "l1" else marginal_l2_error
-    error = measure(prob.xp, plan.sum(-1, dtype=np.float64), plan.sum(-2, dtype=np.float64), prob.a, prob.b)
+    r, c, _ = prob.geom.measure(plan, f, g, prob.reg)
+    error = measure(prob.xp, r, c, prob.a, prob.b)
     callback, monitor.callback = monitor.callback, None
     try:
         monitor.check(int(n_iter.max()), float(np.max(error)), "newton" if phases["newton"].any() else "sinkhorn")

@@ -30,12 +30,6 @@ def _calls(xp, rng, n=37, m=23, cost=_DEFAULT_COST):
     reg = 0.05
     f, g = 0.02 * rng.standard_normal(n), 0.02 * rng.standard_normal(m)
     K = np.exp((f[:, None] + g[None, :] - M) / reg)
-    # a batch of 2 histograms on a 5 x 1 x 4 grid, a -inf among them; one log-kernel with -inf entries
-    values = rng.standard_normal((2, 5, 1, 4))
-    values[0, 1, 0, 2] = -np.inf
-    weights = rng.random((4, 4))
-    weights[0, 1] = weights[3, 2] = -np.inf
-    log_kernels = [-rng.random((5, 5)) / reg, np.zeros((1, 1)), weights]
     k = 5
     idx = np.stack([rng.choice(m, size=k, replace=False) for _ in range(n)]).astype(np.int64)
     val = rng.random((n, k))
@@ -55,7 +49,6 @@ def _calls(xp, rng, n=37, m=23, cost=_DEFAULT_COST):
         "pc_cost_rows": (x, y, cost, 3, n - 2),
         "pc_lse_rows": (x, y, cost, g, reg),
         "pc_dense_pass": (x, y, cost, f, g, reg, k),
-        "grid_lse": (values, log_kernels),
         "ell_matvec": (idx, val, rng.random(m)),
         "ell_rmatvec": (idx, val, rng.random(n), m),
     }
@@ -75,7 +68,7 @@ def test_backend_satisfies_the_protocol(backend_name):
     be = get_backend(backend_name)
     assert isinstance(be, KernelBackend)
     assert be.name == backend_name and be.check_every >= 1
-    assert type(be.point_clouds) is bool and type(be.grids) is bool
+    assert type(be.point_clouds) is bool
 
 
 def _parameters(function):
@@ -100,10 +93,6 @@ def test_backend_methods_have_the_contracts_signatures(cls):
 @pytest.mark.parametrize("member", _members())
 @pytest.mark.parametrize("backend_name", [b for b in _available_backends() if b != "reference"])
 def test_member_matches_the_reference(rng, backend_name, member):
-    if member.startswith("grid_") and not get_backend(backend_name).grids:
-        with pytest.raises(NotImplementedError, match="grid"):
-            getattr(get_backend(backend_name), member)(*_calls(np, rng)[member])
-        return
     _check_member(rng, backend_name, member, _calls(np, rng)[member])
 
 

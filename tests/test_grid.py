@@ -2,12 +2,12 @@
 cost, and grid solves against dense solves of the same cost.
 
 The members of the geometry protocol on grids are also run, with every
-other geometry, by ``tests/test_geometry_protocol.py``; the backend's
-``grid_lse`` against the reference by ``tests/test_contract.py``.
+other geometry, by ``tests/test_geometry_protocol.py``; the shared-cost
+products of each axis's pass against plain log-sum-exps by
+``tests/test_shared_cost.py``.
 """
 
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import ot
@@ -96,12 +96,6 @@ def test_passes_are_log_stable_where_the_kernel_underflows(rng, backend):
     got = geom.lse_rows(g, reg)
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, logsumexp((g[None, :] - C) / reg, axis=1), rtol=1e-12)
-
-
-def test_a_backend_without_grids_is_refused():
-    toy = SimpleNamespace(name="toy", xp=np, grids=False)
-    with pytest.raises(NotImplementedError, match="toy"):
-        GridGeometry(fs.Grid(3), toy)
 
 
 # -- solves ------------------------------------------------------------------------------------

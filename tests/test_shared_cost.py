@@ -197,14 +197,22 @@ def test_unbalanced_batch_on_one_cost(rng):
         np.testing.assert_allclose(res.marginals[0][p], alone.marginals[0], atol=1e-8)
 
 
-def test_grid_passes_by_products_equal_the_backends_at_small_reg(rng):
-    """A grid's axis passes run on the shared-cost products: against the
-    backend's plain 1-D log-sum-exps at reg 1e-3 of the cost range."""
+def test_grid_passes_by_products_at_small_reg(rng):
+    """A grid's axis passes run on the shared-cost products: against the plain
+    log-sum-exp over the dense grid cost at reg 1e-3 of the cost range, with
+    the cost inside the sum on one axis (the weighted pass of ``<C, P>``)."""
     from fastsinkhorn.geometry.grid import GridGeometry
 
-    geom = GridGeometry(fs.Grid((40, 33)), get_backend("cpu"))
+    grid = fs.Grid((20, 13), spacing=(0.1, 0.3))
+    geom = GridGeometry(grid, get_backend("cpu"))
     reg = 1e-3 * geom.cost_range
-    h = rng.normal(size=(2, 40 * 33)) * 50
+    h = rng.normal(size=(2, grid.size)) * 50
     h[0, :7] = -np.inf
-    want = get_backend("cpu").grid_lse(h.reshape(2, 40, 33), geom.log_kernels(reg)).reshape(2, -1)
-    np.testing.assert_allclose(geom.log_convolve(h, reg), want, rtol=1e-12, atol=1e-9)
+    C = grid.cost_matrix()
+    np.testing.assert_allclose(geom.log_convolve(h, reg), reference_lse(C, h * reg, reg), rtol=1e-12,
+                               atol=1e-9)
+    axis0 = geom.axis_costs[0][np.unravel_index(np.arange(grid.size), grid.shape)[0]]  # c_0(i_0, .)
+    weights = np.repeat(axis0, 13, axis=1)  # c_0(i_0, j_0) for every j in C order
+    with np.errstate(divide="ignore"):
+        want = reference_lse(C - reg * np.log(weights), h * reg, reg)
+    np.testing.assert_allclose(geom.log_convolve(h, reg, weighted=0), want, rtol=1e-11, atol=1e-9)

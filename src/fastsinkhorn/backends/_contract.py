@@ -15,13 +15,13 @@ each pair from coordinates ``x`` (n, d) and ``y`` (m, d) as they go, so they
 never hold anything n x m. Column-wise point-cloud reductions are the row
 ones with ``x`` and ``y`` swapped (every supported cost is symmetric).
 
-A third family works on separable costs of regular grids (``grid_``): a
-pass is a sequence of small 1-D log-sum-exps, one per axis, and nothing
-larger than the grid itself is held.
+Regular grids need no kernel of their own: their geometry
+(:mod:`fastsinkhorn.geometry.grid`) does each axis's pass as array-library
+matrix products over one small dense cost, with the dense ``lse_rows`` and
+``lse_cols`` for its stabilisers and exact recomputations.
 
 Capabilities: a backend declares what it implements beyond the dense
-kernels as class attributes (``point_clouds``, ``grids``,
-``small_batches``); a geometry or driver that needs one checks the
+kernels as class attributes (``point_clouds``, ``small_batches``); a geometry or driver that needs one checks the
 declaration, never the presence of methods.
 
 ``small_batches``: the backend has ``sinkhorn_small_batch(M, a, b, reg, tol,
@@ -77,7 +77,6 @@ class KernelBackend(Protocol):
     check_every: int  # iterations between host-side convergence checks
     point_clouds: bool  # capability: implements the point-cloud (pc_) members
     small_batches: bool  # capability: has sinkhorn_small_batch (see the module)
-    grids: bool  # capability: implements the separable grid (grid_) members
 
     # dense cost / kernel
     def lse_rows(self, M, g, reg): ...
@@ -105,9 +104,6 @@ class KernelBackend(Protocol):
     def pc_lse_rows(self, x, y, cost, g, reg): ...
 
     def pc_dense_pass(self, x, y, cost, f, g, reg, k): ...
-
-    # separable costs on regular grids (one 1-D log-sum-exp per axis)
-    def grid_lse(self, values, log_kernels): ...
 
     # row-wise sparse matrices (SNS Hessian)
     def ell_matvec(self, idx, val, x): ...

@@ -28,7 +28,6 @@ from . import (
 )
 from . import _cpu_batch_kernels as batch
 from . import _cpu_cloud_kernels as cloud
-from . import _cpu_grid_kernels as grid
 from . import _cpu_kernels as kern
 from ._threads import blocks
 
@@ -158,7 +157,6 @@ class CPUBackend:
     check_every = 1  # the convergence check is O(n) and needs no sync
     point_clouds = True  # capability: the pc_ members (see _contract)
     small_batches = False  # no fused batched Sinkhorn: the driver's loop runs
-    grids = True  # capability: the grid_ members (see _contract)
 
     # Dense members take a leading batch axis ((B, n, m) matrices, (B, n)
     # vectors): one parallel pass over all problems (_cpu_batch_kernels).
@@ -249,22 +247,6 @@ class CPUBackend:
 
     def pc_dense_pass(self, x, y, cost, f, g, reg, k):
         return _select_top_k(x.shape[0], y.shape[0], _cloud_exponent(x, y, cost, float(reg)), f, g, k)
-
-    def grid_lse(self, values, log_kernels):
-        out, d = _vec(values), len(log_kernels)
-        for axis, L in enumerate(log_kernels):
-            at = out.ndim - d + axis
-            k = out.shape[at]
-            # (pre, k, post), the reduced axis in the middle: no transposed copy
-            pre, post = int(np.prod(out.shape[:at])), int(np.prod(out.shape[at + 1:]))
-            step, nb = np.empty_like(out), blocks(out.size * k, pre * k)
-            args = (out.reshape(pre, k, post), _vec(L), step.reshape(pre, k, post))
-            if nb == 1:
-                grid.axis_lse_serial(*args)
-            else:
-                _threads.run(grid.axis_lse, nb, *args)
-            out = step
-        return out
 
     def ell_matvec(self, idx, val, x):
         nb = blocks(idx.size, idx.shape[0])

@@ -253,7 +253,6 @@ class GPUBackend:
     check_every = 10
     point_clouds = True  # capability: the pc_ members (see _contract)
     small_batches = True  # capability: sinkhorn_small_batch (see _contract)
-    grids = False  # capability: no grid_ kernels on the GPU yet (see grid_lse)
 
     def __init__(self):
         self.xp = _import_cupy()
@@ -499,13 +498,6 @@ class GPUBackend:
         head = self._cloud_head(x, y, cost)
         return self._dense_pass(*kernels, head, x.shape[0], y.shape[0], f, g, reg, k)
 
-    # -- separable grid costs: not implemented here -------------------------
-    def grid_lse(self, values, log_kernels):
-        """Not implemented on the GPU (``grids`` is False): raises ``NotImplementedError``."""
-        raise NotImplementedError("grid costs (fastsinkhorn.Grid) are not implemented on backend='gpu'; "
-                                  "use backend='cpu'")
-
-    # -- cost statistics: one-off, so CuPy reductions by blocks of rows ------
     def _reduced_blocks(self, M, u, v=None):
         """``(rows, R)`` for blocks of about ``_blocks.GPU_STAT_BLOCK_ENTRIES`` entries:
         ``R = M - u`` (``- v`` too if given) in float64, ``inf`` at rows or

@@ -65,7 +65,6 @@ class ReferenceBackend:
     check_every = 1
     point_clouds = True  # capability: the pc_ members (see _contract)
     small_batches = False  # no fused batched Sinkhorn: the driver's loop runs
-    grids = True  # capability: the grid_ members (see _contract)
 
     # -- log-domain half-steps --------------------------------------------
     @_per_problem
@@ -195,32 +194,6 @@ class ReferenceBackend:
         return self.dense_pass(cost_matrix(x, y, cost), f, g, reg, k)
 
     # -- separable grid costs ---------------------------------------------
-    def grid_lse(self, values, log_kernels):
-        """The separable log-kernel of a regular grid applied in the log domain.
-
-        ``values`` is float64 ``(..., k_1, ..., k_d)`` (leading axes: a batch
-        of histograms, each done alike) and ``log_kernels`` a sequence of
-        ``d`` float64 ``(k_a, k_a)`` matrices ``L_a``; returns, with the
-        shape of ``values``::
-
-            out[..., i_1..i_d] = log sum_j exp(values[..., j_1..j_d] + sum_a L_a[i_a, j_a])
-
-        computed axis by axis, ``out <- log sum_{j_a} exp(out[.., j_a, ..] +
-        L_a[i_a, j_a])``, each 1-D log-sum-exp shifted by its own maximum (so
-        it never under- or overflows); ``-inf`` entries are legal, and an
-        output whose terms are all ``-inf`` is ``-inf``. With ``L_a = -c_a /
-        reg`` for the axis costs ``c_a`` this is ``lse_rows`` of the cost
-        ``C_ij = sum_a c_a[i_a, j_a]``; with ``log c_a`` added on one axis, the
-        same sum weighted by that axis's cost.
-        """
-        out, d = np.asarray(values, np.float64), len(log_kernels)
-        for axis, L in enumerate(log_kernels):
-            at = out.ndim - d + axis
-            moved = np.moveaxis(out, at, -1)[..., None, :] + np.asarray(L, np.float64)
-            out = np.moveaxis(_logsumexp(moved, axis=-1), -1, at)
-        return out
-
-    # -- row-wise sparse products -----------------------------------------
     def ell_matvec(self, idx, val, x):
         """``S @ x`` for the row-wise sparse ``S`` given as (idx, val)."""
         return (val * x[idx]).sum(axis=1)

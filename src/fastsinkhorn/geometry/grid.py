@@ -111,45 +111,26 @@ class Grid:
 
 
 class GridGeometry(LazyGeometry):
-    """A :class:`Grid`'s cost on a backend: every pass is done axis by axis by
-    the backend's ``grid_lse``; nothing n x n is held (a
-    :class:`~fastsinkhorn.geometry.protocol.Geometry` that cannot store a kernel).
+    """A :class:`Grid`'s cost on a backend: every pass is done axis by axis,
+    each axis's as one matrix product over its small cost (:meth:`log_convolve`);
+    nothing n x n is held (a :class:`~fastsinkhorn.geometry.protocol.Geometry`
+    that cannot store a kernel). The same code on every backend: array-library
+    calls and the backend's dense ``lse_rows``/``lse_cols`` on the axis costs.
 
     Raises
     ------
     NotImplementedError
-        If the backend does not declare ``grids`` (the ``grid_`` kernels of
-        :class:`~fastsinkhorn.backends._contract.KernelBackend`), and from
-        :meth:`dense_pass` (SNS needs the largest entries of each plan row).
+        From :meth:`dense_pass` (SNS needs the largest entries of each plan row).
     """
 
     def __init__(self, grid, backend):
-        if not backend.grids:
-            raise NotImplementedError(f"grid costs (Grid) are not implemented on backend={backend.name!r}")
         self.grid, self.backend = grid, backend
         self.axis_costs = grid.axis_costs()
-        self._kernels = {}  # (reg, weighted) -> log-kernels, for the current reg only
         self.cost_range = self.cost_scale = grid.cost_range()
 
     @property
     def shape(self):
         return (self.grid.size, self.grid.size)
-
-    def log_kernels(self, reg, weighted=None):
-        """The per-axis log-kernels ``-c_a / reg``; on the axis ``weighted``
-        (if any) ``-c_a / reg + log c_a``, so that a pass sums the plan
-        weighted by that axis's share of the cost (``log 0 = -inf``). Kept
-        for the last ``reg`` asked for: Sinkhorn asks at every half-step."""
-        key = (reg, weighted)
-        if key not in self._kernels:
-            if all(r != reg for r, _ in self._kernels):
-                self._kernels.clear()
-            kernels = [-c / reg for c in self.axis_costs]
-            if weighted is not None:
-                with np.errstate(divide="ignore"):
-                    kernels[weighted] = kernels[weighted] + np.log(self.axis_costs[weighted])
-            self._kernels[key] = kernels
-        return self._kernels[key]
 
     def log_convolve(self, h, reg, weighted=None):
         """``out_i = log sum_j exp(h_j - C_ij / reg)`` (times ``c_a(i_a, j_a)``
@@ -197,8 +178,8 @@ class GridGeometry(LazyGeometry):
                 for c in self.axis_costs]
 
     def cost_rows(self, start, stop):
-        """Rows ``start:stop`` of the cost, from the axis costs (float64)."""
-        return grid_cost_rows(self.grid.shape, self.axis_costs, start, stop)
+        """Rows ``start:stop`` of the cost, from the axis costs (float64, an array of ``xp``)."""
+        return self.xp.asarray(grid_cost_rows(self.grid.shape, self.axis_costs, start, stop))
 
     def lse_rows(self, g, reg):
         """``log sum_j exp((g_j - C_ij) / reg)``, float64 (n,), axis by axis."""

@@ -127,3 +127,32 @@ def test_gpu_unbalanced_equals_cpu(cp, method, unbalanced):
                    method=method, tol=1e-10)
     assert gpu.converged and gpu.backend == "gpu"
     assert np.abs(cp.asnumpy(gpu.plan) - cpu.plan).sum() <= 1e-8
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gpu_shared_cost_batch_equals_cpu(cp, dtype):
+    """Many problems on one cost (2-D M, 2-D masses): CuPy matrix products on
+    the device, each problem's value and marginals those of the CPU's."""
+    rng = np.random.default_rng(8)
+    M = rng.random((120, 90)).astype(dtype)
+    a, b = rng.random((7, 120)) + 0.1, rng.random((7, 90)) + 0.1
+    a, b = a / a.sum(1, keepdims=True), b / b.sum(1, keepdims=True)
+    tol = TOL[dtype]
+    cpu = fs.solve(M, a, b, reg=1e-2, tol=tol, method="sinkhorn")
+    gpu = fs.solve(cp.asarray(M), cp.asarray(a), cp.asarray(b), reg=1e-2, tol=tol, method="sinkhorn")
+    assert gpu.backend == "gpu" and bool(gpu.converged.all())
+    np.testing.assert_allclose(cp.asnumpy(gpu.value_linear), cpu.value_linear, atol=20 * tol)
+    np.testing.assert_allclose(cp.asnumpy(gpu.marginals[0]), a, atol=tol)
+
+
+def test_gpu_grid_solve_equals_cpu(cp):
+    """A Grid on the GPU: the axis passes as CuPy matrix products."""
+    rng = np.random.default_rng(9)
+    grid = fs.Grid((24, 17))
+    a, b = rng.random(grid.size) + 0.1, rng.random(grid.size) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    reg = 1e-3 * grid.cost_range()
+    cpu = fs.solve(grid, a, b, reg=reg, tol=1e-8)
+    gpu = fs.solve(grid, cp.asarray(a), cp.asarray(b), reg=reg, tol=1e-8)
+    assert gpu.backend == "gpu" and gpu.converged
+    assert float(gpu.value_linear) == pytest.approx(float(cpu.value_linear), abs=1e-7)

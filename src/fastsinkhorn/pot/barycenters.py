@@ -22,6 +22,7 @@ import numpy as np
 
 from ..algorithms.barycenter_problem import solve_barycenter
 from ..core.arrays import array_namespace
+from ..core.frameworks import has_framework_array, via_framework
 from ..core.result import ConvergenceWarning
 from ..geometry.grid import Grid
 
@@ -65,6 +66,8 @@ def barycenter(A, M, reg, weights=None, method="sinkhorn", numItermax=10000, sto
     >>> ot.barycenter(A, np.array([[0.0, 1.0], [1.0, 0.0]]), 0.1).round(6).tolist()
     [0.5, 0.5]
     """
+    if has_framework_array(A, M, weights):  # torch/JAX: run on NumPy views of them
+        return via_framework(barycenter, locals(), ("A", "M", "weights"))
     method = _method(method, BARYCENTER_METHODS)
     _only(kwargs, ("tau",) if method == "sinkhorn_stabilized" else ())
     return _dense(A, M, reg, weights, False, numItermax, stopThr, verbose, log, warn,
@@ -82,6 +85,8 @@ def barycenter_sinkhorn(A, M, reg, weights=None, numItermax=1000, stopThr=1e-4, 
     >>> ot.bregman.barycenter_sinkhorn(np.eye(3)[:, [0, 2]], (x[:, None] - x) ** 2, 0.1).round(3).tolist()
     [0.0, 1.0, 0.0]
     """
+    if has_framework_array(A, M, weights):  # torch/JAX: run on NumPy views of them
+        return via_framework(barycenter_sinkhorn, locals(), ("A", "M", "weights"))
     return _dense(A, M, reg, weights, False, numItermax, stopThr, verbose, log, warn)
 
 
@@ -98,6 +103,8 @@ def barycenter_stabilized(A, M, reg, tau=1e10, weights=None, numItermax=1000, st
     >>> ot.bregman.barycenter_stabilized(A, M, 0.01, weights=[1.0, 0.0]).round(6).tolist()
     [0.2, 0.8]
     """
+    if has_framework_array(A, M, weights):  # torch/JAX: run on NumPy views of them
+        return via_framework(barycenter_stabilized, locals(), ("A", "M", "weights"))
     return _dense(A, M, reg, weights, False, numItermax, stopThr, verbose, log, warn, stabilized=True)
 
 
@@ -119,6 +126,8 @@ def barycenter_debiased(A, M, reg, weights=None, method="sinkhorn", numItermax=1
     >>> ot.bregman.barycenter_debiased(A, M, 0.5).round(2).tolist(), ot.barycenter(A, M, 0.5).round(2).tolist()
     ([0.0, 1.0, 0.0], [0.11, 0.79, 0.11])
     """
+    if has_framework_array(A, M, weights):  # torch/JAX: run on NumPy views of them
+        return via_framework(barycenter_debiased, locals(), ("A", "M", "weights"))
     _method(method, DEBIASED_METHODS)
     _only(kwargs, ())
     return _dense(A, M, reg, weights, True, numItermax, stopThr, verbose, log, warn)
@@ -160,6 +169,8 @@ def convolutional_barycenter2d(A, reg, weights=None, method="sinkhorn", numIterm
     [[0.0, 0.0, 1.0, 0.0, 0.0]]
     """
     _method(method, DEBIASED_METHODS)
+    if has_framework_array(A, weights):
+        return via_framework(convolutional_barycenter2d, locals(), ("A", "weights"))
     _only(kwargs, ("stabThr",))
     return _images(A, reg, weights, False, numItermax, stopThr, verbose, log, warn)
 
@@ -179,6 +190,8 @@ def convolutional_barycenter2d_debiased(A, reg, weights=None, method="sinkhorn",
     1.0
     """
     _method(method, DEBIASED_METHODS)
+    if has_framework_array(A, weights):
+        return via_framework(convolutional_barycenter2d_debiased, locals(), ("A", "weights"))
     _only(kwargs, ("stabThr",))
     return _images(A, reg, weights, True, numItermax, stopThr, verbose, log, warn)
 

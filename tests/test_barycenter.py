@@ -326,3 +326,14 @@ def test_stabilised_grid_passes_recompute_underflowed_sums(monkeypatch):
     np.testing.assert_allclose(grid_kernel.StabilisedGridPasses(geom).log_convolve(h, reg)[0], want, rtol=1e-13)
     monkeypatch.setattr(grid_kernel, "EXACT_FRACTION", 0.0)  # the backend's exact pass instead
     np.testing.assert_allclose(grid_kernel.StabilisedGridPasses(geom).log_convolve(h, reg)[0], want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["barycenter", "barycenter_sinkhorn", "barycenter_stabilized", "barycenter_debiased",
+                                  "convolutional_barycenter2d", "convolutional_barycenter2d_debiased"])
+def test_drop_ins_have_pots_signatures(name):
+    import inspect
+
+    ours, theirs = inspect.signature(getattr(fs.bregman, name)), inspect.signature(getattr(ot.bregman, name))
+    assert [(p.name, p.default) for p in ours.parameters.values()] == \
+        [(p.name, p.default) for p in theirs.parameters.values()]
+    assert fs.barycenter is fs.bregman.barycenter

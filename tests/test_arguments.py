@@ -58,7 +58,7 @@ def test_c_is_checked_for_exact_ot_as_where_it_acts(rng):
 @pytest.mark.parametrize("option, value", [("check_every", 5), ("absorb_threshold", 10.0)])
 def test_point_cloud_refuses_options_it_would_ignore(rng, method, option, value):
     x, y = rng.random((30, 2)), rng.random((20, 2))
-    with pytest.raises(ValueError, match=f"option '{option}'={value!r}: a point cloud"):
+    with pytest.raises(ValueError, match=f"option '{option}'={value!r}: a lazy geometry's Sinkhorn \\(point cloud"):
         fs.solve(fs.PointCloud(x, y), reg=0.05, method=method, **{option: value})
 
 

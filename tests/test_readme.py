@@ -42,6 +42,7 @@ PROMISED = {
     "point clouds without the n x m cost": "fastsinkhorn.PointCloud(x, y)    #",
     "histograms on a regular grid": "fastsinkhorn.Grid((64, 64))",
     "batches and ragged padding": "fastsinkhorn.batch.pad(",
+    "many problems on one cost (matrix-matrix passes)": "fastsinkhorn.solve(M, H[:25], H[25:]",
     "the POT drop-in (import fastsinkhorn as ot)": "P = ot.sinkhorn(a, b, M, 1e-2)",
     "many problems on a Dask cluster (a script)": "from fastsinkhorn.distributed import local_client",
     "exact OT with its certificate": "fastsinkhorn.solve_exact(",

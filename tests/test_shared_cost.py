@@ -183,3 +183,28 @@ def test_recentring_is_rate_limited(rng, monkeypatch):
     for _ in range(12):
         np.testing.assert_allclose(k.lse_rows(g, 1e-3), reference_lse(C, g, 1e-3), rtol=1e-12, atol=1e-9)
     assert 2 <= k.recentred <= 3 and k.exact_entries > 0
+
+
+def test_unbalanced_batch_on_one_cost(rng):
+    """KL-relaxed marginals: each problem's own translation step (one shift per problem)."""
+    C = rng.random((15, 12))
+    A, Bm = masses(rng, 3, 15) * 2.0, masses(rng, 3, 12)
+    res = fs.solve(C, A, Bm, reg=0.05, unbalanced=0.5, method="sinkhorn", tol=1e-9)
+    assert res.converged.all()
+    for p in range(3):
+        alone = fs.solve(C, A[p], Bm[p], reg=0.05, unbalanced=0.5, method="sinkhorn", tol=1e-9)
+        assert res.value[p] == pytest.approx(alone.value, abs=1e-8)
+        np.testing.assert_allclose(res.marginals[0][p], alone.marginals[0], atol=1e-8)
+
+
+def test_grid_passes_by_products_equal_the_backends_at_small_reg(rng):
+    """A grid's axis passes run on the shared-cost products: against the
+    backend's plain 1-D log-sum-exps at reg 1e-3 of the cost range."""
+    from fastsinkhorn.geometry.grid import GridGeometry
+
+    geom = GridGeometry(fs.Grid((40, 33)), get_backend("cpu"))
+    reg = 1e-3 * geom.cost_range
+    h = rng.normal(size=(2, 40 * 33)) * 50
+    h[0, :7] = -np.inf
+    want = get_backend("cpu").grid_lse(h.reshape(2, 40, 33), geom.log_kernels(reg)).reshape(2, -1)
+    np.testing.assert_allclose(geom.log_convolve(h, reg), want, rtol=1e-12, atol=1e-9)

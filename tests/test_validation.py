@@ -155,7 +155,8 @@ def test_strided_cost_is_made_contiguous():
     ({"M": None}, "M must be a 2-D array (or a 3-D batch), got None"),
     ({"M": np.ones((2, 0))}, "M must be a non-empty 2-D array (or a 3-D batch of them), got shape (2, 0)"),
     ({"a": np.array([0.5, 0.25, 0.25])}, "a must have shape (2,) to match M.shape[0], got (3,)"),
-    ({"b": np.ones((3, 1))}, "b must have shape (3,) to match M.shape[1], got (3, 1)"),
+    # a 2-D b with a 2-D M is one row per problem (many problems on one cost): (B, m)
+    ({"b": np.ones((3, 1))}, "b must have shape (3,) or (3, 3) to match M.shape[1], got (3, 1)"),
     ({"a": np.array([1.5, -0.5])}, "a must be non-negative (masses), got min -0.5"),
     ({"a": np.array([np.inf, 0.5])}, "a must not contain NaN or inf"),
     ({"b": np.array([0.2, 0.3, 0.6])}, "a and b must have equal sums (to a relative 0.001), got sum(a)=1.0 and "

@@ -54,8 +54,10 @@ def run_entropic(prob, method, opts, tol, max_iter, warm_start=None, callback=No
     """
     f0, g0 = _warm_start(prob, warm_start)
     # the loops stop a little below tol: storing the plan in the problem's dtype
-    # moves each marginal by up to eps/2 of its mass (float32: ~6e-8)
-    rounding = float(np.finfo(prob.dtype).eps) * float(prob.a.sum(axis=-1).max())
+    # moves each marginal by up to eps/2 of its mass (float32: ~6e-8); a geometry
+    # whose passes round more (float32 products over a shared cost) says by how much
+    relative = getattr(prob.geom, "pass_rounding", float(np.finfo(prob.dtype).eps))
+    rounding = relative * float(prob.a.sum(axis=-1).max())
     monitor = Monitor(tol - rounding if tol > 0 else -1.0, callback, verbose)
     runner = (BATCH_RUNNERS if len(prob.shape) == 3 else RUNNERS)[method]
     plan, f, g, phases, status = runner(prob, opts, monitor, int(max_iter), f0, g0, norm=norm)

@@ -191,6 +191,7 @@ class _LogIterate:
         self.g = prob.cols.potential(self.lse)
         if not prob.balanced:
             t = translation(prob.rows, prob.cols, self.f, self.g)
+            t = t[..., None] if prob.xp.ndim(t) else t  # a batch: one shift per problem
             self.f, self.g = self.f + t, self.g - t
 
     def maintain(self):
@@ -222,7 +223,7 @@ class _Freezer:
     below the tolerance, exactly what a single solve of it returns: its
     potentials and plan are copied out then. Converged problems ride along
     (unchanged arithmetic for the others) until half the active ones have
-    converged; then the batch is compacted to the rest (their kernels,
+    converged (a lazy batch: not at all); then the batch is compacted to the rest (their kernels,
     scalings and potentials sliced: the iterations go on unchanged), so the
     work follows the problems still running.
     """
@@ -259,9 +260,11 @@ class _Freezer:
         self.n_iter[rows] = iteration
 
     def compact(self, state):
-        """The running batch without its converged problems, once they are half of it."""
+        """The running batch without its converged problems, once they are half
+        of it; at once for a lazy batch (a shared cost), where slicing costs
+        O(n + m) a problem and every problem kept costs a share of each product."""
         live = ~self.done[self.rows]
-        if 2 * live.sum() > live.size or not live.any():
+        if live.all() or not live.any() or (self.plan is not None and 2 * live.sum() > live.size):
             return state
         keep = np.flatnonzero(live)
         self.rows = self.rows[keep]

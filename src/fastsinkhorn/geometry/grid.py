@@ -4,22 +4,26 @@ On a grid the cost ``C_ij = sum_a (x_a(i_a) - x_a(j_a))^2`` is a sum of one
 small ``(k_a, k_a)`` cost per axis, so the kernel ``exp(-C / reg)`` is a
 product of one small kernel per axis. A pass over the cost (Sinkhorn's
 ``lse_rows``) is then a sequence of 1-D log-sum-exps, one axis at a time
-(the backend's ``grid_lse``): ``O(n sum_a k_a)`` work, ``O(n)`` memory, and
-log-stable at any ``reg`` (each 1-D sum shifted by its own maximum). A
-256 x 256 image (65,536 points, whose dense cost would take 32 GiB) costs
-two such passes a Sinkhorn iteration.
+(each a batch of lines on the axis's small cost, one matrix product with a
+stabilised kernel): ``O(n sum_a k_a)`` work, ``O(n)`` memory, and exact at
+any ``reg`` (sums that would underflow are recomputed as plain
+log-sum-exps). A 256 x 256 image (65,536 points, whose dense cost would
+take 32 GiB) costs two such passes a Sinkhorn iteration.
 
 Points are numbered in C order: the flat histogram of an image ``h`` is
 ``h.ravel()``. Every pass also takes leading batch axes (``(..., n)``: the
 histograms of several problems at once, as a barycenter iterates them).
 """
 
+import functools
 import math
 import numbers
 
 import numpy as np
 
 from .base import LazyGeometry
+from .dense import DenseGeometry
+from .shared_kernel import SharedKernel
 
 
 class Grid:
@@ -162,10 +166,35 @@ class GridGeometry(LazyGeometry):
         Returns
         -------
         array, float64, shape (..., n)
+
+        Notes
+        -----
+        Each axis's pass is a batch of 1-D log-sum-exps, one per line of the
+        grid along that axis, all on the axis's ``(k_a, k_a)`` cost: a batch
+        on one shared cost, done as one matrix product with that axis's
+        stabilised kernel (:class:`~fastsinkhorn.geometry.shared_kernel.SharedKernel`:
+        exact, sums that would underflow recomputed); the weighted axis is
+        that kernel's :meth:`~fastsinkhorn.geometry.shared_kernel.SharedKernel.weighted_lse_rows`.
+        Only array-library calls and the backend's dense log-sum-exps: the
+        same code on every backend.
         """
         batch = h.shape[:-1]
         values = h.reshape(batch + self.grid.shape)
-        return self.backend.grid_lse(values, self.log_kernels(reg, weighted)).reshape(h.shape)
+        for axis, kernel in enumerate(self.axis_kernels):
+            lines = self.xp.moveaxis(values, len(batch) + axis, -1)
+            shape = lines.shape
+            potentials = reg * lines.reshape(-1, shape[-1])  # the kernel's potentials: reg h
+            out = kernel.weighted_lse_rows(potentials, reg) if axis == weighted else \
+                kernel.lse_rows(potentials, reg)
+            values = self.xp.moveaxis(out.reshape(shape), -1, len(batch) + axis)
+        return self.xp.ascontiguousarray(values).reshape(h.shape)
+
+    @functools.cached_property
+    def axis_kernels(self):
+        """One :class:`~fastsinkhorn.geometry.shared_kernel.SharedKernel` per axis,
+        on that axis's cost (its stabilisers kept from pass to pass)."""
+        return [SharedKernel(DenseGeometry(self.xp.asarray(c), self.backend, float(c.max())))
+                for c in self.axis_costs]
 
     def cost_rows(self, start, stop):
         """Rows ``start:stop`` of the cost, from the axis costs (float64)."""

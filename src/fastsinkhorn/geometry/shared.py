@@ -16,6 +16,8 @@ back as a :class:`~fastsinkhorn.LazyPlan` (``result.plan[p]``, of a
 ``B x n x m`` is held.
 """
 
+import functools
+
 import numpy as np
 
 from .base import LazyGeometry, weighted_costs
@@ -66,6 +68,20 @@ class SharedCostGeometry(LazyGeometry):
 
     batched = True
 
+    @property
+    def pass_rounding(self):
+        """Relative rounding of a pass's sums (of ``m`` terms each) in the
+        products' dtype: what a stopping test on them must leave as margin."""
+        eps = float(np.finfo(self.dtype).eps)
+        return eps * (float(np.sqrt(max(self.M.shape))) if self.dtype == np.float32 else 1.0)
+
+    @functools.cached_property
+    def measure_kernel(self):
+        """The kernel of :meth:`summary`: float64 products, also for a float32
+        cost (the returned marginals and values are then exact, not the
+        float32 passes' own)."""
+        return self.kernel if self.dtype == np.float64 else SharedKernel(self.single, np.float64)
+
     def problem_cost(self, p):
         """The cost of problem ``p``: ``M`` itself (no copy)."""
         return self.M
@@ -92,11 +108,11 @@ class SharedCostGeometry(LazyGeometry):
 
     def summary(self, f, g, reg):
         """``(r, c, <M, P>)`` of every problem's plan at ``(f, g)``: (B, n),
-        (B, m) and (B,) float64, by the kernel's products."""
-        xp = self.xp
-        r = xp.exp(f / reg + self.lse_rows(g, reg))
-        c = xp.exp(g / reg + self.lse_cols(f, reg))
-        return r, c, self.kernel.row_costs(f, g, reg).sum(axis=1)
+        (B, m) and (B,) float64, by float64 products (:attr:`measure_kernel`)."""
+        xp, kernel = self.xp, self.measure_kernel
+        r = xp.exp(f / reg + kernel.lse_rows(g, reg))
+        c = xp.exp(g / reg + kernel.lse_cols(f, reg))
+        return r, c, kernel.row_costs(f, g, reg).sum(axis=1)
 
     def plan(self, f, g, reg, out=None):
         """The plans at ``(f, g)``: a :class:`LazyPlanBatch` (one :class:`LazyPlan`

@@ -6,7 +6,7 @@ For ``B`` problems on one cost ``C`` (n, m), Sinkhorn's row pass
 ``K_ij = exp((alpha_i + beta_j - C_ij) / reg)``,
 
     out_bi = log (K V_b)_i + s_b - alpha_i / reg,
-    V_bj = exp((g_bj - beta_j) / reg - s_b),  s_b = max_j (g_bj - beta_j) / reg,
+    V_bj = exp(h_bj - s_b),  h_bj = (g_bj - beta_j) / reg,  s_b = max_j h_bj,
 
 one product ``V @ K^T`` for all problems: compute-bound BLAS, where ``B``
 separate passes would each read the cost. :class:`SharedKernel` does this
@@ -34,6 +34,7 @@ import numpy as np
 
 #: Entries of ``K`` and ``V`` below this are stored as zeros (per dtype of the cost).
 FLUSH = {np.dtype(np.float64): 1e-300, np.dtype(np.float32): 1.2e-38}
+LOG_FLUSH = {dtype: float(np.log(value)) for dtype, value in FLUSH.items()}
 #: Sums below this are recomputed exactly: each dropped term is below FLUSH,
 #: so at or above TINY the relative error is below m * FLUSH / TINY (1e-20 m
 #: in float64, 1e-13 m in float32).
@@ -52,7 +53,10 @@ class SharedKernel:
     cost : DenseGeometry
         The cost ``C`` (n, m) (C-contiguous, float32 or float64) on its
         backend: read for the stabilisers' exact passes and the exact
-        recomputations; ``K`` is stored in its dtype and the products run in it.
+        recomputations.
+    dtype : numpy dtype, optional
+        Of ``K`` and of the products: the cost's by default (float32 products
+        for a float32 cost, twice as fast); float64 for exact measures.
 
     Notes
     -----
@@ -61,13 +65,13 @@ class SharedKernel:
     ``passes`` and ``recentred`` count what was done (for tests and tuning).
     """
 
-    def __init__(self, cost):
+    def __init__(self, cost, dtype=None):
         self.cost = cost
         self.xp = cost.backend.xp
-        self.dtype = cost.dtype
+        self.dtype = np.dtype(cost.dtype if dtype is None else dtype)
         self.reg = None
         self.K = self.KC = None
-        self.alpha = self.beta = None
+        self.alpha = self.beta = self.alpha_reg = self.beta_reg = None
         self.passes = self.recentred = self.exact_entries = 0
         self._since_centre = 0
 
@@ -80,13 +84,15 @@ class SharedKernel:
         """``log sum_i exp((f_bi - C_ij) / reg)`` for ``f`` (B, n): float64 (B, m)."""
         return self._pass(f, reg, rows=False)
 
-    def row_costs(self, f, g, reg):
-        """``sum_j C_ij P_bij`` for the plans ``P_b`` at ``(f_b, g_b)``: float64 (B, n).
+    def weighted_lse_rows(self, g, reg):
+        """``log sum_j C_ij exp((g_bj - C_ij) / reg)`` for ``g`` (B, m): float64 (B, n).
 
-        The rows' costs ``(KC V_b)_i / (K V_b)_i`` times their masses, by the
-        same products (``KC = C * K``, built once per ``reg``); rows whose sum
-        is below :data:`TINY` are recomputed exactly. An entry without mass
-        counts 0, even at an infinite cost.
+        The pass with the cost inside the sum (what ``<C, P>`` and a grid's
+        weighted axis need): :meth:`lse_rows` plus the log of the rows'
+        cost-weighted means ``(KC V_b)_i / (K V_b)_i``, by the same products
+        (``KC = C * K``, built once per ``reg``); means whose sums are below
+        :data:`TINY` are recomputed exactly. An entry without mass counts 0,
+        even at an infinite cost (``-inf`` where a row's weighted sum is 0).
         """
         xp = self.xp
         lse = self.lse_rows(g, reg)  # also centres the stabilisers for this reg
@@ -96,16 +102,22 @@ class SharedKernel:
                 C = self.cost.cost_rows(start, stop)
                 K = self.K[start:stop]
                 self.KC[start:stop] = xp.where(K > 0, C, 0.0) * K
-        V, s = self._operand(g, self.beta, reg)
+        V = self._operand(g, self.beta, reg)[0]
         KV, KCV = V @ self.K.T, V @ self.KC.T
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = xp.where(KV > 0, KCV.astype(np.float64) / KV.astype(np.float64), 0.0)
-            mass = xp.exp(f / reg + lse)
-        bad = (KV < TINY[self.dtype]) & (mass > 0)
+        bad = (KV < TINY[self.dtype]) & xp.isfinite(lse)
         if bool(bad.any()):
             b_idx, i_idx = xp.nonzero(bad)
             mean[b_idx, i_idx] = self._exact(g, reg, b_idx, i_idx, weighted=True)
-        return mass * mean
+        with np.errstate(divide="ignore"):
+            return lse + xp.log(mean)
+
+    def row_costs(self, f, g, reg):
+        """``sum_j C_ij P_bij`` for the plans ``P_b`` at ``(f_b, g_b)``: float64
+        (B, n), from :meth:`weighted_lse_rows` (no overflow: each is a row's
+        cost-weighted mass)."""
+        return self.xp.exp(f / reg + self.weighted_lse_rows(g, reg))
 
     # -- implementation ------------------------------------------------------
     def _pass(self, p, reg, rows):
@@ -124,28 +136,38 @@ class SharedKernel:
         return out
 
     def _operand(self, p, shift, reg):
-        """``(exp((p - shift) / reg - s), s)``, in the kernel's dtype, each
-        problem's maximum ``s`` (0 where a problem's ``p`` is all ``-inf``)."""
+        """``(V, s, empty)``: ``V = exp(h - s)``, ``h = (p - shift) / reg``, in the kernel's
+        dtype, each problem's maximum ``s`` (0 where a problem's ``p`` is all
+        ``-inf``: ``empty``). Exponents are raised to ``log FLUSH`` (no
+        subnormal operand): a term so raised is below FLUSH, as a flushed one."""
         xp = self.xp
-        h = (p - shift[None, :]) / reg
+        h = p - shift[None, :]
+        h *= 1.0 / reg
         s = h.max(axis=1)
-        s = xp.where(xp.isfinite(s), s, 0.0)
-        V = xp.exp(h - s[:, None])
-        V[V < FLUSH[self.dtype]] = 0.0
-        return V.astype(self.dtype, copy=False), s
+        empty = ~xp.isfinite(s)
+        if bool(empty.any()):
+            s = xp.where(empty, 0.0, s)
+        h -= s[:, None]
+        xp.maximum(h, LOG_FLUSH[self.dtype], out=h)
+        xp.exp(h, out=h)
+        return h.astype(self.dtype, copy=False), s, empty
 
     def _products(self, p, reg, rows):
         """The pass by one product: ``(out, bad)``, ``bad`` marking the sums to
         recompute (below TINY where the exact answer is not ``-inf``)."""
         xp = self.xp
-        shift, other = (self.beta, self.alpha) if rows else (self.alpha, self.beta)
-        V, s = self._operand(p, shift, reg)
+        shift, other = (self.beta, self.alpha_reg) if rows else (self.alpha, self.beta_reg)
+        V, s, empty = self._operand(p, shift, reg)
         S = V @ self.K.T if rows else V @ self.K
-        with np.errstate(divide="ignore"):
-            out = xp.log(S.astype(np.float64)) + s[:, None] - other[None, :] / reg
         bad = S < TINY[self.dtype]
-        empty = ~xp.isfinite(p).any(axis=1)  # a problem with no mass on this side: -inf is exact
-        return out, bad & ~empty[:, None]
+        with np.errstate(divide="ignore"):
+            out = xp.log(S.astype(np.float64, copy=False))
+        out += s[:, None]
+        out -= other[None, :]
+        if bool(empty.any()):  # a problem with no mass on this side: -inf, exactly
+            out[empty] = -np.inf
+            bad[empty] = False
+        return out, bad
 
     def _centre(self, p, reg, rows):
         """Stabilisers from the problems' potentials ``p`` (the pass's input
@@ -160,6 +182,7 @@ class SharedKernel:
         other = -reg * (cost.lse_rows(mean, reg) if rows else cost.lse_cols(mean, reg))
         other = xp.where(xp.isfinite(other), other, 0.0)
         self.alpha, self.beta = (other, mean) if rows else (mean, other)
+        self.alpha_reg, self.beta_reg = self.alpha / reg, self.beta / reg
         self.reg, self.KC = reg, None
         if self.K is None:
             self.K = xp.empty(cost.shape, dtype=self.dtype)

@@ -287,47 +287,6 @@ def test_pot_method_and_keyword_errors(rng):
         fs.bregman.convolutional_barycenter2d(A, 0.1)
 
 
-# -- the grid's passes by products -----------------------------------------------------------------
-
-@pytest.mark.parametrize("shape, reg, scale", [((7, 5), 0.01, 1.0), ((6, 9), 1e-4, 30.0), ((4, 3, 5), 1e-3, 100.0),
-                                               ((1, 8), 0.05, 1.0)])
-def test_stabilised_grid_passes_match_the_exact_ones(rng, shape, reg, scale):
-    """The product form (with its exact recomputation of underflowed sums and
-    its fallback) equals the backend's term-by-term pass, ``-inf`` included."""
-    from fastsinkhorn.backends import get_backend
-    from fastsinkhorn.geometry import grid_kernel
-    from fastsinkhorn.geometry.grid import GridGeometry
-
-    geom = GridGeometry(fs.Grid(shape), get_backend("cpu"))
-    fast = grid_kernel.StabilisedGridPasses(geom)
-    h = rng.standard_normal((3, geom.grid.size)) * scale
-    h[0, :3], h[1], h[2, -1] = -np.inf, -np.inf, -np.inf
-    want = geom.log_convolve(h, reg)
-    got = fast.lse_rows(h * reg, reg)
-    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
-    finite = np.isfinite(want)
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-10)
-    np.testing.assert_array_equal(fast.lse_cols(h * reg, reg), got)
-
-
-def test_stabilised_grid_passes_recompute_underflowed_sums(monkeypatch):
-    """Mass far from an output (its kernel entries flushed): the product's sum
-    is 0, the recomputed value exact; and with the fallback forced, the same."""
-    from fastsinkhorn.backends import get_backend
-    from fastsinkhorn.geometry import grid_kernel
-    from fastsinkhorn.geometry.grid import GridGeometry
-
-    geom = GridGeometry(fs.Grid(100), get_backend("cpu"))
-    h = np.full((1, 100), -np.inf)
-    h[0, 0] = 0.0  # one Dirac at x = 0: out_i = -x_i^2 / reg
-    reg = 1 / 700
-    want = -np.linspace(0, 1, 100) ** 2 / reg
-    assert 0 < (want < np.log(grid_kernel.TINY)).mean() < grid_kernel.EXACT_FRACTION  # a few sums recomputed
-    np.testing.assert_allclose(grid_kernel.StabilisedGridPasses(geom).log_convolve(h, reg)[0], want, rtol=1e-13)
-    monkeypatch.setattr(grid_kernel, "EXACT_FRACTION", 0.0)  # the backend's exact pass instead
-    np.testing.assert_allclose(grid_kernel.StabilisedGridPasses(geom).log_convolve(h, reg)[0], want, rtol=1e-13)
-
-
 @pytest.mark.parametrize("name", ["barycenter", "barycenter_sinkhorn", "barycenter_stabilized", "barycenter_debiased",
                                   "convolutional_barycenter2d", "convolutional_barycenter2d_debiased"])
 def test_drop_ins_have_pots_signatures(name):

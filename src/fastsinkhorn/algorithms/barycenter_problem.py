@@ -10,7 +10,6 @@ from ..core.arrays import array_library
 from ..core.checks import check_non_negative, check_positive_int, check_reg
 from ..core.validation import MASS_SUM_RTOL, _as_cost, resolve_backend
 from ..geometry.grid import Grid, GridGeometry
-from ..geometry.grid_kernel import StabilisedGridPasses
 from ..geometry.shared import SharedCostGeometry
 from .barycenter import barycenter_potentials
 
@@ -91,8 +90,7 @@ def solve_barycenter(M, A, reg, weights=None, debiased=False, tol=BARYCENTER_TOL
     A = _as_histograms(xp, A, grid)
     k = A.shape[0]
     if grid is not None:
-        # per-axis products with the 1-D kernels (exact; see grid_kernel)
-        geom, n, m = StabilisedGridPasses(GridGeometry(grid, be)), grid.size, grid.size
+        geom, n, m = GridGeometry(grid, be), grid.size, grid.size
     else:
         if not hasattr(M, "shape") and not isinstance(M, (list, tuple)):
             raise TypeError(f"M must be an (n, m) array or a Grid, got {type(M).__name__}")

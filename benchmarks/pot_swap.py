@@ -55,7 +55,7 @@ def _implemented(pot, ours):
 SWAPS = {
     "ot": {name: "fastsinkhorn" for name in
            ("sinkhorn", "sinkhorn2", "dist", "unif", "solve", "solve_sample", "emd", "emd2",
-            "sinkhorn_unbalanced", "sinkhorn_unbalanced2")},
+            "sinkhorn_unbalanced", "sinkhorn_unbalanced2", "barycenter")},
     **{pot: _implemented(pot, ours) for pot, ours in _OURS.items() if pot != "ot"},
 }
 #: Swapped helpers that only build a test's inputs: a test that calls none of

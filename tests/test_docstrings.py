@@ -8,7 +8,7 @@ import pytest
 MODULES = ["fastsinkhorn.solvers", "fastsinkhorn.pot.entropic", "fastsinkhorn.pot.sinkhorn_methods",
            "fastsinkhorn.pot.utils", "fastsinkhorn.pot.unbalanced", "fastsinkhorn.pot.batch",
            "fastsinkhorn.geometry.point_cloud", "fastsinkhorn.geometry.distances", "fastsinkhorn.geometry.lazy_plan",
-           "fastsinkhorn.core.result"]
+           "fastsinkhorn.core.result", "fastsinkhorn.pot.barycenters", "fastsinkhorn.algorithms.barycenter_problem"]
 
 
 @pytest.mark.parametrize("name", MODULES)

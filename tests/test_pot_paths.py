@@ -23,11 +23,13 @@ import fastsinkhorn as fs
 
 PER_METHOD = ["sinkhorn_knopp", "sinkhorn_log", "sinkhorn_stabilized", "sinkhorn_epsilon_scaling", "greenkhorn"]
 EMPIRICAL = ["empirical_sinkhorn", "empirical_sinkhorn2", "empirical_sinkhorn_divergence"]
+BARYCENTERS = ["barycenter", "barycenter_sinkhorn", "barycenter_stabilized", "barycenter_debiased",
+               "convolutional_barycenter2d", "convolutional_barycenter2d_debiased"]
 #: (POT's module, ours, the names we implement there)
 PATHS = [
     (ot, fs, ["sinkhorn", "sinkhorn2", "dist", "unif", "emd", "emd2", "solve", "solve_sample",
-              "sinkhorn_unbalanced", "sinkhorn_unbalanced2"]),
-    (ot.bregman, fs.bregman, ["sinkhorn", "sinkhorn2"] + PER_METHOD + EMPIRICAL),
+              "sinkhorn_unbalanced", "sinkhorn_unbalanced2", "barycenter"]),
+    (ot.bregman, fs.bregman, ["sinkhorn", "sinkhorn2"] + PER_METHOD + EMPIRICAL + BARYCENTERS),
     (ot.lp, fs.lp, ["emd", "emd2"]),
     (ot.utils, fs.utils, ["dist", "unif"]),
     (ot.solvers, fs.solvers, ["solve", "solve_sample"]),
@@ -73,7 +75,7 @@ def test_names_pot_has_there_that_we_do_not_implement_are_absent(theirs, ours, n
                 getattr(ours, name)
 
 
-@pytest.mark.parametrize("path", ["bregman.convolutional_barycenter2d", "bregman.barycenter", "bregman.screenkhorn",
+@pytest.mark.parametrize("path", ["bregman.free_support_sinkhorn_barycenter", "bregman.screenkhorn",
                                   "lp.emd_1d", "lp.barycenter", "utils.dist0", "utils.list_to_array",
                                   "solvers.solve_gromov", "batch.solve_gromov_batch", "batch.dist_batch",
                                   "emd_1d", "sinkhorn_lpl1_mm"])

@@ -3,19 +3,22 @@
 Native API: :func:`solve` returns an :class:`OTResult`, for a dense cost or
 a :class:`PointCloud` (costs computed on the fly) or a :class:`Grid`
 (histograms on a regular grid, its cost separable by axis); :func:`solve_sample`
-starts from two samples. POT drop-ins (``import fastsinkhorn as ot``):
+starts from two samples; :func:`solve_barycenter` computes fixed-support
+entropic barycenters (dense costs or grids). POT drop-ins (``import fastsinkhorn as ot``):
 :func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist`, :func:`unif`,
-:func:`sinkhorn_unbalanced`, :func:`sinkhorn_unbalanced2`, exact OT
+:func:`sinkhorn_unbalanced`, :func:`sinkhorn_unbalanced2`, :func:`barycenter`, exact OT
 (:func:`solve_exact`, :func:`emd`, :func:`emd2`), and POT's module paths:
 :mod:`~fastsinkhorn.bregman`, :mod:`~fastsinkhorn.lp`, :mod:`~fastsinkhorn.utils`,
 :mod:`~fastsinkhorn.solvers`, :mod:`~fastsinkhorn.unbalanced`, :mod:`~fastsinkhorn.batch`.
 """
 
 from . import batch, bregman, solvers, unbalanced, utils
+from .algorithms.barycenter_problem import solve_barycenter
 from .core.result import ConvergenceWarning, OTResult, Status
 from .geometry import Grid, PointCloud
 from .geometry.distances import dist
 from .geometry.lazy_plan import LazyPlan
+from .pot.barycenters import barycenter
 from .pot.entropic import sinkhorn, sinkhorn2
 from .pot.utils import unif
 from .solvers import METHODS, choose_method, solve, solve_sample
@@ -26,7 +29,7 @@ __all__ = ["solve", "solve_sample", "batch", "bregman", "lp", "solvers", "unbala
            "sinkhorn_unbalanced", "sinkhorn_unbalanced2",
            "Grid", "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "unif", "OTResult", "Status",
            "ConvergenceWarning", "METHODS", "choose_method", "__version__",
-           "solve_exact", "ExactResult", "emd", "emd2"]
+           "solve_exact", "ExactResult", "emd", "emd2", "barycenter", "solve_barycenter"]
 
 #: Exact OT loads Numba and SciPy at import: its names, and the module ``lp``
 #: (POT's ``ot.lp``), are resolved on first use, so that ``import fastsinkhorn``

@@ -4,9 +4,19 @@
 functions take the signatures of POT's functions of the same names. All run
 our best method for the problem (see :func:`fastsinkhorn.sinkhorn`). The
 empirical solvers (:mod:`fastsinkhorn.pot.empirical`) start from samples; as
-in POT, they are exported here and not at the top level.
+in POT, they are exported here and not at the top level. The fixed-support
+barycenters (:mod:`fastsinkhorn.pot.barycenters`) run one log-domain driver;
+``barycenter`` is also at the top level, as POT's ``ot.barycenter``.
 """
 
+from .pot.barycenters import (
+    barycenter,
+    barycenter_debiased,
+    barycenter_sinkhorn,
+    barycenter_stabilized,
+    convolutional_barycenter2d,
+    convolutional_barycenter2d_debiased,
+)
 from .pot.empirical import empirical_sinkhorn, empirical_sinkhorn2, empirical_sinkhorn_divergence
 from .pot.entropic import sinkhorn, sinkhorn2
 from .pot.sinkhorn_methods import (
@@ -19,4 +29,5 @@ from .pot.sinkhorn_methods import (
 
 __all__ = ["sinkhorn", "sinkhorn2", "sinkhorn_knopp", "sinkhorn_log", "sinkhorn_stabilized",
            "sinkhorn_epsilon_scaling", "greenkhorn", "empirical_sinkhorn", "empirical_sinkhorn2",
-           "empirical_sinkhorn_divergence"]
+           "empirical_sinkhorn_divergence", "barycenter", "barycenter_sinkhorn", "barycenter_stabilized",
+           "barycenter_debiased", "convolutional_barycenter2d", "convolutional_barycenter2d_debiased"]

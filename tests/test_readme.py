@@ -11,6 +11,7 @@ import pytest
 from ot_testing import plan_error
 
 import fastsinkhorn
+from fastsinkhorn.algorithms.barycenter import BarycenterResult
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
@@ -32,7 +33,10 @@ def test_readme_example_runs_without_warnings(code, capsys):
     if "P" in namespace:
         ns = namespace
         assert plan_error(ns["P"], ns["a"], ns["b"]) <= 1e-7  # POT's stopThr: 1e-9 on the L2 column error
-    assert results or "P" in namespace
+    barycenters = [v for v in namespace.values() if isinstance(v, BarycenterResult)]
+    for res in barycenters:  # converged: its plans' marginals within tol of the barycenter
+        assert res.converged and res.error <= 1e-6 and abs(float(res.barycenter.sum()) - 1) < 1e-6
+    assert results or barycenters or "P" in namespace
 
 
 #: What the README's "Usage" shows, one example each: a text only its block has.
@@ -43,6 +47,7 @@ PROMISED = {
     "histograms on a regular grid": "fastsinkhorn.Grid((64, 64))",
     "batches and ragged padding": "fastsinkhorn.batch.pad(",
     "many problems on one cost (matrix-matrix passes)": "fastsinkhorn.solve(M, H[:25], H[25:]",
+    "barycenters on a grid": "fastsinkhorn.solve_barycenter(fastsinkhorn.Grid((48, 48))",
     "the POT drop-in (import fastsinkhorn as ot)": "P = ot.sinkhorn(a, b, M, 1e-2)",
     "many problems on a Dask cluster (a script)": "from fastsinkhorn.distributed import local_client",
     "exact OT with its certificate": "fastsinkhorn.solve_exact(",

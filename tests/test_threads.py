@@ -258,3 +258,23 @@ def test_serial_twins_never_load_the_parallel_kernels_cached_code(tmp_path):
     assert set(run("serial").values()) == {0}  # an empty cache: every twin compiled
     assert set(run("parallel").values()) == {0}  # the kernels compiled their own code
     assert set(run("parallel").values()) == {1}  # ... and load it from then on
+
+
+def test_blas_products_are_capped_at_the_free_cores(monkeypatch):
+    """NumPy's BLAS threads inside ``blas_products``: at most the free cores,
+    BLAS's own count restored after (a product on two spinning BLAS threads
+    beside another process took 6x its one-thread time)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastsinkhorn.backends import _threads
+
+    blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    before = [info["num_threads"] for info in blas.info()]
+    if not before or max(before) < 2:
+        pytest.skip("BLAS runs one thread here: nothing to cap")
+    monkeypatch.setattr(_threads, "free_cores", lambda: 1)
+    with _threads.blas_products():
+        assert [info["num_threads"] for info in blas.info()] == [1] * len(before)
+    assert [info["num_threads"] for info in blas.info()] == before
+    monkeypatch.setattr(_threads, "free_cores", lambda: 64)  # a quiet machine: left alone
+    with _threads.blas_products():
+        assert [info["num_threads"] for info in blas.info()] == before

@@ -30,7 +30,11 @@ what still fails is recomputed exactly. The answer is exact either way; only
 its speed depends on how alike the problems are.
 """
 
+import contextlib
+
 import numpy as np
+
+from ..backends._threads import blas_products
 
 #: Entries of ``K`` and ``V`` below this are stored as zeros (per dtype of the cost).
 FLUSH = {np.dtype(np.float64): 1e-300, np.dtype(np.float32): 1.2e-38}
@@ -103,7 +107,8 @@ class SharedKernel:
                 K = self.K[start:stop]
                 self.KC[start:stop] = xp.where(K > 0, C, 0.0) * K
         V = self._operand(g, self.beta, reg)[0]
-        KV, KCV = V @ self.K.T, V @ self.KC.T
+        with self._threads():
+            KV, KCV = V @ self.K.T, V @ self.KC.T
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = xp.where(KV > 0, KCV.astype(np.float64) / KV.astype(np.float64), 0.0)
         bad = (KV < TINY[self.dtype]) & xp.isfinite(lse)
@@ -158,7 +163,8 @@ class SharedKernel:
         xp = self.xp
         shift, other = (self.beta, self.alpha_reg) if rows else (self.alpha, self.beta_reg)
         V, s, empty = self._operand(p, shift, reg)
-        S = V @ self.K.T if rows else V @ self.K
+        with self._threads():
+            S = V @ self.K.T if rows else V @ self.K
         bad = S < TINY[self.dtype]
         with np.errstate(divide="ignore"):
             out = xp.log(S.astype(np.float64, copy=False))
@@ -219,6 +225,12 @@ class SharedKernel:
                     out[start:start + step] = xp.log(w.sum(axis=1)) + top
         self.exact_entries += len(b_idx)
         return out
+
+    def _threads(self):
+        """The products' threads: NumPy's BLAS capped at the free cores
+        (:func:`~fastsinkhorn.backends._threads.blas_products`); a device's
+        library is left alone."""
+        return blas_products() if self.xp is np else contextlib.nullcontext()
 
     def _row_blocks(self):
         n, m = self.cost.shape

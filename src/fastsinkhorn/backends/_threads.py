@@ -203,8 +203,9 @@ def at_most(n_threads):
 
 @contextlib.contextmanager
 def blas_products():
-    """NumPy's matrix products inside the block on at most :func:`free_cores`
-    threads (and the caller's ``n_threads`` cap: Numba's current count).
+    """NumPy's matrix products (and SciPy's LAPACK calls) inside the block on
+    at most :func:`free_cores` threads (and the caller's ``n_threads`` cap:
+    Numba's current count).
 
     BLAS (OpenBLAS) runs its own threads, which spin-wait for each other: on
     a core shared with another process a product on both threads takes

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from ...backends._threads import blas_products
+
 #: Schur complements up to this order are always factorised densely (LAPACK).
 DENSE_MAX_ORDER = 200
 #: Larger ones go to the sparse solver when the Cholesky flops bounded by their
@@ -99,11 +101,19 @@ def envelope_flops(C):
 
 
 def _dense_cholesky(C):
-    """LAPACK Cholesky of a dense array; returns ``solve``."""
+    """LAPACK Cholesky of a dense array; returns ``solve``. LAPACK's threads
+    are BLAS's: capped at the free cores (beside another process, two
+    spinning threads made a 300-point solve 16x slower)."""
     import scipy.linalg
 
-    factor = scipy.linalg.cho_factor(C, lower=True, check_finite=False)
-    return lambda y: scipy.linalg.cho_solve(factor, y, check_finite=False)
+    with blas_products():
+        factor = scipy.linalg.cho_factor(C, lower=True, check_finite=False)
+
+    def solve(y):
+        with blas_products():
+            return scipy.linalg.cho_solve(factor, y, check_finite=False)
+
+    return solve
 
 
 def _sparse_lu(C):

@@ -260,14 +260,11 @@ def barycenter_unbalanced_sinkhorn(A, M, reg, reg_m, weights=None, numItermax=10
     Examples
     --------
     >>> import numpy as np, fastsinkhorn as ot
-    >>> A = np.array([[0.5, 1.0], [0.5, 1.0]])
-    >>> ot.unbalanced.barycenter_unbalanced_sinkhorn(A, np.zeros((2, 2)), 0.1, 1.0).round(4).tolist()
-    [0.7976, 0.7976]
+    >>> A, M = np.array([[0.5, 1.0], [0.5, 1.0]]), np.zeros((2, 2))
+    >>> ot.unbalanced.barycenter_unbalanced_sinkhorn(A, M, 0.1, 1.0, weights=[0.9, 0.1]).round(4).tolist()
+    [0.6103, 0.6103]
     """
-    if has_framework_array(A, M, weights):  # torch/JAX: run on NumPy views of them
-        return via_framework(barycenter_unbalanced_sinkhorn, locals(), ("A", "M", "weights"))
-    return _dense(A, M, reg, weights, False, numItermax, stopThr, verbose, log, warn, stabilized=True,
-                  reg_m=reg_m)
+    return barycenter_unbalanced(A, M, reg, reg_m, "sinkhorn", weights, numItermax, stopThr, verbose, log, warn)
 
 
 def barycenter_unbalanced_stabilized(A, M, reg, reg_m, weights=None, tau=1e3, numItermax=1000, stopThr=1e-6,
@@ -283,10 +280,8 @@ def barycenter_unbalanced_stabilized(A, M, reg, reg_m, weights=None, tau=1e3, nu
     >>> ot.unbalanced.barycenter_unbalanced_stabilized(A, M, 1e-3, 1.0).round(3).tolist()
     [0.255, 0.0, 0.255]
     """
-    if has_framework_array(A, M, weights):  # torch/JAX: run on NumPy views of them
-        return via_framework(barycenter_unbalanced_stabilized, locals(), ("A", "M", "weights"))
-    return _dense(A, M, reg, weights, False, numItermax, stopThr, verbose, log, warn, stabilized=True,
-                  reg_m=reg_m)
+    return barycenter_unbalanced(A, M, reg, reg_m, "sinkhorn_stabilized", weights, numItermax, stopThr, verbose,
+                                 log, warn)
 
 
 # -- shared --------------------------------------------------------------------

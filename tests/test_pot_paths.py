@@ -28,14 +28,16 @@ BARYCENTERS = ["barycenter", "barycenter_sinkhorn", "barycenter_stabilized", "ba
 #: (POT's module, ours, the names we implement there)
 PATHS = [
     (ot, fs, ["sinkhorn", "sinkhorn2", "dist", "unif", "emd", "emd2", "solve", "solve_sample",
-              "sinkhorn_unbalanced", "sinkhorn_unbalanced2", "barycenter"]),
+              "sinkhorn_unbalanced", "sinkhorn_unbalanced2", "barycenter", "barycenter_unbalanced"]),
     (ot.bregman, fs.bregman, ["sinkhorn", "sinkhorn2"] + PER_METHOD + EMPIRICAL + BARYCENTERS),
     (ot.lp, fs.lp, ["emd", "emd2"]),
     (ot.utils, fs.utils, ["dist", "unif"]),
     (ot.solvers, fs.solvers, ["solve", "solve_sample"]),
     (ot.batch, fs.batch, ["solve_batch"]),
     (ot.unbalanced, fs.unbalanced, ["sinkhorn_unbalanced", "sinkhorn_unbalanced2", "sinkhorn_knopp_unbalanced",
-                                    "sinkhorn_stabilized_unbalanced", "sinkhorn_unbalanced_translation_invariant"]),
+                                    "sinkhorn_stabilized_unbalanced", "sinkhorn_unbalanced_translation_invariant",
+                                    "barycenter_unbalanced", "barycenter_unbalanced_sinkhorn",
+                                    "barycenter_unbalanced_stabilized"]),
 ]
 PATH_IDS = [theirs.__name__ for theirs, _, _ in PATHS]
 

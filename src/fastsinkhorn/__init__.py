@@ -6,7 +6,8 @@ a :class:`PointCloud` (costs computed on the fly) or a :class:`Grid`
 starts from two samples; :func:`solve_barycenter` computes fixed-support
 entropic barycenters (dense costs or grids). POT drop-ins (``import fastsinkhorn as ot``):
 :func:`sinkhorn`, :func:`sinkhorn2`, :func:`dist`, :func:`unif`,
-:func:`sinkhorn_unbalanced`, :func:`sinkhorn_unbalanced2`, :func:`barycenter`, exact OT
+:func:`sinkhorn_unbalanced`, :func:`sinkhorn_unbalanced2`, :func:`barycenter`,
+:func:`barycenter_unbalanced`, exact OT
 (:func:`solve_exact`, :func:`emd`, :func:`emd2`), and POT's module paths:
 :mod:`~fastsinkhorn.bregman`, :mod:`~fastsinkhorn.lp`, :mod:`~fastsinkhorn.utils`,
 :mod:`~fastsinkhorn.solvers`, :mod:`~fastsinkhorn.unbalanced`, :mod:`~fastsinkhorn.batch`.
@@ -22,14 +23,15 @@ from .pot.barycenters import barycenter
 from .pot.entropic import sinkhorn, sinkhorn2
 from .pot.utils import unif
 from .solvers import METHODS, choose_method, solve, solve_sample
-from .unbalanced import sinkhorn_unbalanced, sinkhorn_unbalanced2
+from .unbalanced import barycenter_unbalanced, sinkhorn_unbalanced, sinkhorn_unbalanced2
 
 __version__ = "0.1.0"
 __all__ = ["solve", "solve_sample", "batch", "bregman", "lp", "solvers", "unbalanced", "utils",
            "sinkhorn_unbalanced", "sinkhorn_unbalanced2",
            "Grid", "PointCloud", "LazyPlan", "sinkhorn", "sinkhorn2", "dist", "unif", "OTResult", "Status",
            "ConvergenceWarning", "METHODS", "choose_method", "__version__",
-           "solve_exact", "ExactResult", "emd", "emd2", "barycenter", "solve_barycenter"]
+           "solve_exact", "ExactResult", "emd", "emd2", "barycenter", "solve_barycenter",
+           "barycenter_unbalanced"]
 
 #: Exact OT loads Numba and SciPy at import: its names, and the module ``lp``
 #: (POT's ``ot.lp``), are resolved on first use, so that ``import fastsinkhorn``

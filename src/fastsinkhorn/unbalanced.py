@@ -1,5 +1,6 @@
-"""POT's ``ot.unbalanced``: unbalanced Sinkhorn drop-ins (KL-relaxed marginals)."""
+"""POT's ``ot.unbalanced``: unbalanced Sinkhorn and barycenter drop-ins (KL-relaxed marginals)."""
 
+from .pot.barycenters import barycenter_unbalanced, barycenter_unbalanced_sinkhorn, barycenter_unbalanced_stabilized
 from .pot.unbalanced import (
     sinkhorn_knopp_unbalanced,
     sinkhorn_stabilized_unbalanced,
@@ -9,4 +10,5 @@ from .pot.unbalanced import (
 )
 
 __all__ = ["sinkhorn_unbalanced", "sinkhorn_unbalanced2", "sinkhorn_knopp_unbalanced",
-           "sinkhorn_stabilized_unbalanced", "sinkhorn_unbalanced_translation_invariant"]
+           "sinkhorn_stabilized_unbalanced", "sinkhorn_unbalanced_translation_invariant",
+           "barycenter_unbalanced", "barycenter_unbalanced_sinkhorn", "barycenter_unbalanced_stabilized"]

@@ -23,6 +23,17 @@ Sinkhorn step ``h <- (h + reg (log b - lse_cols(h))) / 2``, one per
 iteration, as POT's scaling version. ``h`` travels as a ``(k+1)``-th
 problem of the same batch, so one pass of the geometry serves both.
 
+Unbalanced (``reg_m``, POT's ``barycenter_unbalanced``; Chizat et al.
+2018): each plan's two marginals are KL-relaxed, ``reg_m KL(P_p 1 | a_p) +
+reg_m KL(P_p^T 1 | b)``, and both half-steps are the balanced ones damped
+by ``tau = reg_m / (reg_m + reg)`` (:class:`~fastsinkhorn.core.relaxation.Side`,
+in the frame of the reference measure 1, as POT's iteration):
+``f_p = tau reg (log a_p - lse_rows(g_p))``, ``g_p = tau reg (log b - L_p)``,
+and ``b`` is the power mean ``(sum_p w_p exp((1 - tau) L_p))^(1 / (1 - tau))``
+(a log-sum-exp over the batch), which is the weighted arithmetic mean of the
+plans' column marginals after the step (``b``'s optimality condition). It
+tends to the geometric mean (the balanced ``b``) as ``reg_m`` grows.
+
 The driver sees the cost only through ``geometry.lse_rows`` and
 ``geometry.lse_cols`` on a batch of potentials (the batch axis first) and
 ``geometry.xp``: a grid (:class:`~fastsinkhorn.geometry.grid.GridGeometry`)
@@ -82,8 +93,8 @@ class BarycenterResult:
     reg: float = 0.0
 
 
-def barycenter_potentials(geometry, log_a, reg, weights, *, debiased=False, tol=1e-6, max_iter=1000,
-                          warn=True, callback=None):
+def barycenter_potentials(geometry, log_a, reg, weights, *, debiased=False, reg_m=math.inf, tol=1e-6,
+                          max_iter=1000, warn=True, callback=None):
     """Iterative Bregman projections for a fixed-support barycenter, in potentials.
 
     Parameters
@@ -96,19 +107,27 @@ def barycenter_potentials(geometry, log_a, reg, weights, *, debiased=False, tol=
         which needs a square cost on one support).
     log_a : array, float64, shape (k, n)
         Logs of the ``k`` histograms (``-inf`` for zero masses), all of the
-        same total mass.
+        same total mass (any masses when ``reg_m`` is finite).
     reg : float
         ``> 0``.
     weights : array, float64, shape (k,)
         Non-negative, summing to 1.
     debiased : bool
-        Janati et al.'s debiased barycenter (the extra self-potential).
+        Janati et al.'s debiased barycenter (the extra self-potential);
+        balanced only.
+    reg_m : float
+        KL penalty of both marginals of every plan (``inf``: balanced, the
+        exact projections).
     tol : float
         Stop when the error, ``max_p ||P_p^T 1 - b||_1`` (the largest L1 gap
         between a plan's barycenter-side marginal and the barycenter,
         before the column projection; debiased: also the self-transport's
         ``||exp(h / reg + lse_cols(h)) - b||_1``), is ``<= tol``. Rows are
         exact after every iteration, so this is the whole violation.
+        Unbalanced: the gap to the marginal the optimal plan has at ``g_p``,
+        ``max_p ||P_p^T 1 - b exp(-g_p / reg_m)||_1`` (the rows meet their
+        relaxed condition ``P_p 1 = a_p exp(-f_p / reg_m)`` after each row
+        step; a zero gap is the fixed point, where ``b = sum_p w_p P_p^T 1``).
     max_iter : int
     warn : bool
         Warn (:class:`~fastsinkhorn.ConvergenceWarning`) if ``tol`` is not reached.
@@ -121,6 +140,11 @@ def barycenter_potentials(geometry, log_a, reg, weights, *, debiased=False, tol=
         ``barycenter`` flat ``(m,)``.
     """
     xp = geometry.xp
+    relaxed = not math.isinf(reg_m)
+    if relaxed and debiased:
+        raise ValueError("the debiased barycenter is balanced only (reg_m = inf)")
+    tau = reg_m / (reg_m + reg) if relaxed else 1.0
+    step = reg * tau  # the (damped) half-step's factor
     k, _ = log_a.shape
     w = weights[:, None]
     active = weights > 0  # a zero weight must not turn -inf * 0 into NaN in log b
@@ -131,21 +155,24 @@ def barycenter_potentials(geometry, log_a, reg, weights, *, debiased=False, tol=
     for it in range(1, max_iter + 1):
         # row projection: P_p 1 = a_p exactly (the self row keeps h as f)
         f = xp.empty((n_rows, log_a.shape[1]))
-        f[:k] = (log_a - geometry.lse_rows(g, reg)[:k]) * reg
+        f[:k] = (log_a - geometry.lse_rows(g, reg)[:k]) * step
         if debiased:
             f[k] = g[k]
         L = geometry.lse_cols(f, reg)
-        log_b = _weighted_log_mean(xp, L[:k][active], w[active])
+        if relaxed:
+            log_b = _weighted_log_power_mean(xp, L[active], weights[active], 1.0 - tau)
+        else:
+            log_b = _weighted_log_mean(xp, L[:k][active], w[active])
         if debiased:
             log_b = log_b + g[k] / reg
         if it % CHECK_EVERY == 0 or it == max_iter:
-            error = _marginal_gap(xp, g, L, log_b, reg)
+            error = _marginal_gap(xp, g, L, log_b, reg, reg_m)
             history.append(error)
             if callback is not None:
                 callback(it, error)
         # column projection: every plan's column marginal becomes b
         with np.errstate(invalid="ignore"):
-            g_new = (log_b[None, :] - L[:k]) * reg
+            g_new = (log_b[None, :] - L[:k]) * step
         # b_j = 0 (no finite cost reaches j): keep the exact zero, not -inf - -inf = NaN
         g_new = xp.where(xp.isneginf(log_b)[None, :], -np.inf, g_new)
         if debiased:  # damped symmetric Sinkhorn step of b's self-transport
@@ -173,10 +200,27 @@ def _weighted_log_mean(xp, L, w):
     return xp.where(xp.isneginf(L).any(axis=0), -np.inf, out)
 
 
-def _marginal_gap(xp, g, L, log_b, reg):
+def _weighted_log_power_mean(xp, L, w, r):
+    """``log (sum_p w_p exp(r L_p))^(1 / r)``, by a log-sum-exp over ``p``
+    (``r = 1 - tau`` in (0, 1); a column ``-inf`` in every ``L_p`` stays ``-inf``)."""
+    z = r * L + xp.log(w)[:, None]
+    top = z.max(axis=0)
+    safe = xp.where(xp.isneginf(top), 0.0, top)
+    with np.errstate(divide="ignore"):
+        out = (safe + xp.log(xp.exp(z - safe[None, :]).sum(axis=0))) / r
+    return xp.where(xp.isneginf(top), -np.inf, out)
+
+
+def _marginal_gap(xp, g, L, log_b, reg, reg_m=math.inf):
     """``max_p ||exp(g_p / reg + L_p) - b||_1``: each plan's (and the self
-    plan's) column marginal against ``b``."""
+    plan's) column marginal against ``b`` (unbalanced: against the marginal
+    ``b exp(-g_p / reg_m)`` the optimal plan has at ``g_p``)."""
     with np.errstate(invalid="ignore"):
         z = g / reg + L
     cols = xp.exp(xp.where(xp.isnan(z), -np.inf, z))
-    return float(side_error(xp, cols, xp.exp(log_b)[None, :]).max())
+    if math.isinf(reg_m):
+        return float(side_error(xp, cols, xp.exp(log_b)[None, :]).max())
+    with np.errstate(invalid="ignore"):
+        t = log_b[None, :] - g / reg_m
+    target = xp.exp(xp.where(xp.isnan(t), -np.inf, t))
+    return float(side_error(xp, cols, target).max())

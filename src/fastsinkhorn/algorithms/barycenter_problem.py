@@ -3,6 +3,8 @@ builds the geometry of the cost (a :class:`~fastsinkhorn.Grid`'s separable
 passes or one dense cost shared by the batch) and runs the driver of
 :mod:`fastsinkhorn.algorithms.barycenter`."""
 
+import math
+
 import numpy as np
 
 from ..backends import get_backend
@@ -19,12 +21,16 @@ BARYCENTER_TOL = 1e-6
 
 
 def solve_barycenter(M, A, reg, weights=None, debiased=False, tol=BARYCENTER_TOL, max_iter=1000,
-                     backend="auto", warn=True, callback=None):
+                     backend="auto", warn=True, callback=None, reg_m=None):
     """Entropic Wasserstein barycenter of ``k`` histograms on a fixed support.
 
     Minimises ``sum_p w_p OT_reg(a_p, b)`` over the histogram ``b`` by
     iterative Bregman projections in the log domain (exact at any ``reg``;
-    see :mod:`fastsinkhorn.algorithms.barycenter`).
+    see :mod:`fastsinkhorn.algorithms.barycenter`). With ``reg_m``, the
+    unbalanced barycenter (POT's ``barycenter_unbalanced``): ``OT_reg`` is
+    the unbalanced cost whose two marginals are KL-relaxed with the
+    penalty ``reg_m``, ``<M, P> + reg KL(P | 1) + reg_m KL(P 1 | a_p) +
+    reg_m KL(P^T 1 | b)``.
 
     Parameters
     ----------
@@ -36,7 +42,8 @@ def solve_barycenter(M, A, reg, weights=None, debiased=False, tol=BARYCENTER_TOL
     A : array (k, n), or (k, *grid.shape) for a grid
         The histograms, one per row: non-negative, of equal sums (to a
         relative ``MASS_SUM_RTOL``; each is rescaled to their mean sum).
-        Not modified.
+        Unbalanced (``reg_m`` given): any positive masses, kept as they
+        are. Not modified.
     reg : float
         Entropic regularisation, ``> 0``.
     weights : array (k,), optional
@@ -54,6 +61,11 @@ def solve_barycenter(M, A, reg, weights=None, debiased=False, tol=BARYCENTER_TOL
         Warn (:class:`~fastsinkhorn.ConvergenceWarning`) when ``tol`` is not reached.
     callback : callable, optional
         ``callback(iteration, error)`` after each check.
+    reg_m : float, optional
+        The KL penalty of the marginals, ``> 0`` (``None`` or ``inf``:
+        balanced). Then ``tol`` bounds ``max_p ||P_p^T 1 - b exp(-g_p /
+        reg_m)||_1``, the gap to the marginal the optimal plan has at the
+        potentials (the rows meet theirs after every iteration).
 
     Returns
     -------
@@ -65,10 +77,14 @@ def solve_barycenter(M, A, reg, weights=None, debiased=False, tol=BARYCENTER_TOL
     Raises
     ------
     TypeError
-        ``M`` neither an array nor a Grid; ``debiased`` not a bool.
+        ``M`` neither an array nor a Grid; ``debiased`` not a bool;
+        ``reg_m`` not a number.
     ValueError
-        Wrong shapes, negative / NaN masses, sums that differ, bad ``reg``,
-        ``tol``, ``max_iter``, ``weights`` or ``backend``.
+        Wrong shapes, negative / NaN masses, sums that differ (balanced),
+        bad ``reg``, ``reg_m``, ``tol``, ``max_iter``, ``weights`` or
+        ``backend``.
+    NotImplementedError
+        ``debiased`` with a finite ``reg_m``.
 
     Examples
     --------
@@ -83,11 +99,14 @@ def solve_barycenter(M, A, reg, weights=None, debiased=False, tol=BARYCENTER_TOL
     max_iter = check_positive_int(max_iter, "max_iter")
     if not isinstance(debiased, (bool, np.bool_)):
         raise TypeError(f"debiased must be a bool, got {debiased!r}")
+    reg_m = _as_reg_m(reg_m)
+    if debiased and not math.isinf(reg_m):
+        raise NotImplementedError("debiased=True with reg_m: the debiased barycenter is balanced only")
     grid = M if isinstance(M, Grid) else None
     library = array_library(A=A) if grid is not None else array_library(M=M, A=A)
     be = get_backend(resolve_backend(backend, library))
     xp = be.xp
-    A = _as_histograms(xp, A, grid)
+    A = _as_histograms(xp, A, grid, balanced=math.isinf(reg_m))
     k = A.shape[0]
     if grid is not None:
         geom, n, m = GridGeometry(grid, be), grid.size, grid.size
@@ -107,15 +126,31 @@ def solve_barycenter(M, A, reg, weights=None, debiased=False, tol=BARYCENTER_TOL
     w = _as_weights(xp, weights, k)
     with np.errstate(divide="ignore"):
         log_a = xp.log(A)
-    res = barycenter_potentials(geom, log_a, reg, w, debiased=bool(debiased), tol=tol, max_iter=max_iter,
-                                warn=warn, callback=callback)
+    res = barycenter_potentials(geom, log_a, reg, w, debiased=bool(debiased), reg_m=reg_m, tol=tol,
+                                max_iter=max_iter, warn=warn, callback=callback)
     if grid is not None:
         res.barycenter = res.barycenter.reshape(grid.shape)
     return res
 
 
-def _as_histograms(xp, A, grid):
-    """``A`` as a float64 ``(k, n)`` copy, checked; rows rescaled to their mean sum."""
+def _as_reg_m(reg_m):
+    """``reg_m`` as a float in ``(0, inf]`` (``None``: ``inf``, balanced)."""
+    if reg_m is None:
+        return math.inf
+    if isinstance(reg_m, (bool, np.bool_)):
+        raise TypeError(f"reg_m must be a positive number or None, got {reg_m!r}")
+    try:
+        value = float(reg_m)
+    except (TypeError, ValueError):
+        raise TypeError(f"reg_m must be a positive number or None, got {reg_m!r}") from None
+    if math.isnan(value) or value <= 0:
+        raise ValueError(f"reg_m (the marginals' KL penalty) must be positive, got {reg_m!r}")
+    return value
+
+
+def _as_histograms(xp, A, grid, balanced=True):
+    """``A`` as a float64 ``(k, n)`` copy, checked; rows rescaled to their mean
+    sum (balanced; unbalanced, kept)."""
     if A is None:
         raise ValueError("A must be an array of histograms (k, n), got None")
     A = xp.asarray(A)
@@ -132,6 +167,8 @@ def _as_histograms(xp, A, grid):
     lo, hi = float(sums.min()), float(sums.max())
     if lo <= 0:
         raise ValueError("A: every histogram must have a positive mass")
+    if not balanced:
+        return A
     if hi - lo > MASS_SUM_RTOL * hi:
         raise ValueError(f"A: the histograms must have equal sums (to a relative {MASS_SUM_RTOL:g}), "
                          f"got sums from {lo:.6g} to {hi:.6g}")

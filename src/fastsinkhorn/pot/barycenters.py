@@ -12,8 +12,16 @@ scaling methods underflow (a NaN or zero barycenter). Differences:
 * ``stabThr`` and ``tau`` (POT's guards against underflow) are accepted and
   ignored: nothing underflows here.
 * ``log`` has POT's keys (``err``, ``niter``; ``logu``/``logv`` for the
-  stabilised method, ``U``/``V`` for the convolutional ones) and also
-  ``potentials``, ``converged`` and the ``result``.
+  stabilised method and the unbalanced ones, ``U``/``V`` for the
+  convolutional ones) and also ``potentials``, ``converged`` and the
+  ``result``.
+* Unbalanced (``ot.unbalanced.barycenter_unbalanced`` ...): ``stopThr``
+  bounds ``max_p ||P_p^T 1 - b exp(-g_p / reg_m)||_1`` (the gap to the
+  marginal the optimal plan has at the potentials), where POT bounds the
+  relative change of the barycenter. The iterations are POT's, in
+  potentials; they take ~``2 reg_m / reg`` iterations to converge (the
+  relaxed mass moves at the rate ``reg / (reg_m + reg)``), so raise
+  ``numItermax`` for ``reg_m >> reg``.
 """
 
 import warnings
@@ -29,6 +37,9 @@ from ..geometry.grid import Grid
 #: POT's method names per function (POT lower-cases ``method``).
 BARYCENTER_METHODS = ("sinkhorn", "sinkhorn_stabilized", "sinkhorn_log")
 DEBIASED_METHODS = ("sinkhorn", "sinkhorn_log")
+#: ``ot.unbalanced.barycenter_unbalanced``'s names (POT runs its scaling
+#: Sinkhorn for the last two, with a warning; here all run the driver).
+UNBALANCED_METHODS = ("sinkhorn", "sinkhorn_stabilized", "sinkhorn_reg_scaling", "sinkhorn_translation_invariant")
 
 _NOT_CONVERGED = ("Sinkhorn did not converge. You might want to increase the number "
                   "of iterations `numItermax` or the regularization parameter `reg`.")
@@ -196,6 +207,83 @@ def convolutional_barycenter2d_debiased(A, reg, weights=None, method="sinkhorn",
     return _images(A, reg, weights, True, numItermax, stopThr, verbose, log, warn)
 
 
+def barycenter_unbalanced(A, M, reg, reg_m, method="sinkhorn", weights=None, numItermax=1000, stopThr=1e-6,
+                          verbose=False, log=False, warn=True, **kwargs):
+    """Unbalanced entropic barycenter, a drop-in for ``ot.unbalanced.barycenter_unbalanced``.
+
+    Minimises ``sum_p w_p UOT(a_p, b)`` over ``b``, where ``UOT`` relaxes
+    both marginals of each plan by ``reg_m KL`` (POT's problem and its
+    iteration, run in the log domain: exact at any ``reg``, where POT's
+    scaling stops on ``Numerical errors``).
+
+    Parameters
+    ----------
+    A : array (dim, n_hists)
+        The histograms, in the columns; any positive masses.
+    M : array (dim, dim)
+    reg : float
+    reg_m : float
+        The marginals' KL penalty, ``> 0``.
+    method : {"sinkhorn", "sinkhorn_stabilized", "sinkhorn_reg_scaling", "sinkhorn_translation_invariant"}
+        All run the log-domain driver (the same answer).
+    weights : array (n_hists,), optional
+    numItermax, stopThr, verbose, log, warn
+        As POT's (``stopThr``: see the module notes).
+    **kwargs
+        ``tau`` (``"sinkhorn_stabilized"``) is accepted and ignored.
+
+    Returns
+    -------
+    q : array (dim,)
+    log : dict, only if ``log=True``: ``err``, ``niter``, ``logu``, ``logv``
+        (dim, n_hists), and ``potentials``, ``converged``, ``result``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsinkhorn as ot
+    >>> A = np.array([[0.5, 1.0], [0.5, 1.0]])
+    >>> ot.unbalanced.barycenter_unbalanced(A, np.zeros((2, 2)), 0.1, 1.0).round(4).tolist()
+    [0.7976, 0.7976]
+    """
+    if has_framework_array(A, M, weights):  # torch/JAX: run on NumPy views of them
+        return via_framework(barycenter_unbalanced, locals(), ("A", "M", "weights"))
+    method = _method(method, UNBALANCED_METHODS)
+    _only(kwargs, ("tau",) if method == "sinkhorn_stabilized" else ())
+    return _dense(A, M, reg, weights, False, numItermax, stopThr, verbose, log, warn, stabilized=True,
+                  reg_m=reg_m)
+
+
+def barycenter_unbalanced_sinkhorn(A, M, reg, reg_m, weights=None, numItermax=1000, stopThr=1e-6, verbose=False,
+                                   log=False, warn=True):
+    """Drop-in for ``ot.unbalanced.barycenter_unbalanced_sinkhorn``: :func:`barycenter_unbalanced`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsinkhorn as ot
+    >>> A, M = np.array([[0.5, 1.0], [0.5, 1.0]]), np.zeros((2, 2))
+    >>> ot.unbalanced.barycenter_unbalanced_sinkhorn(A, M, 0.1, 1.0, weights=[0.9, 0.1]).round(4).tolist()
+    [0.6103, 0.6103]
+    """
+    return barycenter_unbalanced(A, M, reg, reg_m, "sinkhorn", weights, numItermax, stopThr, verbose, log, warn)
+
+
+def barycenter_unbalanced_stabilized(A, M, reg, reg_m, weights=None, tau=1e3, numItermax=1000, stopThr=1e-6,
+                                     verbose=False, log=False, warn=True):
+    """Drop-in for ``ot.unbalanced.barycenter_unbalanced_stabilized`` (``tau`` is
+    accepted and ignored: the log-domain driver needs no absorption).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsinkhorn as ot
+    >>> x = np.arange(3.0)
+    >>> A, M = np.eye(3)[:, [0, 2]], (x[:, None] - x) ** 2
+    >>> ot.unbalanced.barycenter_unbalanced_stabilized(A, M, 1e-3, 1.0).round(3).tolist()
+    [0.255, 0.0, 0.255]
+    """
+    return barycenter_unbalanced(A, M, reg, reg_m, "sinkhorn_stabilized", weights, numItermax, stopThr, verbose,
+                                 log, warn)
+
+
 # -- shared --------------------------------------------------------------------
 def _method(method, allowed):
     """POT's lower-cased method name, or ``ValueError`` (POT's ``Unknown method``)."""
@@ -212,13 +300,13 @@ def _only(kwargs, accepted):
         raise NotImplementedError(f"{', '.join(unknown)}: not implemented by fastsinkhorn's barycenters")
 
 
-def _dense(A, M, reg, weights, debiased, numItermax, stopThr, verbose, log, warn, stabilized=False):
+def _dense(A, M, reg, weights, debiased, numItermax, stopThr, verbose, log, warn, stabilized=False, reg_m=None):
     """POT's ``A`` (dim, n_hists) and ``M``: solve, and return in POT's form."""
     xp = array_namespace(A, M)
     A = xp.asarray(A)
     if A.ndim != 2:
         raise ValueError(f"A must be a 2-D array (dim, n_hists), got shape {A.shape}")
-    res = _run(M, A.T, reg, weights, debiased, numItermax, stopThr, verbose, warn)
+    res = _run(M, A.T, reg, weights, debiased, numItermax, stopThr, verbose, warn, reg_m)
     extra = {}
     if log and stabilized:
         f, g = res.potentials
@@ -242,7 +330,7 @@ def _images(A, reg, weights, debiased, numItermax, stopThr, verbose, log, warn):
     return _returned(res, A.dtype, log, extra)
 
 
-def _run(M, A, reg, weights, debiased, numItermax, stopThr, verbose, warn):
+def _run(M, A, reg, weights, debiased, numItermax, stopThr, verbose, warn, reg_m=None):
     """The native solve, with POT's ``verbose`` table and warning text."""
     def table(it, err):  # POT's table: a header every 200 iterations, then a row per check
         if it % 10 == 1 or it == 1:
@@ -251,7 +339,7 @@ def _run(M, A, reg, weights, debiased, numItermax, stopThr, verbose, warn):
             print(f"{it - 1:5d}|{err:8e}|")
 
     res = solve_barycenter(M, A, reg, weights=weights, debiased=debiased, tol=stopThr, max_iter=numItermax,
-                           warn=False, callback=table if verbose else None)
+                           warn=False, callback=table if verbose else None, reg_m=reg_m)
     if warn and not res.converged:
         warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=4)
     return res

@@ -34,8 +34,6 @@ import contextlib
 
 import numpy as np
 
-from ..backends._threads import blas_products
-
 #: Entries of ``K`` and ``V`` below this are stored as zeros (per dtype of the cost).
 FLUSH = {np.dtype(np.float64): 1e-300, np.dtype(np.float32): 1.2e-38}
 LOG_FLUSH = {dtype: float(np.log(value)) for dtype, value in FLUSH.items()}
@@ -230,7 +228,11 @@ class SharedKernel:
         """The products' threads: NumPy's BLAS capped at the free cores
         (:func:`~fastsinkhorn.backends._threads.blas_products`); a device's
         library is left alone."""
-        return blas_products() if self.xp is np else contextlib.nullcontext()
+        if self.xp is not np:
+            return contextlib.nullcontext()
+        from ..backends._threads import blas_products  # (loads Numba: not at import fastsinkhorn)
+
+        return blas_products()
 
     def _row_blocks(self):
         n, m = self.cost.shape

@@ -40,8 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from ...backends._threads import blas_products
-
 #: Schur complements up to this order are always factorised densely (LAPACK).
 DENSE_MAX_ORDER = 200
 #: Larger ones go to the sparse solver when the Cholesky flops bounded by their
@@ -105,6 +103,8 @@ def _dense_cholesky(C):
     are BLAS's: capped at the free cores (beside another process, two
     spinning threads made a 300-point solve 16x slower)."""
     import scipy.linalg
+
+    from ...backends._threads import blas_products  # (loads Numba: not at import fastsinkhorn)
 
     with blas_products():
         factor = scipy.linalg.cho_factor(C, lower=True, check_finite=False)
